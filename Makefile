@@ -1,0 +1,46 @@
+# confidisk — see README.md. `make demo` runs the main job, `make test` every test.
+GO      ?= go
+BIN     := bin/confidisk
+PKGS    := ./...
+STATICCHECK_VERSION := v0.8.2
+export CGO_ENABLED := 0
+
+.PHONY: all build deps test unit lint lab demo bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/confidisk
+
+# Installs the oracles and lab tools (veritysetup, qemu, swtpm, ...) when run as root.
+deps:
+	@scripts/install-deps.sh
+
+# Every test: lint, unit and oracle tests, then the lab (real kernel under QEMU).
+test: deps build lint unit lab
+
+unit:
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet $(PKGS)
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
+
+lab: build
+	@echo "lab suite: not yet present"
+
+demo: deps build
+	@scripts/demo.sh
+
+bench: build
+	@bench/verity.sh
+
+# Short fuzzing run of every fuzz target (FUZZTIME=30s by default).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./verity -run '^$$' -fuzz FuzzParseSuperblock -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin
