@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 )
 
 // ReadWriterAt is a hash device: [Format] writes the tree and reads lower
@@ -18,6 +19,10 @@ type ReadWriterAt interface {
 // writes it to hashDev, with the superblock unless p.NoSuperblock; it returns
 // the root hash. For the same parameters the bytes written are those of
 // `veritysetup format` (cryptsetup VERITY_create and VERITY_write_sb).
+//
+// Like veritysetup, which writes the superblock as a whole hash block, Format
+// extends a regular *os.File hash device to at least the end of the hash
+// block that holds the superblock.
 //
 // Format writes the superblock last and zeroes its place first, so a hash
 // device whose format fails part-way never carries a valid superblock. It
@@ -34,6 +39,9 @@ func Format(ctx context.Context, data io.ReaderAt, hashDev ReadWriterAt, p Param
 		o = &Options{}
 	}
 	if !p.NoSuperblock {
+		if err := growFile(hashDev, t.g.HashStartBlock*uint64(p.HashBlockSize)); err != nil {
+			return nil, err
+		}
 		if _, err := hashDev.WriteAt(make([]byte, SuperblockSize), int64(p.HashOffset)); err != nil {
 			return nil, fmt.Errorf("clear superblock: %w", err)
 		}
@@ -67,6 +75,25 @@ func Format(ctx context.Context, data io.ReaderAt, hashDev ReadWriterAt, p Param
 		}
 	}
 	return root, nil
+}
+
+// growFile extends a regular file (an *os.File) that is shorter than size.
+func growFile(dev any, size uint64) error {
+	f, ok := dev.(interface {
+		Stat() (os.FileInfo, error)
+		Truncate(int64) error
+	})
+	if !ok {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || uint64(st.Size()) >= size {
+		return nil
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		return fmt.Errorf("extend hash file to %d bytes: %w", size, err)
+	}
+	return nil
 }
 
 // Verify checks data and hashDev against root, hashing on all cores. It
