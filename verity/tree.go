@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -184,7 +185,10 @@ func (t *tree) run(ctx context.Context, s step, workers int, pr *progress, emit 
 	for range workers {
 		wg.Go(func() {
 			h := t.newHash()
-			children := make([]byte, int(batch)*perParent)
+			var children []byte
+			if _, ok := s.child.(*Mapping); !ok {
+				children = make([]byte, int(batch)*perParent)
+			}
 			parents := make([]byte, int(batch)*hbs)
 			for {
 				b := next.Add(1) - 1
@@ -199,19 +203,22 @@ func (t *tree) run(ctx context.Context, s step, workers int, pr *progress, emit 
 				np := min(batch, s.nParents-first)
 				c0 := first * hpb
 				nc := min(np*hpb, s.nChildren-c0)
-				buf := children[:int(nc)*s.childSize]
 				off := s.childBase + int64(c0)*int64(s.childSize)
-				if n, err := s.child.ReadAt(buf, off); n < len(buf) {
-					fail(b, t.shortRead(s, c0+uint64(n/s.childSize), err))
-					return
+				buf, ok := mapped(s.child, off, int(nc)*s.childSize)
+				if !ok {
+					buf = children[:int(nc)*s.childSize]
+					if n, err := s.child.ReadAt(buf, off); n < len(buf) {
+						fail(b, t.shortRead(s, c0+uint64(n/s.childSize), err))
+						return
+					}
 				}
 				out := parents[:int(np)*hbs]
-				clear(out)
-				for i := range nc {
-					pb := i / hpb
-					e := t.entryOffset(i % hpb)
-					dst := out[int(pb)*hbs+int(e):]
-					t.digest(h, buf[int(i)*s.childSize:int(i+1)*s.childSize], dst)
+				if err := t.hashChildren(h, s, buf, out, nc); err != nil {
+					fail(b, err)
+					return
+				}
+				if ok {
+					s.child.(*Mapping).release(off, len(buf))
 				}
 				if err := emit(first, out); err != nil {
 					fail(b, err)
@@ -223,6 +230,43 @@ func (t *tree) run(ctx context.Context, s step, workers int, pr *progress, emit 
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// mapped returns the bytes of a memory-mapped child device without a copy.
+func mapped(r io.ReaderAt, off int64, n int) ([]byte, bool) {
+	if m, ok := r.(*Mapping); ok {
+		return m.slice(off, n)
+	}
+	return nil, false
+}
+
+// hashChildren writes the entries of the nc child blocks in buf into the
+// zeroed parent blocks out. A fault while reading a memory-mapped file that
+// shrank under us becomes an error.
+func (t *tree) hashChildren(h hash.Hash, s step, buf, out []byte, nc uint64) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			// With SetPanicOnFault a fault panics with an error that has the
+			// faulting address; anything else is a bug and panics on.
+			fault, ok := r.(interface {
+				error
+				Addr() uintptr
+			})
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("read level %d blocks: memory fault at %#x (did the device shrink while being hashed?): %w", s.childLevel, fault.Addr(), fault)
+		}
+	}()
+	hbs := int(t.p.HashBlockSize)
+	hpb := t.g.HashesPerBlock
+	clear(out)
+	for i := range nc {
+		dst := out[int(i/hpb)*hbs+int(t.entryOffset(i%hpb)):]
+		t.digest(h, buf[int(i)*s.childSize:int(i+1)*s.childSize], dst)
+	}
+	return nil
 }
 
 // shortRead explains a read that ended before child block c.

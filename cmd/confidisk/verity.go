@@ -155,12 +155,14 @@ func runVerityFormat(ctx context.Context, out io.Writer, dataPath, hashPath stri
 	if err != nil {
 		return usageError{err}
 	}
+	src, unmap := mapData(data, int64(p.DataSize()))
+	defer unmap()
 	bar := newProgress("hashing", int64(p.DataSize()))
 	opts := &verity.Options{Progress: bar.update}
 	var root []byte
 	err = writeHashDevice(dataPath, hashPath, p.HashOffset, func(h verity.ReadWriterAt) error {
 		var err error
-		root, err = verity.Format(ctx, data, h, p, opts)
+		root, err = verity.Format(ctx, src, h, p, opts)
 		return err
 	})
 	bar.finish()
@@ -239,6 +241,16 @@ func sameFile(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// mapData memory-maps the data to hash, so that it is hashed without a copy;
+// where mapping is not possible the file itself is read.
+func mapData(f *os.File, size int64) (io.ReaderAt, func()) {
+	m, err := verity.Map(f, size)
+	if err != nil {
+		return f, func() {}
+	}
+	return m, func() { m.Close() }
 }
 
 // openSized opens a file or block device and returns its size.
@@ -398,8 +410,10 @@ device cannot be read, 2 for a bad command line. Silent on success unless -v.`,
 			if err != nil {
 				return err
 			}
+			src, unmap := mapData(data, int64(p.DataSize()))
+			defer unmap()
 			bar := newProgress("verifying", int64(p.DataSize()))
-			err = verity.Verify(cmd.Context(), data, hashDev, p, root, &verity.Options{Progress: bar.update})
+			err = verity.Verify(cmd.Context(), src, hashDev, p, root, &verity.Options{Progress: bar.update})
 			bar.finish()
 			if err != nil {
 				return fmt.Errorf("verification failed: %w", err)
