@@ -85,7 +85,7 @@ func (f *treeFlags) params(dataSize int64) (verity.Params, error) {
 	if p.Salt, err = verity.ParseSalt(f.salt); err != nil {
 		return p, usageError{err}
 	}
-	if f.uuid != "" {
+	if f.uuid != "" && !f.noSuperblock { // without a superblock there is nowhere to keep it
 		if p.UUID, err = verity.ParseUUID(f.uuid); err != nil {
 			return p, usageError{err}
 		}
