@@ -42,15 +42,6 @@ func (m *memDev) WriteAt(p []byte, off int64) (int, error) {
 	return copy(m.b[off:], p), nil
 }
 
-func mustHex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestCompatVectors checks the root hashes of cryptsetup's
 // tests/verity-compat-test (check_root_hash): 8 MiB of zeros.
 func TestCompatVectors(t *testing.T) {
