@@ -30,7 +30,8 @@ command line). A single changed bit anywhere makes the read fail.
 The hash device, its superblock and the root hash are byte-compatible with
 veritysetup from cryptsetup 2.6: either tool can format, the other verify.`,
 	}
-	cmd.AddCommand(newVerityFormatCmd(), newVerityVerifyCmd(), newVerityDumpCmd(), newVerityReadCmd())
+	cmd.AddCommand(newVerityFormatCmd(), newVerityVerifyCmd(), newVerityDumpCmd(), newVerityReadCmd(),
+		newVerityOpenCmd(), newVerityCloseCmd())
 	return cmd
 }
 
