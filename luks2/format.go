@@ -292,9 +292,10 @@ func Format(dev io.WriterAt, devSize uint64, passphrase []byte, o FormatOptions)
 	if _, err := rand.Read(d.Salt); err != nil {
 		return nil, nil, err
 	}
-	d.Iterations = max(minPBKDF2Iterations, benchmarkPBKDF2("sha256", digestIterTime))
-	if o.PBKDF.Iterations > 0 { // forced costs: tests and offline tools want speed
-		d.Iterations = minPBKDF2Iterations
+	// With forced KDF costs cryptsetup also uses the minimum digest cost.
+	d.Iterations = minPBKDF2Iterations
+	if o.PBKDF.Iterations == 0 {
+		d.Iterations = max(minPBKDF2Iterations, benchmarkPBKDF2("sha256", digestIterTime))
 	}
 	if d.Digest, err = computeDigest(d, vk, 32); err != nil {
 		return nil, nil, err

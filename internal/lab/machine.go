@@ -1,0 +1,492 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	pollInterval = 50 * time.Millisecond
+	// consoleTail is how many console lines an error carries.
+	consoleTail = 40
+	// doneGrace is how long QEMU may take to exit after LAB-DONE.
+	doneGrace = 15 * time.Second
+)
+
+// Disk is a raw disk image attached to a [Machine]. Disks appear in the
+// guest in their order: /dev/vda, /dev/vdb, ...
+type Disk struct {
+	// Path is the image file. Empty means disk<N>.img in the machine's
+	// directory.
+	Path string
+	// Size is the size in bytes of a sparse image created when Path does
+	// not exist yet; an existing image is used as it is.
+	Size int64
+}
+
+// Machine is a virtual machine that can boot several times with the same
+// disks and the same vTPM: its swtpm state directory lives as long as the
+// Machine's directory, so a second [Machine.Boot] is a reboot. A Machine
+// boots one at a time (Boot is not safe for concurrent use); different
+// Machines may boot in parallel.
+//
+// swtpm runs with --flags startup-clear, as firmware would send
+// TPM2_Startup; without firmware PCRs 0-7 stay zero (see DESIGN.md §5).
+//
+// The disks use QEMU's default cache=writeback, set explicitly. A power cut
+// ([BootOptions.CutAt]) kills QEMU with SIGKILL: whatever QEMU had written to
+// an image file is then in the host page cache and stays (the host does not
+// crash), while everything still in the guest's page cache is lost. That is
+// the failure guest-side crash consistency must survive, and it is
+// deterministic because [Preamble]'s point syncs before the cut. cache=none
+// would need O_DIRECT (not on tmpfs) and cache=writethrough makes every
+// write synchronous on the host, both for no gain here: neither changes what
+// survives a killed QEMU. cache=unsafe would not either, but it also drops the
+// guest's flushes, so a future host-crash test would be meaningless with it.
+// What this does not model is a disk that loses writes it acknowledged but
+// had not flushed; that needs a block layer that drops unflushed writes.
+type Machine struct {
+	// Kernel is the kernel to boot.
+	Kernel *KernelInfo
+	// Dir holds the vTPM state (tpm/), default disk images and one console
+	// log per boot.
+	Dir string
+	// Disks are attached in order as virtio disks.
+	Disks []Disk
+	// MemoryMiB is the guest's memory; 0 means 1024.
+	MemoryMiB int
+	// CPUs is the number of virtual CPUs; 0 means 2.
+	CPUs int
+	// Accel is "tcg" or "kvm"; empty means [Accelerator].
+	Accel string
+
+	boots int
+}
+
+// NewMachine creates a machine in dir (created if missing) with a fresh vTPM
+// state directory and the given disks; missing images are created sparse.
+func NewMachine(dir string, k *KernelInfo, disks ...Disk) (*Machine, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("machine directory: %w", err)
+	}
+	m := &Machine{Kernel: k, Dir: dir}
+	if err := os.MkdirAll(m.TPMStateDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("create vtpm state directory: %w", err)
+	}
+	for i, d := range disks {
+		if d.Path == "" {
+			d.Path = filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
+		}
+		if d.Path, err = filepath.Abs(d.Path); err != nil {
+			return nil, fmt.Errorf("disk %d: %w", i, err)
+		}
+		if !fileExists(d.Path) {
+			if d.Size <= 0 {
+				return nil, fmt.Errorf("disk %d: %s does not exist and has no size to create it with", i, d.Path)
+			}
+			f, err := os.OpenFile(d.Path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			if err != nil {
+				return nil, fmt.Errorf("create disk %d: %w", i, err)
+			}
+			err = f.Truncate(d.Size)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create disk %d: %w", i, err)
+			}
+		}
+		m.Disks = append(m.Disks, d)
+	}
+	return m, nil
+}
+
+// TPMStateDir is the swtpm state directory kept across boots.
+func (m *Machine) TPMStateDir() string { return filepath.Join(m.Dir, "tpm") }
+
+// BootOptions configures one [Machine.Boot].
+type BootOptions struct {
+	// Initrd is the initramfs file to boot (see [Initramfs.Build]).
+	Initrd string
+	// Append holds extra kernel parameters.
+	Append []string
+	// CutAt names a point (see [Preamble]) at which the power is cut: the
+	// guest stops there after syncing and QEMU is killed with SIGKILL.
+	CutAt string
+	// Console, if set, receives every console line as it arrives.
+	Console io.Writer
+}
+
+// Result is one "RESULT <name> ok|fail <detail>" line of the guest.
+type Result struct {
+	// Name identifies the check.
+	Name string
+	// OK is true for "ok", false for "fail" (or anything else).
+	OK bool
+	// Detail is the rest of the line.
+	Detail string
+}
+
+// BootResult is what one boot did.
+type BootResult struct {
+	// Results are the guest's RESULT lines, in order.
+	Results []Result
+	// Points are the names of the POINT lines, in order.
+	Points []string
+	// Done is true when the guest printed LAB-DONE.
+	Done bool
+	// ExitStatus is the scenario script's exit status from LAB-DONE.
+	ExitStatus int
+	// Cut is true when the power was cut at [BootOptions.CutAt].
+	Cut bool
+	// Accel is the accelerator used, "tcg" or "kvm".
+	Accel string
+	// InitTime is the wall time from starting QEMU to LAB-INIT; zero when
+	// the guest never got there.
+	InitTime time.Duration
+	// Duration is the wall time of the whole boot.
+	Duration time.Duration
+	// ConsoleLog is the file with this boot's complete console output.
+	ConsoleLog string
+
+	tail []string
+}
+
+// Tail returns the last console lines (at most 40), for error messages.
+func (r *BootResult) Tail() string { return strings.Join(r.tail, "\n") }
+
+// Failed returns the results that are not ok.
+func (r *BootResult) Failed() []Result {
+	var f []Result
+	for _, res := range r.Results {
+		if !res.OK {
+			f = append(f, res)
+		}
+	}
+	return f
+}
+
+// Boot starts swtpm and QEMU, runs the guest until it powers off (or prints
+// LAB-DONE), the power is cut at opts.CutAt, or ctx ends, and returns what
+// the guest reported. The error is non-nil when the guest did not finish
+// normally (no LAB-DONE and no cut: panic, timeout, QEMU failure); it then
+// carries the last console lines, and the BootResult is still returned.
+func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*BootResult, error) {
+	start := time.Now()
+	accel := m.Accel
+	if accel == "" {
+		a, err := Accelerator(ctx, m.Kernel)
+		if err != nil {
+			return nil, err
+		}
+		accel = a
+	}
+	qemu, err := lookTool("qemu-system-x86_64", "qemu-system-x86")
+	if err != nil {
+		return nil, err
+	}
+	swtpm, err := lookTool("swtpm", "swtpm")
+	if err != nil {
+		return nil, err
+	}
+	if opts.Initrd == "" {
+		return nil, errors.New("boot: no initrd given")
+	}
+	if strings.ContainsAny(opts.CutAt, " \t\n") {
+		return nil, fmt.Errorf("boot: cut point %q contains white space", opts.CutAt)
+	}
+	m.boots++
+	res := &BootResult{Accel: accel, ConsoleLog: filepath.Join(m.Dir, fmt.Sprintf("console-%d.log", m.boots))}
+	defer func() { res.Duration = time.Since(start) }()
+
+	// Unix socket paths are limited to 108 bytes: keep them short.
+	sockDir, err := os.MkdirTemp("", "lab-tpm-")
+	if err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "swtpm.sock")
+	stopTPM, err := startSWTPM(ctx, swtpm, m.TPMStateDir(), sock, filepath.Join(m.Dir, "swtpm.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer stopTPM()
+
+	logf, err := os.Create(res.ConsoleLog)
+	if err != nil {
+		return nil, fmt.Errorf("create console log: %w", err)
+	}
+	defer logf.Close()
+
+	args := m.qemuArgs(accel, sock, opts)
+	fmt.Fprintf(logf, "# %s %s\n", qemu, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("qemu stdout: %w", err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("qemu stderr: %w", err)
+	}
+	qemuStart := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+
+	lines := make(chan string)
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go readLines(stdout, "", lines, &readers)
+	go readLines(stderr, "qemu: ", lines, &readers)
+	go func() { readers.Wait(); close(lines) }()
+
+	var (
+		kvmFailed bool
+		grace     <-chan time.Time
+	)
+	kill := func() { _ = cmd.Process.Kill() }
+loop:
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				break loop
+			}
+			fmt.Fprintln(logf, line)
+			if opts.Console != nil {
+				fmt.Fprintln(opts.Console, line)
+			}
+			res.tail = append(res.tail, line)
+			if len(res.tail) > consoleTail {
+				res.tail = res.tail[len(res.tail)-consoleTail:]
+			}
+			switch ev, arg := parseLine(line); ev {
+			case "init":
+				if res.InitTime == 0 {
+					res.InitTime = time.Since(qemuStart)
+				}
+			case "point":
+				res.Points = append(res.Points, arg)
+				if opts.CutAt != "" && arg == opts.CutAt && !res.Cut {
+					res.Cut = true
+					kill()
+				}
+			case "result":
+				res.Results = append(res.Results, parseResult(arg))
+			case "done":
+				res.Done = true
+				res.ExitStatus, _ = strconv.Atoi(arg)
+				grace = time.After(doneGrace)
+			case "kvm-error":
+				kvmFailed = true
+				kill()
+			}
+		case <-grace:
+			kill()
+			grace = nil
+		}
+	}
+	werr := cmd.Wait()
+
+	switch {
+	case res.Cut:
+		return res, nil
+	case res.Done:
+		return res, nil
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("boot timed out or was cancelled (%w); last console lines:\n%s", ctx.Err(), res.Tail())
+	case kvmFailed:
+		return res, fmt.Errorf("kvm failed to run the guest; last console lines:\n%s", res.Tail())
+	case opts.CutAt != "":
+		return res, fmt.Errorf("guest stopped before reaching cut point %q (qemu: %v); last console lines:\n%s", opts.CutAt, werr, res.Tail())
+	default:
+		return res, fmt.Errorf("guest stopped before LAB-DONE (qemu: %v); last console lines:\n%s", werr, res.Tail())
+	}
+}
+
+// qemuArgs builds QEMU's command line. The console is ttyS0 on QEMU's
+// standard output (-display none -serial stdio, the non-interactive form of
+// -nographic).
+func (m *Machine) qemuArgs(accel, sock string, opts BootOptions) []string {
+	mem := m.MemoryMiB
+	if mem == 0 {
+		mem = 1024
+	}
+	cpus := m.CPUs
+	if cpus == 0 {
+		cpus = 2
+	}
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	cmdline := []string{"console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init"}
+	// Under TCG the kernel's boot-time crypto self-tests and speculation
+	// mitigations cost seconds per boot and test nothing of ours.
+	cmdline = append(cmdline, "cryptomgr.notests", "mitigations=off")
+	if opts.CutAt != "" {
+		cmdline = append(cmdline, "lab.cut="+opts.CutAt)
+	}
+	cmdline = append(cmdline, opts.Append...)
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-machine", "q35", "-accel", accel, "-cpu", cpu,
+		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-display", "none", "-monitor", "none", "-serial", "stdio",
+		"-no-reboot",
+		"-kernel", m.Kernel.Vmlinuz, "-initrd", opts.Initrd,
+		"-append", strings.Join(cmdline, " "),
+	}
+	for i, d := range m.Disks {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,cache=writeback,index=%d", d.Path, i))
+	}
+	args = append(args,
+		"-chardev", "socket,id=chrtpm,path="+sock,
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+		"-device", "tpm-crb,tpmdev=tpm0",
+	)
+	return args
+}
+
+// startSWTPM starts swtpm on the control socket sock with its state in
+// stateDir and waits for the socket; the returned function stops it.
+func startSWTPM(ctx context.Context, swtpm, stateDir, sock, logFile string) (func(), error) {
+	cmd := exec.Command(swtpm, "socket", "--tpm2",
+		"--tpmstate", "dir="+stateDir,
+		"--ctrl", "type=unixio,path="+sock,
+		"--flags", "startup-clear",
+		"--log", "file="+logFile+",level=1",
+		"--terminate")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !fileExists(sock) {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("swtpm exited before listening (%v): %s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, errors.New("swtpm did not create its socket within 10s")
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			stop()
+			return nil, fmt.Errorf("wait for swtpm: %w", err)
+		}
+	}
+	return stop, nil
+}
+
+// readLines sends r's lines, without line ends, to lines with prefix.
+func readLines(r io.Reader, prefix string, lines chan<- string, wg *sync.WaitGroup) {
+	defer wg.Done()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		s, err := br.ReadString('\n')
+		if s != "" {
+			lines <- prefix + strings.TrimRight(s, "\r\n")
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// parseLine classifies a console line: "init", "point" (arg: name),
+// "result" (arg: the rest), "done" (arg: exit status), "kvm-error", or "".
+// Markers are found anywhere in the line, since kernel messages may precede
+// them on the same line.
+func parseLine(line string) (event, arg string) {
+	if strings.Contains(line, "KVM internal error") || strings.Contains(line, "emulation failure") {
+		return "kvm-error", ""
+	}
+	best := -1
+	for _, m := range []struct{ marker, event string }{
+		{"LAB-INIT", "init"}, {"POINT ", "point"}, {"RESULT ", "result"}, {"LAB-DONE", "done"},
+	} {
+		i := markerIndex(line, m.marker)
+		if i < 0 || (best >= 0 && i >= best) {
+			continue
+		}
+		best, event, arg = i, m.event, strings.TrimSpace(line[i+len(m.marker):])
+	}
+	return event, arg
+}
+
+// markerIndex returns the index of the first occurrence of marker in line
+// that starts the line or follows a space, tab or ']' (the end of a kernel
+// message prefix), or -1.
+func markerIndex(line, marker string) int {
+	off := 0
+	for {
+		i := strings.Index(line[off:], marker)
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i == 0 || strings.ContainsRune(" ]\t", rune(line[i-1])) {
+			return i
+		}
+		off = i + 1
+	}
+}
+
+// parseResult parses the part of a RESULT line after "RESULT ".
+func parseResult(s string) Result {
+	f := strings.SplitN(s, " ", 3)
+	r := Result{Name: f[0]}
+	if len(f) > 1 {
+		r.OK = f[1] == "ok"
+	}
+	if len(f) > 2 {
+		r.Detail = strings.TrimSpace(f[2])
+	}
+	return r
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
