@@ -8,6 +8,7 @@ import (
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/loop"
 	"github.com/confidisk/confidisk/verity"
+	"golang.org/x/sys/unix"
 )
 
 // blockDevice returns a block device for path: path itself when it is one,
@@ -20,6 +21,16 @@ func blockDevice(path string) (dev string, release func(), err error) {
 		return "", nil, err
 	}
 	if st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
+		// Like cryptsetup, refuse a device that is mounted or mapped: an
+		// exclusive open fails with EBUSY then.
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if errors.Is(err, unix.EBUSY) {
+				return "", nil, fmt.Errorf("%s is in use (already mapped or mounted)", path)
+			}
+			return "", nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		unix.Close(fd)
 		return path, func() {}, nil
 	}
 	if !st.Mode().IsRegular() {
