@@ -257,6 +257,7 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*BootResult, erro
 
 	var (
 		kvmFailed bool
+		panicLine string // the kernel's "Kernel panic" line, kept for the error
 		grace     <-chan time.Time
 	)
 	kill := func() { _ = cmd.Process.Kill() }
@@ -270,6 +271,9 @@ loop:
 			fmt.Fprintln(logf, line)
 			if opts.Console != nil {
 				fmt.Fprintln(opts.Console, line)
+			}
+			if panicLine == "" && strings.Contains(line, "Kernel panic") {
+				panicLine = line
 			}
 			res.tail = append(res.tail, line)
 			if len(res.tail) > consoleTail {
@@ -314,6 +318,8 @@ loop:
 		return res, fmt.Errorf("kvm failed to run the guest; last console lines:\n%s", res.Tail())
 	case opts.CutAt != "":
 		return res, fmt.Errorf("guest stopped before reaching cut point %q (qemu: %v); last console lines:\n%s", opts.CutAt, werr, res.Tail())
+	case panicLine != "":
+		return res, fmt.Errorf("guest kernel panicked: %s; last console lines:\n%s", strings.TrimSpace(panicLine), res.Tail())
 	default:
 		return res, fmt.Errorf("guest stopped before LAB-DONE (qemu: %v); last console lines:\n%s", werr, res.Tail())
 	}
