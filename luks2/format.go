@@ -119,23 +119,32 @@ func benchmarkPBKDF2(hash string, target time.Duration) int {
 	}
 }
 
-// benchmarkArgon2 picks Argon2 costs for target, as cryptsetup's
-// argon2 benchmark does: start from the minimum time cost with the memory
-// limit; too slow lowers the memory, fast enough raises the time cost.
+// benchmarkArgon2 picks Argon2 costs that take about target to compute on
+// this machine, within the memory limit mem (KiB), as cryptsetup's
+// benchmark does: Argon2 time grows linearly with time cost × memory, so it
+// measures a small run and extrapolates, twice more from runs of an eighth
+// and half of the target (the growth is not quite linear: caches). Memory is preferred over time cost
+// (minimum time cost 4), as in cryptsetup.
 func benchmarkArgon2(typ string, mem, par int, target time.Duration) (timeCost, memKiB int) {
 	run := func(t, m int) time.Duration {
 		start := time.Now()
 		k := KDF{Type: typ, Time: t, Memory: m, CPUs: par, Salt: make([]byte, 32)}
 		_, _ = deriveKey(&k, []byte("benchmark"), 32)
-		return time.Since(start)
+		return max(time.Since(start), time.Millisecond)
 	}
-	t := minArgon2Time
-	el := run(t, mem)
-	if el > target {
-		mem = max(minArgon2MemoryKiB, int(float64(mem)*float64(target)/float64(el)))
-		return t, mem
+	// cost → (time cost, memory): fill memory first, then raise the time cost.
+	split := func(cost float64) (int, int) {
+		if cost <= float64(minArgon2Time*mem) {
+			return minArgon2Time, max(minArgon2MemoryKiB, int(cost/minArgon2Time))
+		}
+		return max(minArgon2Time, int(cost/float64(mem))), mem
 	}
-	return max(minArgon2Time, int(float64(t)*float64(target)/float64(el))), mem
+	t, m := minArgon2Time, min(mem, 32*1024)
+	for _, goal := range []time.Duration{target / 8, target / 2, target} {
+		el := run(t, m)
+		t, m = split(float64(t*m) * float64(goal) / float64(el))
+	}
+	return t, m
 }
 
 // FormatOptions mirror `cryptsetup luksFormat --type luks2`.

@@ -1,0 +1,761 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/confidisk/confidisk/activate"
+	"github.com/confidisk/confidisk/devlock"
+	"github.com/confidisk/confidisk/dm"
+	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/probe"
+)
+
+func newLUKSCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "luks",
+		Short: "Create, open and manage LUKS2 volumes (cryptsetup-compatible)",
+		Long: `LUKS2 volumes encrypt a device with a volume key that is kept, encrypted under
+passphrases, in keyslots of a header at the start of the device. With
+--integrity, every sector also carries an authentication tag (dm-integrity), so
+that changed ciphertext reads as an I/O error instead of garbage.
+
+Headers are written in Go, byte-compatible with cryptsetup 2.6: a volume made
+here opens with cryptsetup and the other way round. Flags are named as in
+cryptsetup. Commands that map devices (open, close, and format with
+--integrity) need root and device-mapper.`,
+	}
+	cmd.AddCommand(newLUKSFormatCmd(), newLUKSOpenCmd(), newLUKSCloseCmd(), newLUKSDumpCmd(),
+		newLUKSAddKeyCmd(), newLUKSRemoveKeyCmd(), newLUKSKillSlotCmd(), newLUKSTokenCmd(),
+		newLUKSHeaderBackupCmd(), newLUKSHeaderRestoreCmd())
+	return cmd
+}
+
+// keyInput is how a command gets a passphrase: --key-file (a file, or - for
+// standard input, read whole), else a no-echo prompt on a terminal, else one
+// line of standard input.
+type keyInput struct {
+	keyFile string
+	in      io.Reader
+	stderr  io.Writer
+}
+
+func (k *keyInput) read(prompt string, confirm bool) ([]byte, error) {
+	if k.keyFile != "" {
+		var b []byte
+		var err error
+		if k.keyFile == "-" {
+			b, err = io.ReadAll(io.LimitReader(k.in, 8<<20+1))
+		} else {
+			b, err = readFileLimited(k.keyFile, 8<<20)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read key file: %w", err)
+		}
+		if len(b) > 8<<20 {
+			return nil, errors.New("key file is larger than 8 MiB")
+		}
+		if len(b) == 0 {
+			return nil, errors.New("key file is empty")
+		}
+		return b, nil
+	}
+	if f, ok := k.in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(k.stderr, prompt)
+		p, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(k.stderr)
+		if err != nil {
+			return nil, err
+		}
+		if confirm {
+			fmt.Fprint(k.stderr, "Verify passphrase: ")
+			q, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(k.stderr)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(p, q) {
+				return nil, errors.New("passphrases do not match")
+			}
+		}
+		if len(p) == 0 {
+			return nil, errors.New("empty passphrase")
+		}
+		return p, nil
+	}
+	line, err := bufio.NewReader(k.in).ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		return nil, fmt.Errorf("read passphrase from standard input: %w", err)
+	}
+	p := []byte(strings.TrimSuffix(line, "\n"))
+	if len(p) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	return p, nil
+}
+
+func readFileLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit+1))
+}
+
+// pbkdfFlags are cryptsetup's keyslot KDF options.
+type pbkdfFlags struct {
+	pbkdf      string
+	hash       string
+	iterations int
+	memory     int
+	parallel   int
+	iterTimeMS int
+}
+
+func (p *pbkdfFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&p.pbkdf, "pbkdf", "argon2id", "keyslot KDF: argon2id, argon2i or pbkdf2")
+	fs.StringVar(&p.hash, "hash", "sha256", "hash for pbkdf2 and the anti-forensic splitter")
+	fs.IntVar(&p.iterations, "pbkdf-force-iterations", 0, "fixed KDF cost (pbkdf2 iterations or Argon2 time cost) instead of a benchmark")
+	fs.IntVar(&p.memory, "pbkdf-memory", 0, "Argon2 memory in KiB (default: up to 1 GiB, at most half the RAM)")
+	fs.IntVar(&p.parallel, "pbkdf-parallel", 0, "Argon2 threads (default: up to 4)")
+	fs.IntVarP(&p.iterTimeMS, "iter-time", "i", 2000, "unlock time the KDF benchmark aims at, in milliseconds")
+}
+
+func (p *pbkdfFlags) value() luks2.PBKDF {
+	return luks2.PBKDF{Type: p.pbkdf, Hash: p.hash, Iterations: p.iterations, MemoryKiB: p.memory,
+		Parallel: p.parallel, IterTime: time.Duration(p.iterTimeMS) * time.Millisecond}
+}
+
+// device is an open LUKS2 device with its metadata lock.
+type device struct {
+	f    *os.File
+	size int64
+	lock *devlock.Lock
+}
+
+func openDevice(path string, write bool) (*device, error) {
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, size, err := openSized(path, flag)
+	if err != nil {
+		return nil, err
+	}
+	l, err := devlock.Acquire(path, write, false)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &device{f: f, size: size, lock: l}, nil
+}
+
+func (d *device) close() error {
+	d.lock.Unlock()
+	return d.f.Close()
+}
+
+// readHeader reads the LUKS2 header and, when a copy is damaged or stale and
+// the device is writable, repairs it from the good one and says so.
+func (d *device) readHeader(path string, stderr io.Writer, writable bool) (*luks2.Header, error) {
+	h, rep, err := luks2.Read(d.f)
+	if err != nil {
+		if errors.Is(err, luks2.ErrNotLUKS2) {
+			return nil, fmt.Errorf("%s is not a LUKS2 device", path)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if rep.NeedsRepair() {
+		what := "the two header copies differ"
+		if rep.PrimaryErr != nil {
+			what = fmt.Sprintf("the primary header is damaged (%v)", rep.PrimaryErr)
+		} else if rep.SecondaryErr != nil {
+			what = fmt.Sprintf("the secondary header is damaged (%v)", rep.SecondaryErr)
+		}
+		if !writable {
+			fmt.Fprintf(stderr, "WARNING: %s: %s; using the valid copy (a command that writes the header repairs it).\n", path, what)
+			return h, nil
+		}
+		if err := h.Write(d.f); err != nil {
+			return nil, fmt.Errorf("%s: %s, and the repair failed: %w", path, what, err)
+		}
+		fmt.Fprintf(stderr, "%s: %s; repaired from the valid copy.\n", path, what)
+	}
+	return h, nil
+}
+
+func newLUKSFormatCmd() *cobra.Command {
+	var (
+		kdf                                   pbkdfFlags
+		typ, cipher, integ, keyFile, label    string
+		subsystem, uuid, volumeKeyFile        string
+		keySizeBits, sectorSize, keySlot      int
+		metadataSize, keyslotsSize, offset    uint64
+		batch, integrityNoWipe, integrityFast bool
+	)
+	cmd := &cobra.Command{
+		Use:   "format DEVICE",
+		Short: "Write a new LUKS2 header (and initialise integrity) on DEVICE",
+		Long: `Write a new LUKS2 header to DEVICE (a block device or an image file) with one
+passphrase in a keyslot, as cryptsetup luksFormat --type luks2 does. All data on
+DEVICE is lost; a device that already holds a file system or volume is refused
+unless you confirm on the terminal or give --batch-mode.
+
+With --integrity (hmac-sha256, hmac-sha512, or aead with --cipher
+aes-gcm-random) every sector gets an authentication tag. The kernel then writes
+the dm-integrity superblock and the tags must be initialised, which needs root
+and device-mapper:
+  (default)            write zeros through the whole volume, as cryptsetup does:
+                       every sector reads back as zeros.
+  --integrity-fast     write only the first and last MiB. Unwritten sectors
+                       fail to read (EIO) until written: never stale or foreign
+                       data, since old tags cannot verify under the new key.
+  --integrity-no-wipe  write none (reads of any unwritten sector fail).`,
+		Example: `  confidisk luks format --batch-mode --key-file key.txt disk.img
+  confidisk luks format --integrity hmac-sha256 --sector-size 4096 /dev/vdb
+  confidisk luks format --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --label state disk.img`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if typ != "luks2" {
+				return usageError{fmt.Errorf("--type %q: only luks2 is supported", typ)}
+			}
+			if keySizeBits%8 != 0 {
+				return usageError{fmt.Errorf("--key-size %d is not a whole number of bytes", keySizeBits)}
+			}
+			path := args[0]
+			d, err := openDevice(path, true)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			if err := confirmOverwrite(cmd, d.f, path, batch); err != nil {
+				return err
+			}
+			ki := &keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}
+			pass, err := ki.read(fmt.Sprintf("Enter passphrase for %s: ", path), true)
+			if err != nil {
+				return err
+			}
+			o := luks2.FormatOptions{
+				Cipher: cipher, KeySize: keySizeBits / 8, Integrity: integ, SectorSize: sectorSize,
+				PBKDF: kdf.value(), Label: label, Subsystem: subsystem, UUID: uuid,
+				HdrSize: metadataSize, KeyslotsSize: keyslotsSize, DataOffset: offset * 512, Keyslot: keySlot,
+			}
+			if volumeKeyFile != "" {
+				if o.VolumeKey, err = os.ReadFile(volumeKeyFile); err != nil {
+					return fmt.Errorf("read volume key file: %w", err)
+				}
+			}
+			var client *dm.Client
+			if integ != "" && integ != "none" {
+				if client, err = dm.Open(dm.DefaultControl); err != nil {
+					return fmt.Errorf("--integrity needs device-mapper (the kernel writes the dm-integrity superblock): %w", err)
+				}
+				defer client.Close()
+			}
+			h, vk, err := luks2.Format(d.f, uint64(d.size), pass, o)
+			if err != nil {
+				return fmt.Errorf("format %s: %w", path, err)
+			}
+			if err := d.f.Sync(); err != nil {
+				return err
+			}
+			if client == nil {
+				return nil
+			}
+			d.lock.Unlock() // activation takes its own view of the device
+			d.lock = nil
+			if _, err := activate.InitIntegrity(client, path, h); err != nil {
+				return fmt.Errorf("initialise dm-integrity on %s: %w", path, err)
+			}
+			if integrityNoWipe {
+				return nil
+			}
+			mode := activate.InitFull
+			if integrityFast {
+				mode = activate.InitFast
+			}
+			bar := newProgress("initialising integrity tags", d.size)
+			err = activate.WipeIntegrity(client, path, h, vk, mode, func(done, _ int64) { bar.update(uint64(done), 0) })
+			bar.finish()
+			if err != nil {
+				return fmt.Errorf("initialise integrity tags on %s: %w", path, err)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	kdf.register(fl)
+	fl.StringVar(&typ, "type", "luks2", "header type (only luks2)")
+	fl.StringVarP(&cipher, "cipher", "c", "", "cipher (default aes-xts-plain64; aes-gcm-random with --integrity aead)")
+	fl.IntVarP(&keySizeBits, "key-size", "s", 0, "cipher key size in bits (default 512 for XTS, 256 otherwise); an integrity key is added")
+	fl.StringVar(&integ, "integrity", "", "integrity protection: hmac-sha256, hmac-sha512 or aead")
+	fl.BoolVar(&integrityNoWipe, "integrity-no-wipe", false, "do not initialise integrity tags (reads of unwritten sectors fail)")
+	fl.BoolVar(&integrityFast, "integrity-fast", false, "initialise only the first and last MiB of integrity tags")
+	fl.IntVar(&sectorSize, "sector-size", 4096, "encryption sector size: 512, 1024, 2048 or 4096")
+	fl.StringVarP(&keyFile, "key-file", "d", "", "read the passphrase from this file (- for standard input)")
+	fl.StringVar(&volumeKeyFile, "volume-key-file", "", "use the volume key in this file instead of a random one")
+	fl.IntVarP(&keySlot, "key-slot", "S", 0, "keyslot for the passphrase")
+	fl.StringVar(&label, "label", "", "header label")
+	fl.StringVar(&subsystem, "subsystem", "", "header subsystem")
+	fl.StringVar(&uuid, "uuid", "", "header UUID (default: random)")
+	fl.Uint64Var(&metadataSize, "luks2-metadata-size", 0, "size of one header copy in bytes (16384 … 4194304)")
+	fl.Uint64Var(&keyslotsSize, "luks2-keyslots-size", 0, "size of the keyslots area in bytes")
+	fl.Uint64Var(&offset, "offset", 0, "data offset in 512-byte sectors (default 32768)")
+	fl.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation before overwriting")
+	cmd.MarkFlagsMutuallyExclusive("integrity-no-wipe", "integrity-fast")
+	return cmd
+}
+
+// confirmOverwrite refuses to format over something recognisable unless the
+// user confirms on a terminal (typing YES, as with cryptsetup) or batch is set.
+func confirmOverwrite(cmd *cobra.Command, f *os.File, path string, batch bool) error {
+	if batch {
+		return nil
+	}
+	what, err := probe.Identify(f)
+	if err != nil || what == "" {
+		return err
+	}
+	in, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return fmt.Errorf("%s holds a %s signature; refusing to overwrite it without --batch-mode", path, what)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %s holds a %s signature.\nThis will overwrite data on %s irrevocably.\nAre you sure? (Type 'yes' in capital letters): ", path, what, path)
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	if strings.TrimSpace(line) != "YES" {
+		return errors.New("operation aborted")
+	}
+	return nil
+}
+
+func newLUKSOpenCmd() *cobra.Command {
+	var (
+		keyFile                        string
+		keySlot                        int
+		testPassphrase, readOnly       bool
+		allowDiscards, noRead, noWrite bool
+	)
+	cmd := &cobra.Command{
+		Use:   "open DEVICE [NAME]",
+		Short: "Unlock DEVICE and map it as /dev/mapper/NAME",
+		Long: `Unlock the LUKS2 volume on DEVICE with a passphrase and map it as
+/dev/mapper/NAME, with the dm-crypt (and dm-integrity) tables cryptsetup builds;
+the volume key reaches the kernel through the kernel keyring. With
+--test-passphrase only check the passphrase (no NAME, no root needed).`,
+		Example: `  confidisk luks open /dev/vdb state
+  confidisk luks open --test-passphrase --key-file key.txt disk.img`,
+		Args: rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			if !testPassphrase && len(args) != 2 {
+				return usageError{errors.New("missing NAME (or give --test-passphrase)")}
+			}
+			d, err := openDevice(path, false)
+			if err != nil {
+				return err
+			}
+			h, err := d.readHeader(path, cmd.ErrOrStderr(), false)
+			if err != nil {
+				d.close()
+				return err
+			}
+			ki := &keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}
+			pass, err := ki.read(fmt.Sprintf("Enter passphrase for %s: ", path), false)
+			if err != nil {
+				d.close()
+				return err
+			}
+			vk, _, err := h.Unlock(d.f, pass, keySlot)
+			d.close()
+			if err != nil {
+				return err
+			}
+			if testPassphrase {
+				return nil
+			}
+			client, err := dm.Open(dm.DefaultControl)
+			if err != nil {
+				return fmt.Errorf("device-mapper: %w", err)
+			}
+			defer client.Close()
+			p, err := activate.LUKS(client, args[1], path, h, vk, activate.LUKSOptions{
+				ReadOnly: readOnly, AllowDiscards: allowDiscards, NoReadWorkqueue: noRead, NoWriteWorkqueue: noWrite,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), p)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&keyFile, "key-file", "d", "", "read the passphrase from this file (- for standard input)")
+	fl.IntVarP(&keySlot, "key-slot", "S", -1, "try only this keyslot")
+	fl.BoolVar(&testPassphrase, "test-passphrase", false, "only check the passphrase; map nothing")
+	fl.BoolVarP(&readOnly, "readonly", "r", false, "map read-only")
+	fl.BoolVar(&allowDiscards, "allow-discards", false, "pass discards down (not with integrity)")
+	fl.BoolVar(&noRead, "perf-no_read_workqueue", false, "dm-crypt no_read_workqueue")
+	fl.BoolVar(&noWrite, "perf-no_write_workqueue", false, "dm-crypt no_write_workqueue")
+	return cmd
+}
+
+func newLUKSCloseCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "close NAME",
+		Short: "Remove /dev/mapper/NAME (and its integrity device)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, err := dm.Open(dm.DefaultControl)
+			if err != nil {
+				return fmt.Errorf("device-mapper: %w", err)
+			}
+			defer client.Close()
+			info, err := client.Info(args[0])
+			if err != nil {
+				return err
+			}
+			if !info.Exists {
+				return fmt.Errorf("no device-mapper device named %q", args[0])
+			}
+			sub, err := client.Info(args[0] + "_dif")
+			if err != nil {
+				return err
+			}
+			return activate.CloseLUKS(client, args[0], sub.Exists)
+		},
+	}
+}
+
+func newLUKSDumpCmd() *cobra.Command {
+	var dumpJSON bool
+	cmd := &cobra.Command{
+		Use:   "dump DEVICE",
+		Short: "Show the LUKS2 header (as cryptsetup luksDump)",
+		Long: `Print the header of DEVICE as cryptsetup luksDump does, or with
+--dump-json-metadata its JSON metadata exactly as cryptsetup prints it.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			h, err := d.readHeader(args[0], cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			if dumpJSON {
+				b, err := h.DumpJSON()
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return err
+			}
+			h.Dump(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dumpJSON, "dump-json-metadata", false, "print the JSON metadata")
+	cmd.Flags().BoolVar(&dumpJSON, "json", false, "same as --dump-json-metadata")
+	return cmd
+}
+
+// withHeader opens DEVICE for writing, reads (and repairs) its header, runs
+// fn and writes the header back when fn says so.
+func withHeader(cmd *cobra.Command, path string, fn func(d *device, h *luks2.Header) (write bool, err error)) error {
+	d, err := openDevice(path, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	h, err := d.readHeader(path, cmd.ErrOrStderr(), true)
+	if err != nil {
+		return err
+	}
+	write, err := fn(d, h)
+	if err != nil || !write {
+		return err
+	}
+	if err := h.Write(d.f); err != nil {
+		return err
+	}
+	return d.f.Sync()
+}
+
+func newLUKSAddKeyCmd() *cobra.Command {
+	var (
+		kdf              pbkdfFlags
+		keyFile, newFile string
+		keySlot          int
+	)
+	cmd := &cobra.Command{
+		Use:   "add-key DEVICE [NEW_KEY_FILE]",
+		Short: "Add a passphrase in a new keyslot",
+		Long: `Unlock DEVICE with an existing passphrase (--key-file, or asked) and add a new
+one (from NEW_KEY_FILE, or asked) in a free keyslot (or --key-slot).`,
+		Args: rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				newFile = args[1]
+			}
+			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				old, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter any existing passphrase: ", false)
+				if err != nil {
+					return false, err
+				}
+				vk, _, err := h.Unlock(d.f, old, -1)
+				if err != nil {
+					return false, err
+				}
+				nk, err := (&keyInput{keyFile: newFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter new passphrase for key slot: ", true)
+				if err != nil {
+					return false, err
+				}
+				k, err := kdf.value().KDF()
+				if err != nil {
+					return false, err
+				}
+				slot, err := h.AddKeyslot(d.f, vk, nk, keySlot, k)
+				if err != nil {
+					return false, err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Key slot %d created.\n", slot)
+				return true, nil
+			})
+		},
+	}
+	kdf.register(cmd.Flags())
+	cmd.Flags().StringVarP(&keyFile, "key-file", "d", "", "read an existing passphrase from this file (- for standard input)")
+	cmd.Flags().IntVarP(&keySlot, "key-slot", "S", -1, "keyslot for the new passphrase (default: the first free one)")
+	return cmd
+}
+
+func newLUKSRemoveKeyCmd() *cobra.Command {
+	var keyFile string
+	cmd := &cobra.Command{
+		Use:   "remove-key DEVICE",
+		Short: "Remove the keyslot that a passphrase opens",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				p, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter passphrase to be deleted: ", false)
+				if err != nil {
+					return false, err
+				}
+				_, slot, err := h.Unlock(d.f, p, -1)
+				if err != nil {
+					return false, err
+				}
+				if err := h.KillKeyslot(d.f, slot, false); err != nil {
+					return false, err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Key slot %d removed.\n", slot)
+				return true, nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&keyFile, "key-file", "d", "", "read the passphrase from this file (- for standard input)")
+	return cmd
+}
+
+func newLUKSKillSlotCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "kill-slot DEVICE SLOT",
+		Short: "Remove keyslot SLOT (no passphrase needed)",
+		Long: `Remove keyslot SLOT and wipe its key material. Removing the last keyslot
+makes the volume unopenable and needs --force.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			slot, err := strconv.Atoi(args[1])
+			if err != nil {
+				return usageError{fmt.Errorf("SLOT %q is not a number", args[1])}
+			}
+			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				return true, h.KillKeyslot(d.f, slot, force)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "allow removing the last keyslot")
+	return cmd
+}
+
+func newLUKSTokenCmd() *cobra.Command {
+	var (
+		jsonFile string
+		tokenID  int
+	)
+	cmd := &cobra.Command{
+		Use:   "token add|import|remove|export DEVICE",
+		Short: "Manage LUKS2 tokens (JSON objects in the header)",
+		Long: `import (or add) reads a token JSON object (with "type" and "keyslots") from
+--json-file or standard input and stores it at --token-id (default: the first
+free id); export prints token --token-id; remove deletes it.`,
+		Example: `  echo '{"type":"example","keyslots":["0"]}' | confidisk luks token import disk.img
+  confidisk luks token export --token-id 0 disk.img`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			action, path := args[0], args[1]
+			switch action {
+			case "export":
+				if tokenID < 0 {
+					return usageError{errors.New("export needs --token-id")}
+				}
+				d, err := openDevice(path, false)
+				if err != nil {
+					return err
+				}
+				defer d.close()
+				h, err := d.readHeader(path, cmd.ErrOrStderr(), false)
+				if err != nil {
+					return err
+				}
+				t := h.Metadata.Tokens[tokenID]
+				if t == nil {
+					return fmt.Errorf("token %d does not exist", tokenID)
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(t))
+				return err
+			case "import", "add":
+				var b []byte
+				var err error
+				if jsonFile != "" {
+					b, err = readFileLimited(jsonFile, 1<<20)
+				} else {
+					b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+				}
+				if err != nil {
+					return err
+				}
+				return withHeader(cmd, path, func(_ *device, h *luks2.Header) (bool, error) {
+					id, err := h.AddToken(b, tokenID)
+					if err == nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "Token %d created.\n", id)
+					}
+					return err == nil, err
+				})
+			case "remove":
+				if tokenID < 0 {
+					return usageError{errors.New("remove needs --token-id")}
+				}
+				return withHeader(cmd, path, func(_ *device, h *luks2.Header) (bool, error) {
+					return true, h.RemoveToken(tokenID)
+				})
+			}
+			return usageError{fmt.Errorf("unknown token action %q (want add, import, remove or export)", action)}
+		},
+	}
+	cmd.Flags().StringVar(&jsonFile, "json-file", "", "read the token from this file (default: standard input)")
+	cmd.Flags().IntVar(&tokenID, "token-id", -1, "token id")
+	return cmd
+}
+
+func newLUKSHeaderBackupCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "header-backup DEVICE --header-backup-file FILE",
+		Short: "Save the header and keyslot areas to a file",
+		Long: `Copy everything before the data segment (both header copies and the keyslots
+area) to FILE, as cryptsetup luksHeaderBackup does. Anyone with FILE and a
+passphrase that was valid at backup time can unlock the volume: keep it safe.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return usageError{errors.New("--header-backup-file is required")}
+			}
+			d, err := openDevice(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			h, err := d.readHeader(args[0], cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			n := int64(h.Metadata.Segments[0].Offset)
+			buf := make([]byte, n)
+			if _, err := d.f.ReadAt(buf, 0); err != nil {
+				return err
+			}
+			out, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+			if err != nil {
+				return fmt.Errorf("create backup file (it must not exist yet): %w", err)
+			}
+			if _, err := out.Write(buf); err != nil {
+				out.Close()
+				os.Remove(file)
+				return err
+			}
+			return out.Close()
+		},
+	}
+	cmd.Flags().StringVar(&file, "header-backup-file", "", "file to write (must not exist)")
+	return cmd
+}
+
+func newLUKSHeaderRestoreCmd() *cobra.Command {
+	var (
+		file  string
+		batch bool
+	)
+	cmd := &cobra.Command{
+		Use:   "header-restore DEVICE --header-backup-file FILE",
+		Short: "Write a header backup back to DEVICE",
+		Long: `Replace the header and keyslots of DEVICE with those in FILE (made by
+header-backup or cryptsetup luksHeaderBackup). The backup must be a valid LUKS2
+header with the same data offset; DEVICE's current keyslots are lost.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return usageError{errors.New("--header-backup-file is required")}
+			}
+			buf, err := readFileLimited(file, 1<<30)
+			if err != nil {
+				return err
+			}
+			bh, _, err := luks2.Read(bytes.NewReader(buf))
+			if err != nil {
+				return fmt.Errorf("%s is not a valid LUKS2 header backup: %w", file, err)
+			}
+			if int64(bh.Metadata.Segments[0].Offset) != int64(len(buf)) {
+				return fmt.Errorf("%s holds %d bytes but its data offset is %d", file, len(buf), bh.Metadata.Segments[0].Offset)
+			}
+			d, err := openDevice(args[0], true)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			if h, _, err := luks2.Read(d.f); err == nil {
+				if uint64(h.Metadata.Segments[0].Offset) != uint64(len(buf)) {
+					return fmt.Errorf("data offset of %s (%d) differs from the backup's (%d)", args[0], h.Metadata.Segments[0].Offset, len(buf))
+				}
+				if h.UUID != bh.UUID && !batch {
+					return fmt.Errorf("the backup is of another volume (UUID %s, device has %s); give --batch-mode to restore anyway", bh.UUID, h.UUID)
+				}
+			} else if !errors.Is(err, luks2.ErrNotLUKS2) && !batch {
+				return fmt.Errorf("%s: %w (give --batch-mode to restore anyway)", args[0], err)
+			}
+			if _, err := d.f.WriteAt(buf, 0); err != nil {
+				return err
+			}
+			return d.f.Sync()
+		},
+	}
+	cmd.Flags().StringVar(&file, "header-backup-file", "", "the backup to restore")
+	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask; restore even over another volume's header")
+	return cmd
+}
