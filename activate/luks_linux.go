@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -55,18 +56,20 @@ func rawDevice(path string, readOnly bool) (dev string, sectors uint64, release 
 	return dev, uint64(size) / 512, release, nil
 }
 
-// loadKey puts vk into the process keyring as a "logon" key under the
+// loadKey puts vk into the thread keyring as a "logon" key under the
 // description cryptsetup uses, so that the dm-crypt table refers to it
 // instead of carrying it; the returned function revokes it once the table
-// is loaded (the kernel keeps its own copy).
+// is loaded (the kernel keeps its own copy). The caller must hold its OS
+// thread (runtime.LockOSThread) from loadKey until the table is loaded: the
+// kernel looks the key up in the keyrings of the thread that loads the table.
 func loadKey(desc string, vk []byte) (func(), error) {
-	id, err := unix.AddKey("logon", desc, vk, unix.KEY_SPEC_PROCESS_KEYRING)
+	id, err := unix.AddKey("logon", desc, vk, unix.KEY_SPEC_THREAD_KEYRING)
 	if err != nil {
 		return nil, fmt.Errorf("add volume key to the kernel keyring: %w", err)
 	}
 	return func() {
 		unix.KeyctlInt(unix.KEYCTL_REVOKE, id, 0, 0, 0)
-		unix.KeyctlInt(unix.KEYCTL_UNLINK, id, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0)
+		unix.KeyctlInt(unix.KEYCTL_UNLINK, id, unix.KEY_SPEC_THREAD_KEYRING, 0, 0)
 	}, nil
 }
 
@@ -82,6 +85,9 @@ func providedSectors(devPath string, h *luks2.Header) (uint64, error) {
 		return 0, err
 	}
 	defer f.Close()
+	// The kernel wrote the superblock below the page cache of devPath (through
+	// a dm-integrity mapping): drop cached pages before reading it.
+	_ = unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
 	sb, err := integrity.ReadSuperblock(f, int64(h.Metadata.Segments[0].Offset))
 	if errors.Is(err, integrity.ErrUnformatted) {
 		return 0, ErrIntegrityUninitialised
@@ -117,6 +123,8 @@ func LUKS(m Mapper, name, devPath string, h *luks2.Header, vk []byte, o LUKSOpti
 		return "", err
 	}
 	if !o.KeyInHex {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		revoke, err := loadKey(KeyDescription(h), vk)
 		if err != nil {
 			return "", err
