@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"testing"
+	"time"
 
 	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/testutil"
@@ -84,8 +85,8 @@ ours_tables=$(tables p)
 check ours-close-plain confidisk luks close p
 check wrong-passphrase-refused sh -c 'printf nope > /bad; ! /bin/confidisk luks open --key-file /bad /dev/vdd p && test "$(ls /dev/mapper)" = control'
 `,
-		Expect: []string{"ours-read-theirs", "same-tables-hmac", "theirs-read-ours", "same-tables-aead", "zeros-after-wipe", "same-tables-plain", "nothing-left", "wrong-passphrase-refused"},
-		Timeout: 15 * 60e9,
+		Expect:  []string{"ours-read-theirs", "same-tables-hmac", "theirs-read-ours", "same-tables-aead", "zeros-after-wipe", "same-tables-plain", "nothing-left", "wrong-passphrase-refused"},
+		Timeout: 15 * time.Minute,
 	})
 }
 
