@@ -295,3 +295,30 @@ func TestKillKeyslotAndTokens(t *testing.T) {
 		t.Error("removing a missing token succeeded")
 	}
 }
+
+func TestChangeKey(t *testing.T) {
+	path, f := newImage(t)
+	h, _, err := Format(f, imageSize, []byte("old"), FormatOptions{PBKDF: PBKDF{Type: "pbkdf2", Iterations: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, err := h.ChangeKey(f, []byte("old"), []byte("new"), KDF{Type: "pbkdf2", Hash: "sha256", Iterations: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	if slot != 1 || len(h.Metadata.Keyslots) != 1 {
+		t.Errorf("new slot %d, %d keyslots; want slot 1 alone", slot, len(h.Metadata.Keyslots))
+	}
+	if _, err := cryptsetup(t, "old", "open", "--test-passphrase", "--key-file", "-", path); err == nil {
+		t.Error("old passphrase still opens")
+	}
+	if out, err := cryptsetup(t, "new", "open", "--test-passphrase", "--key-file", "-", path); err != nil {
+		t.Errorf("new passphrase: %v\n%s", err, out)
+	}
+	if _, err := h.ChangeKey(f, []byte("wrong"), []byte("x"), KDF{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("change with a wrong passphrase: %v", err)
+	}
+}

@@ -573,3 +573,25 @@ func (h *Header) RemoveToken(id int) error {
 	delete(h.Metadata.Tokens, id)
 	return nil
 }
+
+// ChangeKey replaces the passphrase old by new: the keyslot that old opens
+// is replaced by a new keyslot under new (added first, so that a crash in
+// between leaves both working), with the KDF kdf. It returns the new
+// keyslot; the caller writes the header afterwards.
+func (h *Header) ChangeKey(dev interface {
+	io.ReaderAt
+	io.WriterAt
+}, old, new []byte, kdf KDF) (int, error) {
+	vk, slot, err := h.Unlock(dev, old, -1)
+	if err != nil {
+		return -1, err
+	}
+	ns, err := h.AddKeyslot(dev, vk, new, -1, kdf)
+	if err != nil {
+		return -1, err
+	}
+	if err := h.KillKeyslot(dev, slot, true); err != nil {
+		return -1, err
+	}
+	return ns, nil
+}

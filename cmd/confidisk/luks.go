@@ -37,7 +37,7 @@ cryptsetup. Commands that map devices (open, close, and format with
 --integrity) need root and device-mapper.`,
 	}
 	cmd.AddCommand(newLUKSFormatCmd(), newLUKSOpenCmd(), newLUKSCloseCmd(), newLUKSDumpCmd(),
-		newLUKSAddKeyCmd(), newLUKSRemoveKeyCmd(), newLUKSKillSlotCmd(), newLUKSTokenCmd(),
+		newLUKSAddKeyCmd(), newLUKSChangeKeyCmd(), newLUKSRemoveKeyCmd(), newLUKSKillSlotCmd(), newLUKSTokenCmd(),
 		newLUKSHeaderBackupCmd(), newLUKSHeaderRestoreCmd())
 	return cmd
 }
@@ -541,6 +541,49 @@ one (from NEW_KEY_FILE, or asked) in a free keyslot (or --key-slot).`,
 	kdf.register(cmd.Flags())
 	cmd.Flags().StringVarP(&keyFile, "key-file", "d", "", "read an existing passphrase from this file (- for standard input)")
 	cmd.Flags().IntVarP(&keySlot, "key-slot", "S", -1, "keyslot for the new passphrase (default: the first free one)")
+	return cmd
+}
+
+func newLUKSChangeKeyCmd() *cobra.Command {
+	var (
+		kdf              pbkdfFlags
+		keyFile, newFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "change-key DEVICE [NEW_KEY_FILE]",
+		Short: "Replace a passphrase by a new one",
+		Long: `Replace the passphrase given with --key-file (or asked) by a new one (from
+NEW_KEY_FILE, or asked). The new keyslot is written before the old one is
+wiped, so an interruption never leaves the volume without either.`,
+		Args: rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				newFile = args[1]
+			}
+			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				old, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter passphrase to be changed: ", false)
+				if err != nil {
+					return false, err
+				}
+				nk, err := (&keyInput{keyFile: newFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter new passphrase: ", true)
+				if err != nil {
+					return false, err
+				}
+				k, err := kdf.value().KDF()
+				if err != nil {
+					return false, err
+				}
+				slot, err := h.ChangeKey(d.f, old, nk, k)
+				if err != nil {
+					return false, err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Key slot %d now holds the new passphrase.\n", slot)
+				return true, nil
+			})
+		},
+	}
+	kdf.register(cmd.Flags())
+	cmd.Flags().StringVarP(&keyFile, "key-file", "d", "", "read the passphrase to change from this file (- for standard input)")
 	return cmd
 }
 
