@@ -44,12 +44,22 @@ func (m *Mapping) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// slice returns n mapped bytes at off without copying them.
+// madvPopulateRead is MADV_POPULATE_READ (Linux 5.14): map the pages of a
+// range in one call instead of one page fault per few pages.
+const madvPopulateRead = 22
+
+// slice returns n mapped bytes at off without copying them, with their page
+// table entries populated up front (older kernels fault them in as read).
 func (m *Mapping) slice(off int64, n int) ([]byte, bool) {
 	if off < 0 || off+int64(n) > int64(len(m.b)) {
 		return nil, false
 	}
-	return m.b[off : off+int64(n)], true
+	b := m.b[off : off+int64(n)]
+	page := int64(os.Getpagesize())
+	if start := off / page * page; n > 0 {
+		_ = unix.Madvise(m.b[start:off+int64(n)], madvPopulateRead)
+	}
+	return b, true
 }
 
 // release drops the pages of [off, off+n) from this process's mapping once
