@@ -39,11 +39,14 @@ demo: deps build
 
 bench: build
 	@bench/verity.sh
+	@bench/luks.sh
 
 # Short fuzzing run of every fuzz target (FUZZTIME=30s by default).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./verity -run '^$$' -fuzz FuzzParseSuperblock -fuzztime $(FUZZTIME)
+	@for t in verity:FuzzParseSuperblock luks2:FuzzParseMetadata luks2:FuzzRead integrity:FuzzParseSuperblock \
+	          dm:FuzzParseTargets dm:FuzzParseNameList; do \
+	  echo "fuzz $$t"; $(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:
 	rm -rf bin

@@ -17,6 +17,8 @@ declare -A need=(
   [xz]=xz-utils
   [depmod]=kmod
   [dpkg-deb]=dpkg
+  [dmsetup]=dmsetup
+  [blockdev]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do
