@@ -19,10 +19,16 @@ declare -A need=(
   [dpkg-deb]=dpkg
   [dmsetup]=dmsetup
   [blockdev]=util-linux
+  [systemd-cryptenroll]=systemd
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+# Libraries (no command to look for): tpm2-tss, which systemd-cryptenroll
+# loads to talk to swtpm in the token interop tests.
+for pkg in libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0 libtss2-tctildr0; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
 done
 # busybox must be the static build: it runs inside the lab's initramfs.
 if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked'; then

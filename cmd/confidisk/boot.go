@@ -1,0 +1,97 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/confidisk/confidisk/provision"
+)
+
+func newBootCmd() *cobra.Command {
+	var (
+		cmdlineFile, configFile, mkfs, stopAt, measureLog string
+		asJSON                                            bool
+	)
+	cmd := &cobra.Command{
+		Use:   "boot",
+		Short: "The guest's boot flow, run from the initrd",
+		Long: `Run the confidential guest's boot from the initrd:
+
+  1. map the dm-verity root (roothash= on the kernel command line; the data
+     and hash partitions are found by their Discoverable Partitions type and
+     the UUIDs derived from the root hash) and mount it read-only;
+  2. on first boot (the partition labelled "state" is blank): format it as
+     LUKS2 with integrity with a key from the kernel RNG, seal the key to the
+     vTPM (policy: confidisk.tpm2-pcrs, plus PCR 15 at zero), store its
+     fixation digest in the vTPM, and show a recovery key;
+     on later boots: unseal, check the fixation digest (a swapped volume is
+     refused), open;
+  3. measure the volume key into PCR 15 as systemd-cryptsetup does;
+  4. mount the read-write root (overlay over the verity root, or a copy) and
+     switch to it.
+
+Every provisioning step is recorded in the volume's header, so a power cut
+leads the next boot to finish or restart provisioning; a provisioned volume is
+never reformatted. Configuration: kernel command line and --config (see
+docs/boot.md).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := provision.DefaultConfig()
+			if b, err := os.ReadFile(configFile); err == nil {
+				if err := cfg.ApplyFile(b); err != nil {
+					return fmt.Errorf("%s: %w", configFile, err)
+				}
+			} else if !errors.Is(err, os.ErrNotExist) || cmd.Flags().Changed("config") {
+				return err
+			}
+			cl, err := os.ReadFile(cmdlineFile)
+			if err != nil {
+				return err
+			}
+			if err := cfg.ApplyCmdline(string(cl)); err != nil {
+				return err
+			}
+			log := cmd.ErrOrStderr()
+			start := time.Now()
+			res, err := provision.Boot(cmd.Context(), provision.Options{
+				Config: cfg, Log: log, Mkfs: mkfs, MeasureLog: measureLog,
+				Checkpoint: func(p string) {
+					fmt.Fprintf(log, "confidisk boot: reached %s after %.1fs\n", p, time.Since(start).Seconds())
+					if p == stopAt {
+						unix.Sync()
+						fmt.Fprintf(cmd.OutOrStdout(), "POINT %s\n", p)
+						select {} // wait here for the power cut
+					}
+				},
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := writeJSON(cmd.OutOrStdout(), res); err != nil {
+					return err
+				}
+			}
+			if !cfg.SwitchRoot {
+				return nil
+			}
+			if os.Getpid() != 1 {
+				return errors.New("not PID 1: switch_root is only possible as the initrd's init (set confidisk.switch-root=0 to stop after mounting)")
+			}
+			return provision.SwitchRoot(cfg.Root, cfg.Init)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cmdlineFile, "cmdline", "/proc/cmdline", "kernel command line to read")
+	fl.StringVar(&configFile, "config", "/etc/confidisk/boot.conf", "config file (key=value lines; optional)")
+	fl.StringVar(&mkfs, "mkfs", "", "mkfs.ext4 program (default: from PATH)")
+	fl.StringVar(&measureLog, "measure-log", "", "systemd's userspace measurement log (default /run/log/systemd/tpm2-measure.log)")
+	fl.StringVar(&stopAt, "stop-at", "", "testing: print POINT NAME and wait forever on reaching NAME (a provisioning step, unlocked, measured or mounted)")
+	fl.BoolVar(&asJSON, "json", false, "print what the boot did as JSON")
+	return cmd
+}

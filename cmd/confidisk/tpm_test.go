@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/confidisk/confidisk/tpm/tpmtest"
+)
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestTPMFixateCLI(t *testing.T) {
+	kf := filepath.Join(t.TempDir(), "vk")
+	if err := os.WriteFile(kf, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "tpm", "fixate", "--key-file", kf, "--name", "root", "--uuid", "11111111-2222-3333-4444-555555555555")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out, "31b2a9a3fb6b41741664a49a02515514eca9d4f773d9c59bd7546dc5a873ec66\n"; got != want {
+		t.Fatalf("fixate printed %q, want %q", got, want)
+	}
+}
+
+func TestTPMSealUnsealMeasureCLI(t *testing.T) {
+	sw := tpmtest.Start(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := filepath.Join(dir, "token.json")
+	if _, err := runCLI(t, "tpm", "seal", "--tpm", sw.Device(), "--pcrs", "7,15", "--in", secret, "--out", tok); err != nil {
+		t.Fatal(err)
+	}
+	got := filepath.Join(dir, "got")
+	if _, err := runCLI(t, "tpm", "unseal", "--tpm", sw.Device(), "--in", tok, "--out", got); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(got); string(b) != "s3cret" {
+		t.Fatalf("unsealed %q", b)
+	}
+	out, err := runCLI(t, "tpm", "measure-volume", "--tpm", sw.Device(), "--key-file", secret, "--name", "root", "--uuid", "u", "--log", filepath.Join(dir, "log"), "--json")
+	if err != nil || !strings.Contains(out, `"eventType": "volume-key"`) {
+		t.Fatalf("measure-volume: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "tpm", "unseal", "--tpm", sw.Device(), "--in", tok, "--out", got); err == nil || !strings.Contains(err.Error(), "pcr 15 was already extended") {
+		t.Fatalf("unseal after measuring: %v", err)
+	}
+	out, err = runCLI(t, "tpm", "pcrs", "--tpm", sw.Device(), "--pcrs", "15", "--json")
+	if err != nil || !strings.Contains(out, `"15"`) {
+		t.Fatalf("pcrs: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "tpm", "pcrs", "--tpm", "nonsense"); err == nil {
+		t.Fatal("bad --tpm accepted")
+	}
+}

@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confidisk/confidisk/gpt"
+	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/luks2"
+)
+
+// bootDisk is a GPT disk image laid out as the Discoverable Partitions
+// Specification asks: a root partition, its verity hash partition (UUIDs
+// from the root hash) and a blank partition labelled "state".
+type bootDisk struct {
+	path       string
+	rootHash   string
+	state      gpt.Partition
+	mkfs       string
+	confidisk  string
+	appendArgs []string
+}
+
+// buildBootDisk makes the disk with a small ext4 root holding /etc/hello.
+func buildBootDisk(t *testing.T) *bootDisk {
+	t.Helper()
+	bin := lab.ConfidiskBinary(t)
+	mkfs := testutil.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "var"), 0o755)
+	os.WriteFile(filepath.Join(tree, "etc", "hello"), []byte("hello from the verity root\n"), 0o644)
+	rootImg, hashImg := filepath.Join(dir, "root.img"), filepath.Join(dir, "root.verity")
+	if out, err := exec.Command(mkfs, "-q", "-F", "-b", "4096", "-d", tree, rootImg, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "verity", "format", rootImg, hashImg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("verity format: %v\n%s", err, out)
+	}
+	root := string(regexp.MustCompile(`(?m)^Root hash:\s+([0-9a-f]{64})$`).FindSubmatch(out)[1])
+	rh, _ := hex.DecodeString(root)
+	dataUUID, hashUUID := gpt.VerityUUIDs(rh)
+
+	const size = 128 << 20
+	d := &bootDisk{path: filepath.Join(dir, "disk.img"), rootHash: root, mkfs: "/usr/sbin/mkfs.ext4", confidisk: bin}
+	f, err := os.Create(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Truncate(size)
+	tbl, err := gpt.New(size, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootData, _ := os.ReadFile(rootImg)
+	hashData, _ := os.ReadFile(hashImg)
+	pr, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootX86_64, UUID: dataUUID, Name: "root-x86-64", Size: int64(len(rootData))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootVerityX86_64, UUID: hashUUID, Name: "root-x86-64-verity", Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.state, err = tbl.Add(gpt.Partition{Type: gpt.TypeVar, Name: "state", Size: 80 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Write(f, size); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(rootData, pr.Start)
+	f.WriteAt(hashData, ph.Start)
+	d.appendArgs = []string{"roothash=" + root, "confidisk.switch-root=0"}
+	return d
+}
+
+// bootScript runs `confidisk boot` (stopping at $LAB_CUT when the lab cuts
+// the power there) and then the checks.
+func bootScript(checks string) string {
+	return `
+mkdir -p /run/log/systemd /etc
+stop=""; [ -n "$LAB_CUT" ] && stop="--stop-at $LAB_CUT"
+if out=$(confidisk boot --json --mkfs /usr/sbin/mkfs.ext4 $stop 2>/tmp/boot.log); then
+	result boot ok "$(echo "$out" | tr -d ' \n')"
+else
+	result boot fail "$(tail -3 /tmp/boot.log)"
+fi
+cat /tmp/boot.log
+` + checks
+}
+
+// state reads the state partition of the disk image.
+func (d *bootDisk) stateBytes(t *testing.T) []byte {
+	f, err := os.Open(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, d.state.Size)
+	f.ReadAt(b, d.state.Start)
+	return b
+}
+
+var recoveryLine = regexp.MustCompile(`RECOVERY KEY for state volume ([0-9a-f-]{36}): ([a-z-]+)`)
+
+func field(t *testing.T, res *lab.BootResult, name string) map[string]any {
+	t.Helper()
+	for _, r := range res.Results {
+		if r.Name == name {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(r.Detail), &m); err != nil {
+				t.Fatalf("result %s is not JSON: %v: %s", name, err, r.Detail)
+			}
+			return m
+		}
+	}
+	t.Fatalf("no result %s", name)
+	return nil
+}
+
+// TestLabBoot is the story of a guest's state volume: first boot provisions
+// it and writes a file; PCR 15 is what the host predicts from the volume key;
+// the second boot (same vTPM) unlocks it and reads the file back; with PCR
+// 15 already extended the key is refused and the volume left as it is.
+func TestLabBoot(t *testing.T) {
+	d := buildBootDisk(t)
+	m := lab.TestMachine(t, lab.Disk{Path: d.path})
+	files := map[string]string{"/bin/confidisk": d.confidisk}
+	tools := []string{"mkfs.ext4"}
+
+	res := lab.RunScenario(t, lab.Scenario{
+		Name: "first-boot", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
+		Script: bootScript(`
+check root-readable sh -c 'test "$(cat /sysroot/etc/hello)" = "hello from the verity root"'
+check write-file sh -c 'echo "written on first boot" > /sysroot/etc/from-boot-1 && sync'
+check pcr15 confidisk tpm pcrs --pcrs 15 --json
+check umount umount /sysroot
+`),
+		Expect: []string{"boot", "root-readable", "write-file", "pcr15", "umount"},
+	})
+	out := field(t, res, "boot")
+	if out["FirstBoot"] != true {
+		t.Errorf("first boot not reported as such: %v", out)
+	}
+	console, _ := os.ReadFile(res.ConsoleLog)
+	mrec := recoveryLine.FindSubmatch(console)
+	if mrec == nil {
+		t.Fatal("no recovery key on the console")
+	}
+	uuid, recovery := string(mrec[1]), string(mrec[2])
+
+	// pcr15: the host predicts PCR 15 from the volume key (recovered with
+	// the recovery key, as an operator would), the name and the UUID.
+	t.Run("pcr15", func(t *testing.T) {
+		start := time.Now()
+		state := d.stateBytes(t)
+		dev := bytes.NewReader(state)
+		h, _, err := luks2.Read(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vk, _, err := h.Unlock(dev, []byte(recovery), 0)
+		if err != nil {
+			t.Fatalf("recovery key does not open the volume: %v", err)
+		}
+		mac := hmac.New(sha256.New, vk)
+		mac.Write([]byte("cryptsetup:state:" + uuid))
+		digest := mac.Sum(nil)
+		ext := sha256.Sum256(append(make([]byte, 32), digest...))
+		want := hex.EncodeToString(ext[:])
+		var got string
+		for _, r := range res.Results {
+			if r.Name == "pcr15" {
+				got = r.Detail
+			}
+		}
+		ok := strings.Contains(got, want)
+		fmt.Printf("LAB pcr15 %s %.1fs\n", map[bool]string{true: "PASS", false: "FAIL"}[ok], time.Since(start).Seconds())
+		if !ok {
+			t.Errorf("PCR 15 in the guest %s, predicted %s", got, want)
+		}
+		if out["KeyID"] != hex.EncodeToString(digest) {
+			t.Errorf("boot's key id %v, want %x", out["KeyID"], digest)
+		}
+	})
+
+	res = lab.RunScenario(t, lab.Scenario{
+		Name: "second-boot", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
+		Script: bootScript(`
+check file-survived sh -c 'test "$(cat /sysroot/etc/from-boot-1)" = "written on first boot"'
+check umount umount /sysroot
+`),
+		Expect: []string{"boot", "file-survived"},
+	})
+	if out := field(t, res, "boot"); out["FirstBoot"] != false {
+		t.Errorf("second boot reported as first: %v", out)
+	}
+
+	before := d.stateBytes(t)
+	lab.RunScenario(t, lab.Scenario{
+		Name: "policy-change", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
+		Script: `
+mkdir -p /run/log/systemd
+printf 'not the volume key' > /k
+check extend-pcr15 confidisk tpm measure-volume --key-file /k --name other --uuid 00000000-0000-0000-0000-000000000000
+if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log; then
+	result refused fail "boot succeeded with a changed policy PCR"
+else
+	result refused ok "$(tail -4 /tmp/boot.log | tr '\n' ' ')"
+fi
+check clear-message grep -q 'unseal\|policy' /tmp/boot.log
+check recovery-path grep -q 'recovery key' /tmp/boot.log
+check state-not-mapped sh -c '! test -e /dev/mapper/state'
+`,
+		Expect: []string{"extend-pcr15", "refused", "clear-message", "recovery-path", "state-not-mapped"},
+	})
+	if !bytes.Equal(before, d.stateBytes(t)) {
+		t.Error("the refused boot changed the state volume")
+	}
+}

@@ -1,0 +1,559 @@
+package provision
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2/transport"
+	"golang.org/x/sys/unix"
+
+	"github.com/confidisk/confidisk/activate"
+	"github.com/confidisk/confidisk/dm"
+	"github.com/confidisk/confidisk/gpt"
+	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/probe"
+	"github.com/confidisk/confidisk/tpm"
+	"github.com/confidisk/confidisk/verity"
+)
+
+// Names of the device-mapper devices and mount points boot creates.
+const (
+	VerityName = "root"
+	StateName  = "state"
+	runDir     = "/run/confidisk"
+	lowerDir   = runDir + "/verity-root"
+	stateDir   = runDir + "/state"
+)
+
+// Options tune [Boot].
+type Options struct {
+	Config Config
+	// Log receives what boot does, line by line (the console).
+	Log io.Writer
+	// Checkpoint, when set, is called after each durable step of
+	// provisioning (and with "unlocked" and "mounted" on every boot); the
+	// lab uses it to cut the power at a named point.
+	Checkpoint func(point string)
+	// MeasureLog is systemd's userspace measurement log ("" for its default).
+	MeasureLog string
+	// Mkfs is the mkfs.ext4 program (default: found in PATH).
+	Mkfs string
+	// TPM, when set, is used instead of opening Config.TPM.
+	TPM transport.TPM
+}
+
+// Result says what a boot did.
+type Result struct {
+	FirstBoot     bool
+	RestartedFrom Step // a previous provisioning that was interrupted before sealing
+	ResumedFrom   Step // a previous provisioning that was finished this boot
+	VolumeUUID    string
+	KeyID         string // the fixation value (fixate-volume-key=) of the volume
+	Root          string
+	Layout        *Layout
+}
+
+// Layout are the partitions boot found.
+type Layout struct {
+	Disk, RootData, RootHash, State string
+}
+
+// errRecovery wraps failures to unlock a provisioned volume with the
+// recovery instructions.
+func errRecovery(err error) error {
+	return fmt.Errorf("%w\nThe state volume was NOT modified. To recover it, boot a rescue system and open it "+
+		"with the recovery key shown at first boot: confidisk luks open --key-slot 0 DEVICE state "+
+		"(or cryptsetup open). Never reformat it unless its data may be lost", err)
+}
+
+type booter struct {
+	o   Options
+	cfg Config
+	dm  *dm.Client
+	tpm transport.TPM
+	res *Result
+}
+
+func (b *booter) logf(format string, args ...any) {
+	if b.o.Log != nil {
+		fmt.Fprintf(b.o.Log, "confidisk boot: "+format+"\n", args...)
+	}
+}
+
+func (b *booter) point(p string) {
+	if b.o.Checkpoint != nil {
+		b.o.Checkpoint(p)
+	}
+}
+
+// Boot runs the boot flow: verity root, state volume (provisioned on first
+// boot), PCR 15, read-write root. It never reformats a provisioned volume:
+// when unlocking fails it returns an error that says how to recover.
+func Boot(ctx context.Context, o Options) (*Result, error) {
+	cfg := o.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &booter{o: o, cfg: cfg, res: &Result{Root: cfg.Root}}
+	lay, err := Discover(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.res.Layout = lay
+	b.logf("root %s (hash %s), state %s on %s", lay.RootData, lay.RootHash, lay.State, lay.Disk)
+	if b.dm, err = dm.Open(dm.DefaultControl); err != nil {
+		return nil, fmt.Errorf("device-mapper: %w", err)
+	}
+	defer b.dm.Close()
+	if err := b.verityRoot(lay); err != nil {
+		return nil, err
+	}
+	b.tpm = o.TPM
+	if b.tpm == nil {
+		dev, err := tpm.ParseDevice(cfg.TPM)
+		if err != nil {
+			return nil, err
+		}
+		tc, err := tpm.Open(dev)
+		if err != nil {
+			return nil, fmt.Errorf("open the vTPM %s: %w", cfg.TPM, err)
+		}
+		defer tc.Close()
+		b.tpm = tc
+	}
+	h, vk, err := b.stateVolume(ctx, lay.State)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tpm.MeasureVolumeKey(b.tpm, vk, StateName, h.UUID, tpm.MeasureOptions{LogPath: o.MeasureLog}); err != nil {
+		return nil, fmt.Errorf("measure the volume key into PCR 15: %w", err)
+	}
+	b.point("measured")
+	if err := b.mountRoot(); err != nil {
+		return nil, err
+	}
+	b.point("mounted")
+	return b.res, nil
+}
+
+// Discover finds the root data, root verity and state partitions: the
+// data and hash partitions by the UUIDs the Discoverable Partitions
+// Specification derives from the root hash (falling back to their type when
+// only one of it exists), the state partition by its GPT label.
+func Discover(cfg Config) (*Layout, error) {
+	dataUUID, hashUUID := gpt.VerityUUIDs(cfg.RootHash)
+	entries, err := os.ReadDir("/sys/block")
+	if err != nil {
+		return nil, err
+	}
+	var tried []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "dm-") || strings.HasPrefix(name, "ram") {
+			continue
+		}
+		disk := "/dev/" + name
+		tried = append(tried, disk)
+		t, err := readTable(disk)
+		if err != nil {
+			continue
+		}
+		pick := func(typ, uuid gpt.GUID) *gpt.Partition {
+			var byType []gpt.Partition
+			for _, p := range t.Partitions {
+				if p.Type == typ && p.UUID == uuid {
+					return &p
+				}
+				if p.Type == typ {
+					byType = append(byType, p)
+				}
+			}
+			if len(byType) == 1 {
+				return &byType[0]
+			}
+			return nil
+		}
+		data, hash := pick(gpt.TypeRootX86_64, dataUUID), pick(gpt.TypeRootVerityX86_64, hashUUID)
+		if data == nil || hash == nil {
+			continue
+		}
+		var states []gpt.Partition
+		for _, p := range t.Partitions {
+			if p.Name == cfg.StateLabel {
+				states = append(states, p)
+			}
+		}
+		if len(states) != 1 {
+			return nil, fmt.Errorf("%s: want one partition labelled %q for the state volume, found %d", disk, cfg.StateLabel, len(states))
+		}
+		return &Layout{Disk: disk, RootData: partPath(disk, data.Index), RootHash: partPath(disk, hash.Index), State: partPath(disk, states[0].Index)}, nil
+	}
+	return nil, fmt.Errorf("no disk with a root partition %s and a root verity partition %s (as roothash= implies); looked at %v", dataUUID, hashUUID, tried)
+}
+
+func readTable(disk string) (*gpt.Table, error) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+	if err != nil {
+		ss = 512
+	}
+	return gpt.Read(f, size, ss)
+}
+
+// partPath is the device node of partition n of disk (/dev/vda3, /dev/nvme0n1p3).
+func partPath(disk string, n int) string {
+	if c := disk[len(disk)-1]; c >= '0' && c <= '9' {
+		return fmt.Sprintf("%sp%d", disk, n)
+	}
+	return fmt.Sprintf("%s%d", disk, n)
+}
+
+// verityRoot maps and mounts the verity root read-only.
+func (b *booter) verityRoot(lay *Layout) error {
+	hf, err := os.Open(lay.RootHash)
+	if err != nil {
+		return err
+	}
+	sb, err := verity.ReadSuperblock(hf, 0)
+	hf.Close()
+	if err != nil {
+		return fmt.Errorf("root verity partition %s: %w", lay.RootHash, err)
+	}
+	p := sb.Params(0)
+	path, err := activate.Verity(b.dm, VerityName, lay.RootData, lay.RootHash, p, b.cfg.RootHash, activate.VerityOptions{})
+	if err != nil {
+		return fmt.Errorf("verity root: %w", err)
+	}
+	fstype, err := fsType(path)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(lowerDir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(path, lowerDir, fstype, unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount the verity root (%s) at %s: %w", fstype, lowerDir, err)
+	}
+	b.logf("verity root %s mounted read-only (%s)", path, fstype)
+	return nil
+}
+
+func fsType(dev string) (string, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	what, err := probe.Identify(f)
+	switch {
+	case err != nil:
+		return "", err
+	case what == "ext2/3/4":
+		return "ext4", nil
+	case what == "erofs", what == "squashfs", what == "xfs", what == "btrfs":
+		return what, nil
+	}
+	return "", fmt.Errorf("%s holds no file system this boot can mount (found %q)", dev, what)
+}
+
+// stateVolume unlocks the state volume, provisioning it first when the
+// partition is blank (or its provisioning was interrupted before the key
+// was sealed). It returns the header and the volume key, with the volume
+// mapped at /dev/mapper/state.
+func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []byte, error) {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	blank, err := probe.IsBlank(f, 1<<20)
+	if err != nil {
+		return nil, nil, err
+	}
+	if blank {
+		b.logf("state partition %s is blank: first boot, provisioning", dev)
+		return b.provision(ctx, f, dev)
+	}
+	h, rep, err := luks2.Read(f)
+	if err != nil {
+		what, _ := probe.Identify(f)
+		if what == "" {
+			what = "unrecognised data"
+		}
+		return nil, nil, fmt.Errorf("%w: %s holds %s (%v); refusing to touch it", ErrNotOurs, dev, what, err)
+	}
+	if rep.NeedsRepair() {
+		b.logf("state volume header: one copy damaged or stale (%v / %v); using the valid one", rep.PrimaryErr, rep.SecondaryErr)
+	}
+	pt, _, err := findProvisionToken(h)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w; refusing to touch it", dev, err)
+	}
+	b.res.VolumeUUID = h.UUID
+	if !pt.Step.AtLeast(StepSealed) {
+		b.logf("provisioning was interrupted at step %q, before the key was sealed: starting over", pt.Step)
+		b.res.RestartedFrom = pt.Step
+		return b.provision(ctx, f, dev)
+	}
+	vk, _, err := tpm.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{})
+	if err != nil {
+		return nil, nil, errRecovery(fmt.Errorf("unlock the state volume with the vTPM: %w", err))
+	}
+	b.point("unlocked")
+	keyID := tpm.FixateValue(vk, StateName, h.UUID)
+	b.res.KeyID = keyID
+	if pt.Step.AtLeast(StepFixated) {
+		if err := CheckFixation(b.tpm, keyID); err != nil {
+			return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
+		}
+	} else {
+		b.logf("provisioning was interrupted at step %q, after the key was sealed: finishing it", pt.Step)
+		b.res.ResumedFrom = pt.Step
+		if err := b.finish(f, h, vk, pt); err != nil {
+			return nil, nil, err
+		}
+	}
+	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
+		return nil, nil, fmt.Errorf("open the state volume: %w", err)
+	}
+	b.logf("state volume %s unlocked (volume key id %s…)", h.UUID, keyID[:16])
+	return h, vk, nil
+}
+
+// recoveryKey returns a random recovery passphrase in systemd's recovery key
+// alphabet (modhex, 8 groups of 8).
+func recoveryKey() (string, error) {
+	const modhex = "cbdefghijklnrtuv"
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	var sb strings.Builder
+	for i, c := range raw {
+		if i > 0 && i%4 == 0 {
+			sb.WriteByte('-')
+		}
+		sb.WriteByte(modhex[c>>4])
+		sb.WriteByte(modhex[c&15])
+	}
+	return sb.String(), nil
+}
+
+// provision formats the state partition and runs every provisioning step.
+func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.Header, []byte, error) {
+	b.res.FirstBoot = true
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, nil, err
+	}
+	recovery, err := recoveryKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	pt := &ProvisionToken{Type: TokenType, Keyslots: []string{}, Version: 1, Step: StepFormatted, RecoveryKeyslot: 0, RW: b.cfg.RW}
+	tok, _ := json.Marshal(pt)
+	// The volume key comes from the kernel RNG (getrandom) inside Format.
+	h, vk, err := luks2.Format(f, uint64(size), []byte(recovery), luks2.FormatOptions{
+		Integrity: b.cfg.Integrity, Cipher: cipherFor(b.cfg.Integrity),
+		PBKDF:     luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
+		Label:     b.cfg.StateLabel, Subsystem: "confidisk", Tokens: []json.RawMessage{tok},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("format the state volume: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, nil, err
+	}
+	b.res.VolumeUUID = h.UUID
+	b.logf("RECOVERY KEY for state volume %s: %s", h.UUID, recovery)
+	b.point(string(StepFormatted))
+
+	if _, err := activate.InitIntegrity(b.dm, dev, h); err != nil {
+		return nil, nil, fmt.Errorf("initialise dm-integrity: %w", err)
+	}
+	mode := activate.InitFull
+	if b.cfg.FastInit {
+		mode = activate.InitFast
+	}
+	if err := activate.WipeIntegrity(b.dm, dev, h, vk, mode, nil); err != nil {
+		return nil, nil, fmt.Errorf("initialise integrity tags: %w", err)
+	}
+	if err := b.record(f, h, pt, StepInitialised); err != nil {
+		return nil, nil, err
+	}
+
+	path, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the new state volume: %w", err)
+	}
+	if err := b.makeFS(ctx, path); err != nil {
+		return nil, nil, errors.Join(err, activate.CloseLUKS(b.dm, StateName, true))
+	}
+	if err := activate.CloseLUKS(b.dm, StateName, true); err != nil {
+		return nil, nil, err
+	}
+	if err := b.record(f, h, pt, StepFilesystem); err != nil {
+		return nil, nil, err
+	}
+
+	// Seal to the policy PCRs at their current values, and to PCR 15 at its
+	// value before any volume key is measured (zeros): once this boot
+	// measures the volume, nothing can unseal the key again until reboot.
+	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
+	if _, _, err := tpm.Enroll(b.tpm, f, h, vk, tpm.EnrollOptions{
+		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
+		Keyslot:     -1, TokenID: -1,
+	}); err != nil {
+		return nil, nil, fmt.Errorf("seal the volume key to the vTPM: %w", err)
+	}
+	if err := b.record(f, h, pt, StepSealed); err != nil {
+		return nil, nil, err
+	}
+	if err := b.finish(f, h, vk, pt); err != nil {
+		return nil, nil, err
+	}
+	b.res.KeyID = tpm.FixateValue(vk, StateName, h.UUID)
+	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
+		return nil, nil, fmt.Errorf("open the state volume: %w", err)
+	}
+	return h, vk, nil
+}
+
+// finish runs the steps after sealing: store the fixation digest, mark the
+// provisioning complete.
+func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken) error {
+	digest, err := hex.DecodeString(tpm.FixateValue(vk, StateName, h.UUID))
+	if err != nil {
+		return err
+	}
+	if err := WriteFixation(b.tpm, digest); err != nil {
+		return fmt.Errorf("store the fixation digest: %w", err)
+	}
+	if err := b.record(f, h, pt, StepFixated); err != nil {
+		return err
+	}
+	return b.record(f, h, pt, StepComplete)
+}
+
+// record writes step into the provisioning token and syncs it.
+func (b *booter) record(f *os.File, h *luks2.Header, pt *ProvisionToken, step Step) error {
+	pt.Step = step
+	if err := setProvisionToken(h, pt); err != nil {
+		return err
+	}
+	if err := h.Write(f); err != nil {
+		return fmt.Errorf("record provisioning step %s: %w", step, err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	b.logf("provisioning step %s recorded", step)
+	b.point(string(step))
+	return nil
+}
+
+func cipherFor(integrity string) string {
+	if integrity == "aead" {
+		return "aes-gcm-random"
+	}
+	return ""
+}
+
+// makeFS makes the state file system; in copy mode it also copies the
+// verity root into it.
+func (b *booter) makeFS(ctx context.Context, dev string) error {
+	mkfs := b.o.Mkfs
+	if mkfs == "" {
+		mkfs = "mkfs.ext4"
+	}
+	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-L", "state", "-E", "nodiscard,lazy_itable_init=1", dev)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", mkfs, dev, err, strings.TrimSpace(string(out)))
+	}
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(dev, stateDir, "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mount the new state file system: %w", err)
+	}
+	var err error
+	switch b.cfg.RW {
+	case RWOverlay:
+		err = errors.Join(os.MkdirAll(stateDir+"/overlay/upper", 0o755), os.MkdirAll(stateDir+"/overlay/work", 0o755))
+	case RWCopy:
+		b.logf("copying the verity root into the state volume")
+		err = copyTree(lowerDir, stateDir+"/root")
+	}
+	unix.Sync()
+	return errors.Join(err, unix.Unmount(stateDir, 0))
+}
+
+// mountRoot mounts the read-write root at Config.Root.
+func (b *booter) mountRoot() error {
+	root := b.cfg.Root
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("/dev/mapper/"+StateName, stateDir, "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mount the state volume: %w", err)
+	}
+	switch b.cfg.RW {
+	case RWOverlay:
+		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/overlay/upper,workdir=%s/overlay/work", lowerDir, stateDir, stateDir)
+		if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+			return fmt.Errorf("mount the overlay root: %w", err)
+		}
+	case RWCopy:
+		if err := unix.Mount(stateDir+"/root", root, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind the copied root: %w", err)
+		}
+	case RWNone:
+		if err := unix.Mount(lowerDir, root, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+		if err := unix.Mount(stateDir, filepath.Join(root, "var"), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind the state volume at /var: %w", err)
+		}
+	}
+	b.logf("read-write root (%s) mounted at %s", b.cfg.RW, root)
+	return nil
+}
+
+// SwitchRoot makes root the new / and executes init in it (what
+// switch_root(8) does): move the mount, chroot, exec. Only PID 1 in an
+// initramfs should call it.
+func SwitchRoot(root, init string) error {
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.Mount(root, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", root, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	return unix.Exec(init, []string{init}, os.Environ())
+}

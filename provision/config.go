@@ -1,0 +1,240 @@
+// Package provision is the guest's boot flow, run from the initrd by
+// `confidisk boot`: it activates the dm-verity root, encrypts the state
+// partition on first boot (LUKS2 with integrity, key from the kernel RNG,
+// sealed to the vTPM, measured into PCR 15), unlocks it on every later boot
+// (checking that it is the volume this guest created), and mounts a
+// read-write root over the verity one.
+//
+// First-boot provisioning is a sequence of steps whose progress is kept in
+// the volume's own LUKS2 header (a "confidisk-provision" token), so a power
+// cut at any point leads the next boot either to finish (once the key is
+// sealed) or to start over (before that, nothing of value was written). A
+// volume whose provisioning completed is never reformatted.
+package provision
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// RWMode is how the read-write root is made.
+type RWMode string
+
+const (
+	// RWOverlay mounts overlayfs: the verity root below, upper and work
+	// directories on the encrypted state volume (persistent).
+	RWOverlay RWMode = "overlay"
+	// RWCopy copies the verity file system into the state volume on first
+	// boot and mounts the state volume as root on every boot.
+	RWCopy RWMode = "copy"
+	// RWNone mounts the verity root read-only and the state volume at
+	// /var (StateMount).
+	RWNone RWMode = "none"
+)
+
+// Config is what `confidisk boot` needs to know. It comes from the kernel
+// command line (roothash=, systemd.volatile=, confidisk.*) and from a config
+// file in the initrd; see docs/boot.md.
+type Config struct {
+	// RootHash is the dm-verity root hash of the root file system (roothash=).
+	RootHash []byte
+	// RW is the read-write root mode (confidisk.rw=, or systemd.volatile=overlay).
+	RW RWMode
+	// StateLabel is the GPT partition label of the state partition
+	// (confidisk.state=, default "state").
+	StateLabel string
+	// PCRs are the PCRs the volume key is sealed to besides PCR 15
+	// (confidisk.tpm2-pcrs=, default 7; "" for none). PCR 15 is always
+	// included at its value before the volume is measured (all zeros in a
+	// fresh boot), so nothing later in the boot can unseal the key again.
+	PCRs []int
+	// TPM is the TPM device (confidisk.tpm=, default /dev/tpmrm0).
+	TPM string
+	// Integrity is the LUKS2 integrity mode (confidisk.integrity=,
+	// default hmac-sha256).
+	Integrity string
+	// FastInit initialises integrity tags at the ends only
+	// (confidisk.integrity-init=fast, the default) instead of a full wipe
+	// (=full).
+	FastInit bool
+	// Root is where the root file system is mounted (confidisk.sysroot=,
+	// default /sysroot).
+	Root string
+	// Init is the program switch_root hands over to (init=, default /sbin/init).
+	Init string
+	// SwitchRoot is false to stop after mounting (confidisk.switch-root=0).
+	SwitchRoot bool
+}
+
+// DefaultConfig returns the defaults documented on [Config].
+func DefaultConfig() Config {
+	return Config{
+		RW: RWOverlay, StateLabel: "state", PCRs: []int{7}, TPM: "/dev/tpmrm0",
+		Integrity: "hmac-sha256", FastInit: true, Root: "/sysroot", Init: "/sbin/init", SwitchRoot: true,
+	}
+}
+
+// ErrBadConfig wraps every configuration error.
+var ErrBadConfig = errors.New("bad boot configuration")
+
+// set applies one key=value setting. fromCmdline is true for the kernel
+// command line, where settings of other programs are ignored; in the config
+// file an unknown key is an error.
+func (c *Config) set(key, value string, fromCmdline bool) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s=%s: %s", ErrBadConfig, key, value, fmt.Sprintf(format, args...))
+	}
+	k := strings.TrimPrefix(key, "confidisk.")
+	switch {
+	case key == "roothash":
+		b, err := hex.DecodeString(value)
+		if err != nil || len(b) < 32 {
+			return bad("want the hex dm-verity root hash (at least 64 hex digits)")
+		}
+		c.RootHash = b
+	case key == "systemd.volatile":
+		switch value {
+		case "overlay":
+			c.RW = RWOverlay
+		case "no", "0", "false":
+			c.RW = RWNone
+		default:
+			return bad("only overlay and no are supported")
+		}
+	case key == "init":
+		c.Init = value
+	case k == "rw" && key != k:
+		switch RWMode(value) {
+		case RWOverlay, RWCopy, RWNone:
+			c.RW = RWMode(value)
+		default:
+			return bad("want overlay, copy or none")
+		}
+	case k == "state" && key != k:
+		if value == "" {
+			return bad("empty label")
+		}
+		c.StateLabel = value
+	case k == "tpm2-pcrs" && key != k:
+		pcrs, err := parsePCRs(value)
+		if err != nil {
+			return bad("%v", err)
+		}
+		c.PCRs = pcrs
+	case k == "tpm" && key != k:
+		c.TPM = value
+	case k == "integrity" && key != k:
+		switch value {
+		case "hmac-sha256", "hmac-sha512", "aead":
+			c.Integrity = value
+		default:
+			return bad("want hmac-sha256, hmac-sha512 or aead")
+		}
+	case k == "integrity-init" && key != k:
+		switch value {
+		case "fast":
+			c.FastInit = true
+		case "full":
+			c.FastInit = false
+		default:
+			return bad("want fast or full")
+		}
+	case k == "sysroot" && key != k:
+		if !strings.HasPrefix(value, "/") {
+			return bad("want an absolute path")
+		}
+		c.Root = value
+	case k == "switch-root" && key != k:
+		v, err := strconv.ParseBool(value)
+		if err != nil {
+			return bad("want 0 or 1")
+		}
+		c.SwitchRoot = v
+	case strings.HasPrefix(key, "confidisk."):
+		return fmt.Errorf("%w: unknown option %s", ErrBadConfig, key)
+	case !fromCmdline:
+		return fmt.Errorf("%w: unknown key %q", ErrBadConfig, key)
+	}
+	return nil
+}
+
+// parsePCRs reads "7+11+12" or "7,11" (systemd's tpm2-pcrs= syntax);
+// "" means none. PCR 15 is refused: it is always part of the policy.
+func parsePCRs(s string) ([]int, error) {
+	if s == "" {
+		return []int{}, nil
+	}
+	var out []int
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == '+' || r == ',' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || n > 23 {
+			return nil, fmt.Errorf("invalid PCR %q (want 0..23)", f)
+		}
+		if n == 15 {
+			return nil, errors.New("PCR 15 is always part of the policy; do not list it")
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ApplyCmdline applies the settings of a kernel command line (the contents
+// of /proc/cmdline): roothash=, systemd.volatile=, init= and confidisk.*;
+// other parameters are ignored, unknown confidisk.* options refused.
+func (c *Config) ApplyCmdline(cmdline string) error {
+	for _, w := range strings.Fields(cmdline) {
+		key, value, ok := strings.Cut(w, "=")
+		if !ok {
+			if strings.HasPrefix(key, "confidisk.") {
+				return fmt.Errorf("%w: %s needs a value", ErrBadConfig, key)
+			}
+			continue
+		}
+		if err := c.set(key, value, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyFile applies a config file: one "key=value" per line (keys as on the
+// command line, with or without the "confidisk." prefix), "#" comments and
+// blank lines ignored. Unknown keys are refused, naming the line.
+func (c *Config) ApplyFile(b []byte) error {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return fmt.Errorf("%w: line %d: want key=value, got %q", ErrBadConfig, n, line)
+		}
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if key != "roothash" && key != "init" && key != "systemd.volatile" && !strings.HasPrefix(key, "confidisk.") {
+			key = "confidisk." + key
+		}
+		if err := c.set(key, value, false); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+	}
+	return sc.Err()
+}
+
+// Validate checks that the configuration can boot.
+func (c *Config) Validate() error {
+	if c.RootHash == nil {
+		return fmt.Errorf("%w: no roothash= on the kernel command line: refusing to boot an unverified root", ErrBadConfig)
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package provision
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const rh = "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076"
+
+func TestApplyCmdline(t *testing.T) {
+	c := DefaultConfig()
+	err := c.ApplyCmdline("BOOT_IMAGE=/vmlinuz console=ttyS0 roothash=" + rh +
+		" confidisk.rw=copy confidisk.tpm2-pcrs=7+11+12 confidisk.state=data confidisk.integrity-init=full quiet systemd.foo=bar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.RootHash = mustDecode(rh)
+	want.RW = RWCopy
+	want.PCRs = []int{7, 11, 12}
+	want.StateLabel = "data"
+	want.FastInit = false
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func mustDecode(s string) []byte {
+	c := DefaultConfig()
+	if err := c.set("roothash", s, true); err != nil {
+		panic(err)
+	}
+	return c.RootHash
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, cmdline, want string
+	}{
+		{"short roothash", "roothash=abcd", "root hash"},
+		{"non-hex roothash", "roothash=" + strings.Repeat("zz", 32), "root hash"},
+		{"unknown confidisk option", "roothash=" + rh + " confidisk.frobnicate=1", "unknown option confidisk.frobnicate"},
+		{"bad rw", "confidisk.rw=tmpfs", "overlay, copy or none"},
+		{"pcr 15 listed", "confidisk.tpm2-pcrs=7+15", "PCR 15"},
+		{"pcr out of range", "confidisk.tpm2-pcrs=24", "invalid PCR"},
+		{"option without value", "confidisk.rw", "needs a value"},
+		{"bad volatile", "systemd.volatile=state", "overlay and no"},
+		{"relative sysroot", "confidisk.sysroot=sysroot", "absolute"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			err := c.ApplyCmdline(tc.cmdline)
+			if err == nil || !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want a bad-config error containing %q", err, tc.want)
+			}
+		})
+	}
+	c := DefaultConfig()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "no roothash=") {
+		t.Errorf("missing roothash: %v", err)
+	}
+}
+
+func TestApplyFile(t *testing.T) {
+	c := DefaultConfig()
+	err := c.ApplyFile([]byte("# state volume\nrw = none\nconfidisk.tpm2-pcrs=\n\nintegrity=aead\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RW != RWNone || len(c.PCRs) != 0 || c.Integrity != "aead" {
+		t.Errorf("config %+v", c)
+	}
+	for _, bad := range []string{"colour=blue\n", "rw\n", "rw=tmpfs\n", "console=ttyS0\n"} {
+		if err := c.ApplyFile([]byte(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%q: %v, want an error naming line 1", bad, err)
+		}
+	}
+}

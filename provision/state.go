@@ -1,0 +1,99 @@
+package provision
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/confidisk/confidisk/luks2"
+)
+
+// Step is a durable point of first-boot provisioning, recorded in the
+// volume's provisioning token after the step's effects are on disk.
+type Step string
+
+// The steps, in order. A boot that finds a volume at a step before
+// StepSealed starts provisioning over (nothing of value was written yet); at
+// StepSealed or later it finishes the remaining steps with the sealed key;
+// at StepComplete it only unlocks.
+const (
+	StepFormatted   Step = "formatted"   // LUKS2 header written (key in memory only)
+	StepInitialised Step = "initialised" // dm-integrity superblock and tags initialised
+	StepFilesystem  Step = "filesystem"  // file system made (and the root copied, in copy mode)
+	StepSealed      Step = "sealed"      // key sealed to the vTPM (systemd-tpm2 token)
+	StepFixated     Step = "fixated"     // fixation digest stored in the vTPM
+	StepComplete    Step = "complete"    // provisioning done: never reformat
+)
+
+var stepOrder = []Step{StepFormatted, StepInitialised, StepFilesystem, StepSealed, StepFixated, StepComplete}
+
+// index is the position of s in the order (-1 if unknown).
+func (s Step) index() int {
+	for i, x := range stepOrder {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// AtLeast reports whether s is step o or later.
+func (s Step) AtLeast(o Step) bool { return s.index() >= o.index() && s.index() >= 0 }
+
+// TokenType is the LUKS2 token type of the provisioning record.
+const TokenType = "confidisk-provision"
+
+// ProvisionToken is the provisioning record kept in the LUKS2 header. It
+// holds no secret.
+type ProvisionToken struct {
+	Type     string   `json:"type"`
+	Keyslots []string `json:"keyslots"`
+	Version  int      `json:"version"`
+	Step     Step     `json:"step"`
+	// RecoveryKeyslot is the keyslot of the recovery passphrase.
+	RecoveryKeyslot int `json:"recovery_keyslot"`
+	// RW is the read-write mode the volume was provisioned for.
+	RW RWMode `json:"rw"`
+}
+
+// ErrNotOurs means the state partition holds something confidisk did not
+// make: it is never touched then.
+var ErrNotOurs = errors.New("the state partition holds data that confidisk did not provision")
+
+// findProvisionToken returns the provisioning token of h and its id.
+func findProvisionToken(h *luks2.Header) (*ProvisionToken, int, error) {
+	for id, raw := range h.Metadata.Tokens {
+		var th luks2.TokenHeader
+		if json.Unmarshal(raw, &th) != nil || th.Type != TokenType {
+			continue
+		}
+		var t ProvisionToken
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return nil, 0, fmt.Errorf("provisioning token %d: %w", id, err)
+		}
+		if t.Version != 1 || t.Step.index() < 0 {
+			return nil, 0, fmt.Errorf("provisioning token %d: unsupported version %d or step %q", id, t.Version, t.Step)
+		}
+		return &t, id, nil
+	}
+	return nil, 0, fmt.Errorf("%w: a LUKS2 volume without a %s token", ErrNotOurs, TokenType)
+}
+
+// setProvisionToken records step in h (the caller writes the header).
+func setProvisionToken(h *luks2.Header, t *ProvisionToken) error {
+	if old, id, err := findProvisionToken(h); err == nil && old != nil {
+		if err := h.RemoveToken(id); err != nil {
+			return err
+		}
+	}
+	t.Type, t.Version = TokenType, 1
+	if t.Keyslots == nil {
+		t.Keyslots = []string{}
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	_, err = h.AddToken(b, -1)
+	return err
+}

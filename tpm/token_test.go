@@ -1,0 +1,151 @@
+package tpm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/tpm/tpmtest"
+)
+
+func newVolume(t *testing.T) (*os.File, *luks2.Header, []byte) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "vol.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	const size = 20 << 20
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	h, vk, err := luks2.Format(f, size, []byte("pw"), luks2.FormatOptions{PBKDF: luks2.PBKDF{Type: "pbkdf2", Iterations: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, h, vk
+}
+
+func reread(t *testing.T, f *os.File) *luks2.Header {
+	t.Helper()
+	h, _, err := luks2.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestEnrollAndUnlockWithToken(t *testing.T) {
+	sw := tpmtest.Start(t)
+	tp := sw.Open()
+	f, h, vk := newVolume(t)
+	slot, id, err := Enroll(tp, f, h, vk, EnrollOptions{SealOptions: SealOptions{PCRs: []int{7, 15}, PIN: []byte("1234")}, SaltPIN: true, Keyslot: -1, TokenID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = reread(t, f)
+	var fields map[string]any
+	if err := json.Unmarshal(h.Metadata.Tokens[id], &fields); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	want := []string{"keyslots", "tpm2-blob", "tpm2-pcr-bank", "tpm2-pcrs", "tpm2-pin", "tpm2-policy-hash", "tpm2_salt", "tpm2_srk", "type"}
+	if diff := cmp.Diff(want, sortStrings(keys)); diff != "" {
+		t.Errorf("token fields (-want +got):\n%s", diff)
+	}
+	k := h.Metadata.Keyslots[slot]
+	if diff := cmp.Diff(luks2.KDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, luks2.KDF{Type: k.KDF.Type, Hash: k.KDF.Hash, Iterations: k.KDF.Iterations}); diff != "" {
+		t.Errorf("keyslot kdf (-want +got):\n%s", diff)
+	}
+	got, gotSlot, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte("1234")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, vk) || gotSlot != slot {
+		t.Fatalf("unlocked keyslot %d with a different key, want keyslot %d", gotSlot, slot)
+	}
+	tk, err := ParseToken(h.Metadata.Tokens[id])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := []byte("0000")
+	for authHasInteriorZero(PINAuth(wrong, tk.Salt)) {
+		wrong = append(wrong, '0')
+	}
+	if _, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: wrong}); !errors.Is(err, ErrWrongPIN) {
+		t.Fatalf("wrong pin: %v, want ErrWrongPIN", err)
+	}
+	if _, err := MeasureVolumeKey(tp, vk, "root", h.UUID, MeasureOptions{LogPath: "-"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte("1234")}); !errors.Is(err, ErrVolumeKeyMeasured) {
+		t.Fatalf("after measuring: %v, want ErrVolumeKeyMeasured", err)
+	}
+	if cs, err := exec.LookPath("cryptsetup"); err == nil {
+		if out, err := exec.Command(cs, "luksDump", f.Name()).CombinedOutput(); err != nil {
+			t.Fatalf("cryptsetup luksDump of the enrolled volume: %v\n%s", err, out)
+		}
+	}
+}
+
+func sortStrings(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+// TestUnlockSystemdEnrolledVolume: systemd-cryptenroll (the oracle)
+// enrolls against swtpm; this package unseals its token and opens the volume.
+func TestUnlockSystemdEnrolledVolume(t *testing.T) {
+	enroll := testutil.LookPath(t, "systemd-cryptenroll", "systemd-cryptsetup libtss2-esys-3.0.2-0 libtss2-tcti-swtpm0")
+	for _, pin := range []string{"", "4711"} {
+		t.Run(map[bool]string{true: "without pin", false: "with pin"}[pin == ""], func(t *testing.T) {
+			sw := tpmtest.Start(t)
+			tp := sw.Open()
+			extend(t, tp, 7, "secure boot state")
+			f, _, vk := newVolume(t)
+			args := []string{"--tpm2-device=swtpm:path=" + sw.Path(), "--tpm2-pcrs=7"}
+			env := append(os.Environ(), "PASSWORD=pw")
+			if pin != "" {
+				args = append(args, "--tpm2-with-pin=yes")
+				env = append(env, "NEWPIN="+pin)
+			}
+			cmd := exec.Command(enroll, append(args, f.Name())...)
+			cmd.Env = env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				if bytes.Contains(out, []byte("TPM2 support is not installed")) || bytes.Contains(out, []byte("libtss2")) {
+					testutil.Missing(t, "tpm2-tss for systemd-cryptenroll", "apt-get install -y libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0")
+				}
+				t.Fatalf("systemd-cryptenroll: %v\n%s", err, out)
+			}
+			h := reread(t, f)
+			got, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte(pin)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, vk) {
+				t.Fatal("unlocked a different volume key")
+			}
+			extend(t, tp, 7, "changed")
+			if _, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte(pin)}); !errors.Is(err, ErrPCRMismatch) {
+				t.Fatalf("after pcr 7 changed: %v, want ErrPCRMismatch", err)
+			}
+		})
+	}
+}
