@@ -173,6 +173,9 @@ type FormatOptions struct {
 	VolumeKey []byte
 	// Keyslot is where the passphrase goes (default 0).
 	Keyslot int
+	// Tokens are stored in the header from its first write on (each a JSON
+	// object with "type" and "keyslots").
+	Tokens []json.RawMessage
 }
 
 // segmentSpec turns cipher + integrity options into the segment's
@@ -315,6 +318,11 @@ func Format(dev io.WriterAt, devSize uint64, passphrase []byte, o FormatOptions)
 	}
 	if _, err := h.AddKeyslot(dev, vk, passphrase, o.Keyslot, kdf); err != nil {
 		return nil, nil, err
+	}
+	for _, t := range o.Tokens {
+		if _, err := h.AddToken(t, -1); err != nil {
+			return nil, nil, fmt.Errorf("token: %w", err)
+		}
 	}
 	if err := h.Write(dev); err != nil {
 		return nil, nil, err

@@ -372,8 +372,8 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	// The volume key comes from the kernel RNG (getrandom) inside Format.
 	h, vk, err := luks2.Format(f, uint64(size), []byte(recovery), luks2.FormatOptions{
 		Integrity: b.cfg.Integrity, Cipher: cipherFor(b.cfg.Integrity),
-		PBKDF:     luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
-		Label:     b.cfg.StateLabel, Subsystem: "confidisk", Tokens: []json.RawMessage{tok},
+		PBKDF: luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
+		Label: b.cfg.StateLabel, Subsystem: "confidisk", Tokens: []json.RawMessage{tok},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("format the state volume: %w", err)
