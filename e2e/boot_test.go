@@ -233,3 +233,49 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 		t.Error("the refused boot changed the state volume")
 	}
 }
+
+// TestLabPowerCut cuts the power at each durable step of first-boot
+// provisioning and checks what the next boot does: before the key is sealed
+// it starts provisioning over, after that it finishes it; either way it
+// ends with a working, unlockable state volume.
+func TestLabPowerCut(t *testing.T) {
+	d := buildBootDisk(t)
+	pristine, err := os.ReadFile(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		point    string
+		restarts bool
+	}{
+		{"formatted", true}, {"initialised", true}, {"filesystem", true}, {"sealed", false}, {"fixated", false},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			disk := filepath.Join(t.TempDir(), "disk.img")
+			if err := os.WriteFile(disk, pristine, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m := lab.TestMachine(t, lab.Disk{Path: disk})
+			files := map[string]string{"/bin/confidisk": d.confidisk}
+			lab.RunScenario(t, lab.Scenario{
+				Name: "power-cut-" + tc.point + "-boot-1", Machine: m, Files: files, Tools: []string{"mkfs.ext4"},
+				Append: d.appendArgs, CutAt: tc.point, Script: bootScript(""),
+			})
+			res := lab.RunScenario(t, lab.Scenario{
+				Name: "power-cut-" + tc.point, Machine: m, Files: files, Tools: []string{"mkfs.ext4"}, Append: d.appendArgs,
+				Script: bootScript(`
+check rw-root sh -c 'echo after-cut > /sysroot/etc/after-cut && sync && test "$(cat /sysroot/etc/hello)" = "hello from the verity root"'
+`),
+				Expect: []string{"boot", "rw-root"},
+			})
+			out := field(t, res, "boot")
+			if tc.restarts {
+				if out["RestartedFrom"] != tc.point || out["FirstBoot"] != true {
+					t.Errorf("after a cut at %s: %v, want a restarted provisioning", tc.point, out)
+				}
+			} else if out["ResumedFrom"] != tc.point || out["FirstBoot"] != false {
+				t.Errorf("after a cut at %s: %v, want a resumed provisioning", tc.point, out)
+			}
+		})
+	}
+}

@@ -74,7 +74,7 @@ func readAt(r io.ReaderAt, b []byte, off int64) error {
 // partition records has type 0xEE (a protective or hybrid MBR).
 func checkProtectiveMBR(b []byte) error {
 	if b[510] != 0x55 || b[511] != 0xaa {
-		return fmt.Errorf("%w: boot signature is %#02x %#02x, want 0x55 0xaa", ErrNoProtectiveMBR, b[510], b[511])
+		return fmt.Errorf("%w: boot signature is %#04x %#04x, want 0x55 0xaa", ErrNoProtectiveMBR, b[510], b[511])
 	}
 	for i := range 4 {
 		if b[446+16*i+4] == 0xee {

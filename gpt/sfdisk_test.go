@@ -161,13 +161,10 @@ func TestSfdiskReadsOurTable(t *testing.T) {
 
 	dump := runSfdisk(t, "", "--dump", img)
 	for _, p := range tab.Partitions {
-		for _, s := range []string{
-			fmt.Sprintf("start=%12d, size=%12d, type=%s, uuid=%s", p.FirstLBA, p.LastLBA-p.FirstLBA+1,
-				strings.ToUpper(p.Type.String()), strings.ToUpper(p.UUID.String())),
-		} {
-			if !strings.Contains(dump, s) {
-				t.Errorf("sfdisk --dump lacks %q:\n%s", s, dump)
-			}
+		s := fmt.Sprintf("%s%d : start=%12d, size=%12d, type=%s, uuid=%s", img, p.Index, p.FirstLBA, p.LastLBA-p.FirstLBA+1,
+			strings.ToUpper(p.Type.String()), strings.ToUpper(p.UUID.String()))
+		if !strings.Contains(dump, s) {
+			t.Errorf("sfdisk --dump lacks %q:\n%s", s, dump)
 		}
 	}
 	if !strings.Contains(dump, "label-id: "+strings.ToUpper(tab.DiskGUID.String())) {

@@ -65,7 +65,9 @@ docs/boot.md).`,
 					if p == stopAt {
 						unix.Sync()
 						fmt.Fprintf(cmd.OutOrStdout(), "POINT %s\n", p)
-						select {} // wait here for the power cut
+						for { // wait here for the power cut (select{} would be a detected deadlock)
+							time.Sleep(time.Hour)
+						}
 					}
 				},
 			})
