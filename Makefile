@@ -45,8 +45,9 @@ bench: build
 FUZZTIME ?= 30s
 fuzz:
 	@for t in verity:FuzzParseSuperblock luks2:FuzzParseMetadata luks2:FuzzRead integrity:FuzzParseSuperblock \
-	          dm:FuzzParseTargets dm:FuzzParseNameList; do \
-	  echo "fuzz $$t"; $(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) || exit 1; done
+	          dm:FuzzParseTargets dm:FuzzParseNameList gpt:FuzzRead tpm:FuzzParseToken tpm:FuzzParseMeasureLog \
+	          $$(cd broker && grep -ho '^func Fuzz[A-Za-z]*' *_test.go | sed 's/^func /broker:/'); do \
+	  echo "fuzz $$t"; $(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s || exit 1; done
 
 clean:
 	rm -rf bin

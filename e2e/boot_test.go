@@ -94,8 +94,11 @@ func buildBootDisk(t *testing.T) *bootDisk {
 func bootScript(checks string) string {
 	return `
 mkdir -p /run/log/systemd /etc
-stop=""; [ -n "$LAB_CUT" ] && stop="--stop-at $LAB_CUT"
-if out=$(confidisk boot --json --mkfs /usr/sbin/mkfs.ext4 $stop 2>/tmp/boot.log); then
+if [ -n "$LAB_CUT" ]; then # the power is cut at that point: POINT must reach the console
+	confidisk boot --mkfs /usr/sbin/mkfs.ext4 --stop-at "$LAB_CUT"
+	result boot fail "boot ended without reaching $LAB_CUT"
+fi
+if out=$(confidisk boot --json --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log); then
 	result boot ok "$(echo "$out" | tr -d ' \n')"
 else
 	result boot fail "$(tail -3 /tmp/boot.log)"

@@ -323,7 +323,8 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 		if err := CheckFixation(b.tpm, keyID); err != nil {
 			return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 		}
-	} else {
+	}
+	if pt.Step != StepComplete {
 		b.logf("provisioning was interrupted at step %q, after the key was sealed: finishing it", pt.Step)
 		b.res.ResumedFrom = pt.Step
 		if err := b.finish(f, h, vk, pt); err != nil {
@@ -438,16 +439,20 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 
 // finish runs the steps after sealing: store the fixation digest, mark the
 // provisioning complete.
+// The fixation digest is written only while the volume is not yet at
+// StepFixated (a volume that is has had its digest checked instead).
 func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken) error {
-	digest, err := hex.DecodeString(tpm.FixateValue(vk, StateName, h.UUID))
-	if err != nil {
-		return err
-	}
-	if err := WriteFixation(b.tpm, digest); err != nil {
-		return fmt.Errorf("store the fixation digest: %w", err)
-	}
-	if err := b.record(f, h, pt, StepFixated); err != nil {
-		return err
+	if !pt.Step.AtLeast(StepFixated) {
+		digest, err := hex.DecodeString(tpm.FixateValue(vk, StateName, h.UUID))
+		if err != nil {
+			return err
+		}
+		if err := WriteFixation(b.tpm, digest); err != nil {
+			return fmt.Errorf("store the fixation digest: %w", err)
+		}
+		if err := b.record(f, h, pt, StepFixated); err != nil {
+			return err
+		}
 	}
 	return b.record(f, h, pt, StepComplete)
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/spf13/cobra"
 
@@ -25,7 +28,8 @@ measured into PCR 15 exactly as systemd-cryptsetup's tpm2-measure-pcr=yes does.
 --tpm selects the TPM: /dev/tpmrm0 (default) or swtpm:PATH for an swtpm
 unix socket.`,
 	}
-	cmd.AddCommand(newTPMFixateCmd(), newTPMPCRsCmd(), newTPMSealCmd(), newTPMUnsealCmd(), newTPMMeasureCmd())
+	cmd.AddCommand(newTPMFixateCmd(), newTPMPCRsCmd(), newTPMSealCmd(), newTPMUnsealCmd(), newTPMMeasureCmd(),
+		newTPMCounterCmd(), newTPMQuoteCmd(), newTPMVerifyQuoteCmd())
 	return cmd
 }
 
@@ -308,5 +312,256 @@ bank (or --banks) and appends a "volume-key" record to the measurement log
 	cmd.Flags().StringVar(&logPath, "log", "", "measurement log (default /run/log/systemd/tpm2-measure.log, - for none)")
 	cmd.Flags().StringVar(&banks, "banks", "", "banks to extend, e.g. sha256 (default: all active)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the log record as JSON")
+	return cmd
+}
+
+func parseNVIndex(s string) (tpm2.TPMHandle, error) {
+	if s == "" {
+		return 0, usageError{fmt.Errorf("--index is required, e.g. --index 0x01800100")}
+	}
+	n, err := strconv.ParseUint(s, 0, 32)
+	if err != nil || n < 0x01000000 || n > 0x01ffffff {
+		return 0, usageError{fmt.Errorf("--index %q: want an nv index handle 0x01000000..0x01ffffff (the owner's range is 0x01800000..0x01bfffff)", s)}
+	}
+	return tpm2.TPMHandle(n), nil
+}
+
+func newTPMCounterCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "counter define|increment|read --index 0x...",
+		Short: "Define, increment and read a monotonic NV counter",
+		Long: `Monotonic TPM NV counters (TPM_NT_COUNTER) for roll-back protection.
+"define" creates the counter (it has no value until its first increment),
+"increment" adds one and prints the new value, "read" prints the value.
+
+A counter never goes back: deleting and re-defining it makes its first
+increment continue above the deleted counter's value, and until then "read"
+fails with "never incremented", which after earlier increments means somebody
+re-created it.`,
+	}
+	run := func(name, short string, f func(t transport.TPM, index tpm2.TPMHandle) (uint64, bool, error)) *cobra.Command {
+		var dev, index string
+		var asJSON bool
+		c := &cobra.Command{
+			Use:   name + " --index 0x...",
+			Short: short,
+			Args:  exactArgs(0),
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				h, err := parseNVIndex(index)
+				if err != nil {
+					return err
+				}
+				t, err := openTPMFlag(dev)
+				if err != nil {
+					return err
+				}
+				defer t.Close()
+				v, hasValue, err := f(t, h)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					out := map[string]any{"index": fmt.Sprintf("0x%08x", uint32(h))}
+					if hasValue {
+						out["value"] = v
+					}
+					return writeJSON(cmd.OutOrStdout(), out)
+				}
+				if hasValue {
+					fmt.Fprintln(cmd.OutOrStdout(), v)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "defined counter 0x%08x\n", uint32(h))
+				}
+				return nil
+			},
+		}
+		c.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
+		c.Flags().StringVar(&index, "index", "", "NV index handle, e.g. 0x01800100")
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+		return c
+	}
+	cmd.AddCommand(
+		run("define", "Define a counter (owner hierarchy, no value until incremented)", func(t transport.TPM, h tpm2.TPMHandle) (uint64, bool, error) {
+			return 0, false, tpm.DefineCounter(t, h)
+		}),
+		run("increment", "Increment a counter and print the new value", func(t transport.TPM, h tpm2.TPMHandle) (uint64, bool, error) {
+			v, err := tpm.IncrementCounter(t, h)
+			return v, err == nil, err
+		}),
+		run("read", "Print a counter's value", func(t transport.TPM, h tpm2.TPMHandle) (uint64, bool, error) {
+			v, err := tpm.ReadCounter(t, h)
+			return v, err == nil, err
+		}),
+	)
+	return cmd
+}
+
+// quoteFile is the JSON document "tpm quote" writes and "tpm verify-quote"
+// reads.
+type quoteFile struct {
+	Bank      tpm.Bank          `json:"bank"`
+	PCRs      []int             `json:"pcrs"`
+	PCRValues map[string]string `json:"pcrValues"` // pcr index → hex
+	Nonce     string            `json:"nonce"`     // hex
+	Attest    string            `json:"attest"`    // base64 TPMS_ATTEST
+	Signature string            `json:"signature"` // base64 ASN.1 DER ECDSA
+	AKPublic  string            `json:"akPublic"`  // base64 TPMT_PUBLIC
+}
+
+func parseNonce(s string) ([]byte, error) {
+	if s == "" {
+		return nil, usageError{fmt.Errorf("--nonce is required (hex, at most 64 bytes)")}
+	}
+	n, err := hex.DecodeString(s)
+	if err != nil || len(n) > 64 {
+		return nil, usageError{fmt.Errorf("--nonce %q: want hex of at most 64 bytes", s)}
+	}
+	return n, nil
+}
+
+func newTPMQuoteCmd() *cobra.Command {
+	var dev, bank, pcrs, nonce, out string
+	cmd := &cobra.Command{
+		Use:   "quote --pcrs LIST --nonce HEX [--out FILE]",
+		Short: "Sign PCR values with the attestation key (TPM2_Quote)",
+		Long: `Creates the attestation key (an ECC P-256 restricted signing primary of the
+endorsement hierarchy: the same key on every boot of this TPM), has it quote
+--pcrs of --bank with --nonce, and writes a JSON document with the attestation
+data and signature (base64), the AK's public area (base64 TPMT_PUBLIC) and the
+quoted PCR values (hex) to --out (default standard output). Check it with
+"confidisk tpm verify-quote".`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := tpm.ParseBank(bank)
+			if err != nil {
+				return usageError{err}
+			}
+			list, err := parsePCRList(pcrs)
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				return usageError{fmt.Errorf("--pcrs is required, e.g. --pcrs 7,15")}
+			}
+			n, err := parseNonce(nonce)
+			if err != nil {
+				return err
+			}
+			t, err := openTPMFlag(dev)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			ak, err := tpm.CreateAK(t)
+			if err != nil {
+				return err
+			}
+			defer ak.Flush(t)
+			q, err := tpm.Quote(t, ak, b, list, n)
+			if err != nil {
+				return err
+			}
+			f := quoteFile{
+				Bank: q.Bank, PCRs: q.PCRs, PCRValues: map[string]string{}, Nonce: hex.EncodeToString(n),
+				Attest:    base64.StdEncoding.EncodeToString(q.Attest),
+				Signature: base64.StdEncoding.EncodeToString(q.Signature),
+				AKPublic:  base64.StdEncoding.EncodeToString(ak.Public),
+			}
+			for p, v := range q.PCRValues {
+				f.PCRValues[strconv.Itoa(p)] = hex.EncodeToString(v)
+			}
+			if out == "" {
+				return writeJSON(cmd.OutOrStdout(), f)
+			}
+			j, err := json.MarshalIndent(f, "", "  ")
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(out, append(j, '\n'), 0o644)
+		},
+	}
+	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
+	cmd.Flags().StringVar(&bank, "bank", "sha256", "PCR bank")
+	cmd.Flags().StringVar(&pcrs, "pcrs", "", "PCRs to quote, e.g. 7,15")
+	cmd.Flags().StringVar(&nonce, "nonce", "", "verifier's nonce, hex (at most 64 bytes)")
+	cmd.Flags().StringVar(&out, "out", "", "file to write the quote JSON to (default standard output)")
+	return cmd
+}
+
+func newTPMVerifyQuoteCmd() *cobra.Command {
+	var in, nonce string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify-quote --quote FILE --nonce HEX",
+		Short: "Verify a quote from \"confidisk tpm quote\" offline",
+		Long: `Checks a quote document offline: the signature of the AK public key it
+carries, that the data is a TPM-generated quote, that it answers --nonce, that
+it covers exactly the PCRs listed and that its PCR digest matches the listed
+values. Prints the TPM's clock, reset and restart counts; fails with the reason
+otherwise. Trust in the result needs trust in the AK: compare the document's
+akPublic with the key enrolled for this TPM. No TPM is used.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" {
+				return usageError{fmt.Errorf("--quote is required")}
+			}
+			n, err := parseNonce(nonce)
+			if err != nil {
+				return err
+			}
+			b, err := readFileLimited(in, 1<<20)
+			if err != nil {
+				return fmt.Errorf("read quote: %w", err)
+			}
+			var f quoteFile
+			if err := json.Unmarshal(b, &f); err != nil {
+				return fmt.Errorf("parse quote %s: %w", in, err)
+			}
+			bank, err := tpm.ParseBank(string(f.Bank))
+			if err != nil {
+				return fmt.Errorf("quote %s: %w", in, err)
+			}
+			var q tpm.QuoteResult
+			if q.Attest, err = base64.StdEncoding.DecodeString(f.Attest); err != nil {
+				return fmt.Errorf("quote %s: attest: %w", in, err)
+			}
+			if q.Signature, err = base64.StdEncoding.DecodeString(f.Signature); err != nil {
+				return fmt.Errorf("quote %s: signature: %w", in, err)
+			}
+			pubBytes, err := base64.StdEncoding.DecodeString(f.AKPublic)
+			if err != nil {
+				return fmt.Errorf("quote %s: akPublic: %w", in, err)
+			}
+			pub, err := tpm.AKPublicKey(pubBytes)
+			if err != nil {
+				return fmt.Errorf("quote %s: %w", in, err)
+			}
+			vals := map[int][]byte{}
+			for k, v := range f.PCRValues {
+				p, err := strconv.Atoi(k)
+				if err != nil || p < 0 || p > tpm.MaxPCR {
+					return fmt.Errorf("quote %s: pcr %q is not a number 0..%d", in, k, tpm.MaxPCR)
+				}
+				if vals[p], err = hex.DecodeString(v); err != nil {
+					return fmt.Errorf("quote %s: value of pcr %d: %w", in, p, err)
+				}
+			}
+			info, err := tpm.VerifyQuote(pub, &q, n, vals, bank)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), info)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "quote ok: %s pcrs %v\n", info.Bank, info.PCRs)
+			fmt.Fprintf(w, "clock %d ms, reset count %d, restart count %d, safe %t\n", info.Clock, info.ResetCount, info.RestartCount, info.Safe)
+			fmt.Fprintf(w, "firmware version 0x%016x\n", info.FirmwareVersion)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&in, "quote", "", "quote JSON from \"confidisk tpm quote\"")
+	cmd.Flags().StringVar(&nonce, "nonce", "", "the nonce the quote must answer, hex")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,5 +68,73 @@ func TestTPMSealUnsealMeasureCLI(t *testing.T) {
 	}
 	if _, err := runCLI(t, "tpm", "pcrs", "--tpm", "nonsense"); err == nil {
 		t.Fatal("bad --tpm accepted")
+	}
+}
+
+func TestTPMCounterCLI(t *testing.T) {
+	sw := tpmtest.Start(t)
+	if _, err := runCLI(t, "tpm", "counter", "define", "--tpm", sw.Device(), "--index", "0x01800100"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "tpm", "counter", "read", "--tpm", sw.Device(), "--index", "0x01800100"); err == nil || !strings.Contains(err.Error(), "never incremented") {
+		t.Fatalf("read of a new counter: %v", err)
+	}
+	for _, want := range []string{"1\n", "2\n"} {
+		out, err := runCLI(t, "tpm", "counter", "increment", "--tpm", sw.Device(), "--index", "0x01800100")
+		if err != nil || out != want {
+			t.Fatalf("increment printed %q, %v; want %q", out, err, want)
+		}
+	}
+	out, err := runCLI(t, "tpm", "counter", "read", "--tpm", sw.Device(), "--index", "0x01800100", "--json")
+	if err != nil || !strings.Contains(out, `"value": 2`) || !strings.Contains(out, `"index": "0x01800100"`) {
+		t.Fatalf("read --json: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"tpm", "counter", "read", "--tpm", sw.Device()},
+		{"tpm", "counter", "read", "--tpm", sw.Device(), "--index", "0x81000001"},
+		{"tpm", "counter", "read", "--tpm", sw.Device(), "--index", "seven"},
+	} {
+		var ue usageError
+		if _, err := runCLI(t, args...); !errors.As(err, &ue) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestTPMQuoteCLI(t *testing.T) {
+	sw := tpmtest.Start(t)
+	dir := t.TempDir()
+	qf := filepath.Join(dir, "quote.json")
+	if _, err := runCLI(t, "tpm", "quote", "--tpm", sw.Device(), "--pcrs", "7,15", "--nonce", "c0ffee", "--out", qf); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "tpm", "verify-quote", "--quote", qf, "--nonce", "c0ffee")
+	if err != nil || !strings.Contains(out, "quote ok: sha256 pcrs [7 15]") || !strings.Contains(out, "reset count") {
+		t.Fatalf("verify-quote: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "tpm", "verify-quote", "--quote", qf, "--nonce", "beef"); err == nil || !strings.Contains(err.Error(), "nonce does not match") {
+		t.Fatalf("verify-quote with another nonce: %v", err)
+	}
+	// A PCR value changed in the document.
+	b, err := os.ReadFile(qf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["pcrValues"].(map[string]any)["15"] = strings.Repeat("11", 32)
+	b, _ = json.Marshal(doc)
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "tpm", "verify-quote", "--quote", bad, "--nonce", "c0ffee"); err == nil || !strings.Contains(err.Error(), "pcr digest does not match") {
+		t.Fatalf("verify-quote with a changed pcr value: %v", err)
+	}
+	var ue usageError
+	if _, err := runCLI(t, "tpm", "quote", "--tpm", sw.Device(), "--pcrs", "7", "--nonce", "xyz"); !errors.As(err, &ue) {
+		t.Fatalf("bad nonce: %v, want a usage error", err)
 	}
 }

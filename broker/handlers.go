@@ -1,0 +1,484 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/confidisk/confidisk/broker/api"
+	"github.com/confidisk/confidisk/broker/store"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("POST /v1/nonce", s.handleNonce)
+	mux.HandleFunc("POST /v1/evidence", s.handleEvidence)
+	mux.HandleFunc("POST /v1/volumes", s.handleRegister)
+	mux.HandleFunc("GET /v1/volumes", s.handleList)
+	mux.HandleFunc("GET /v1/volumes/{uuid}", s.handleVolume)
+	mux.HandleFunc("GET /v1/volumes/{uuid}/epoch", s.handleEpoch)
+	mux.HandleFunc("POST /v1/volumes/{uuid}/epoch", s.handleAdvance)
+	mux.HandleFunc("PUT /v1/volumes/{uuid}/key", s.handlePutKey)
+	mux.HandleFunc("POST /v1/volumes/{uuid}/key", s.handleRelease)
+	mux.HandleFunc("/", s.handleNotFound)
+	return s.instrument(mux)
+}
+
+// statusWriter remembers the status code for logs and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument logs every request and counts it in the metrics under its
+// route pattern ("other" when no route matched).
+func (s *Server) instrument(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		mux.ServeHTTP(sw, r)
+		d := time.Since(start)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		endpoint := r.Pattern
+		if endpoint == "" || endpoint == "/" {
+			endpoint = "other"
+		}
+		s.metrics.observe(endpoint, sw.code, d)
+		level := slog.LevelInfo
+		if endpoint == "GET /healthz" || endpoint == "GET /metrics" {
+			level = slog.LevelDebug
+		}
+		s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path,
+			"endpoint", endpoint, "status", sw.code, "duration", d, "remote", r.RemoteAddr,
+			"operator", operatorName(r))
+	})
+}
+
+func operatorName(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.CommonName
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Debug("write response", "err", err)
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	s.metrics.refused(e.code)
+	if e.status >= 500 {
+		s.log.Error("request failed", "endpoint", r.Pattern, "code", e.code, "err", e.msg)
+		e = &apiError{status: e.status, code: e.code, msg: publicMessage(e)}
+	}
+	if e.status == http.StatusRequestEntityTooLarge || e.status == http.StatusRequestTimeout {
+		// The rest of the body is not read: do not keep the connection.
+		w.Header().Set("Connection", "close")
+	}
+	s.writeJSON(w, e.status, e.body())
+}
+
+func publicMessage(e *apiError) string {
+	if e.code == "internal" {
+		return "internal error (logged by the broker)"
+	}
+	return e.msg
+}
+
+func internal(what string, err error) *apiError {
+	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: what + ": " + err.Error()}
+}
+
+// storeError maps the store's errors to answers.
+func storeError(what string, err error) *apiError {
+	var ce *store.EpochConflictError
+	switch {
+	case errors.As(err, &ce):
+		cur := ce.Current
+		return &apiError{status: http.StatusConflict, code: "epoch_conflict", current: &cur,
+			msg: "epoch conflict: the volume's epoch is " + uitoa(cur) + "; read it again and retry"}
+	case errors.Is(err, store.ErrVolumeNotFound):
+		return &apiError{status: http.StatusNotFound, code: "volume_not_found", msg: "volume is not registered"}
+	case errors.Is(err, store.ErrVolumeExists):
+		return &apiError{status: http.StatusConflict, code: "volume_exists", msg: "volume is already registered"}
+	case errors.Is(err, store.ErrKeyNotFound):
+		return &apiError{status: http.StatusNotFound, code: "key_not_found", msg: "no key is stored for this volume"}
+	case errors.Is(err, store.ErrEpochNotIncreasing):
+		return badRequest("epoch_not_increasing", "%v", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, code: "store_timeout", msg: what + ": store did not answer in time"}
+	}
+	return internal(what, err)
+}
+
+func uitoa(u uint64) string {
+	b, _ := json.Marshal(u)
+	return string(b)
+}
+
+// decode reads the body of r into a T under the size limit.
+func decode[T any](s *Server, w http.ResponseWriter, r *http.Request, validate func(*T) *apiError) (T, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	v, e := decodeBody(r.Body, validate)
+	if e != nil {
+		s.fail(w, r, e)
+		return v, false
+	}
+	return v, true
+}
+
+func (s *Server) pathUUID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	u, e := canonicalUUID(r.PathValue("uuid"))
+	if e != nil {
+		s.fail(w, r, e)
+		return "", false
+	}
+	return u, true
+}
+
+// requireOperator answers 401 unless the client presented a certificate
+// that verified against the operator CA.
+func (s *Server) requireOperator(w http.ResponseWriter, r *http.Request) bool {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Mutual-TLS realm="confidisk operators"`)
+	s.fail(w, r, &apiError{status: http.StatusUnauthorized, code: "operator_certificate_required",
+		msg: "this endpoint is for operators: present a client certificate issued by the operator CA"})
+	return false
+}
+
+// attest consumes the nonce and verifies the evidence bound to it.
+func (s *Server) attest(ctx context.Context, nonce, evidence []byte) (*Claims, *apiError) {
+	err := s.cfg.Store.ConsumeNonce(ctx, nonce, s.cfg.Now())
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrNonceUsed):
+		return nil, &apiError{status: http.StatusForbidden, code: "nonce_used",
+			msg: "nonce was already used (replay refused): get a fresh one from POST /v1/nonce"}
+	case errors.Is(err, store.ErrNonceExpired):
+		return nil, &apiError{status: http.StatusForbidden, code: "nonce_expired",
+			msg: "nonce expired: get a fresh one from POST /v1/nonce"}
+	case errors.Is(err, store.ErrNonceUnknown):
+		return nil, &apiError{status: http.StatusForbidden, code: "nonce_unknown",
+			msg: "nonce was not issued by this broker: get one from POST /v1/nonce"}
+	default:
+		return nil, storeError("consume nonce", err)
+	}
+	claims, err := s.cfg.Verifier.Verify(ctx, evidence, nonce)
+	if err != nil {
+		return nil, &apiError{status: http.StatusForbidden, code: "evidence_rejected", msg: "evidence rejected: " + err.Error()}
+	}
+	if claims == nil {
+		return nil, internal("verify", errors.New("verifier returned no claims"))
+	}
+	return claims, nil
+}
+
+func claimsFor(c *Claims, uuid string) *apiError {
+	if c.Volume != uuid {
+		return &apiError{status: http.StatusForbidden, code: "evidence_volume_mismatch",
+			msg: "evidence is about volume " + truncate(c.Volume) + ", not " + uuid}
+	}
+	return nil
+}
+
+func (s *Server) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, &apiError{status: http.StatusNotFound, code: "no_endpoint",
+		msg: "no endpoint " + r.Method + " " + truncate(r.URL.Path) + " (the API is under /v1; see the broker package documentation)"})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		s.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if err := s.metrics.write(w); err != nil {
+		s.log.Debug("write metrics", "err", err)
+	}
+}
+
+func (s *Server) handleNonce(w http.ResponseWriter, r *http.Request) {
+	// The request has no body; refuse one rather than read it.
+	if r.ContentLength > 0 {
+		s.fail(w, r, badRequest("unexpected_body", "POST /v1/nonce takes no body"))
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	nonce := make([]byte, nonceSize)
+	rand.Read(nonce)
+	expires := s.cfg.Now().Add(s.cfg.NonceTTL).UTC()
+	if err := s.cfg.Store.PutNonce(ctx, nonce, expires); err != nil {
+		s.fail(w, r, storeError("issue nonce", err))
+		return
+	}
+	s.metrics.nonceIssued()
+	s.writeJSON(w, http.StatusOK, api.NonceResponse{Nonce: nonce, Expires: expires})
+}
+
+func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
+	req, ok := decode(s, w, r, validateEvidence)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	c, e := s.attest(ctx, req.Nonce, req.Evidence)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, api.Claims{Volume: c.Volume, KeyID: c.KeyID, Measurements: c.Measurements, ReleaseKey: c.ReleaseKey})
+}
+
+func toAPI(v store.Volume) api.Volume {
+	return api.Volume{UUID: v.UUID, KeyID: v.KeyID, Measurements: v.Measurements, CreatedAt: v.CreatedAt}
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	req, ok := decode(s, w, r, validateRegister)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	v := store.Volume{UUID: req.Volume.UUID, KeyID: req.Volume.KeyID, CreatedAt: s.cfg.Now().UTC()}
+	if req.Nonce == nil {
+		// Operator registration (a pre-encrypted volume).
+		if !s.requireOperator(w, r) {
+			return
+		}
+		v.Measurements = req.Volume.Measurements
+	} else {
+		c, e := s.attest(ctx, req.Nonce, req.Evidence)
+		if e == nil {
+			e = claimsFor(c, v.UUID)
+		}
+		if e == nil && c.KeyID != "" && c.KeyID != v.KeyID {
+			e = &apiError{status: http.StatusForbidden, code: "evidence_key_mismatch",
+				msg: "evidence shows key id " + truncate(c.KeyID) + ", not " + v.KeyID}
+		}
+		if e == nil && req.Volume.Measurements != nil {
+			e = badRequest("unexpected_measurements", "guests do not send measurements: the broker records what the evidence proves")
+		}
+		if e != nil {
+			s.fail(w, r, e)
+			return
+		}
+		var ae *apiError
+		if v.Measurements, ae = compactMeasurements(c.Measurements); ae != nil {
+			s.fail(w, r, internal("verifier measurements", ae))
+			return
+		}
+	}
+	if err := s.cfg.Store.RegisterVolume(ctx, v); err != nil {
+		s.fail(w, r, storeError("register volume", err))
+		return
+	}
+	s.log.Info("volume registered", "uuid", v.UUID, "key_id", v.KeyID, "by_operator", req.Nonce == nil)
+	s.writeJSON(w, http.StatusCreated, toAPI(v))
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	if !s.requireOperator(w, r) {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	vs, err := s.cfg.Store.Volumes(ctx)
+	if err != nil {
+		s.fail(w, r, storeError("list volumes", err))
+		return
+	}
+	out := api.VolumeList{Volumes: make([]api.Volume, 0, len(vs))}
+	for _, v := range vs {
+		out.Volumes = append(out.Volumes, toAPI(v))
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
+	uuid, ok := s.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	v, err := s.cfg.Store.Volume(ctx, uuid)
+	if err != nil {
+		s.fail(w, r, storeError("get volume", err))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, toAPI(v))
+}
+
+func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {
+	uuid, ok := s.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	e, err := s.cfg.Store.Epoch(ctx, uuid)
+	if err != nil {
+		s.fail(w, r, storeError("get epoch", err))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, api.Epoch{Epoch: e})
+}
+
+func (s *Server) handleAdvance(w http.ResponseWriter, r *http.Request) {
+	uuid, ok := s.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	req, ok := decode(s, w, r, validateAdvance)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	c, e := s.attest(ctx, req.Nonce, req.Evidence)
+	if e == nil {
+		e = claimsFor(c, uuid)
+	}
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if err := s.cfg.Store.CompareAndSwapEpoch(ctx, uuid, req.Old, req.New); err != nil {
+		s.fail(w, r, storeError("advance epoch", err))
+		return
+	}
+	s.log.Info("epoch advanced", "uuid", uuid, "old", req.Old, "new", req.New)
+	s.writeJSON(w, http.StatusOK, api.Epoch{Epoch: req.New})
+}
+
+func (s *Server) keysEnabled(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.KEK == nil {
+		s.fail(w, r, &apiError{status: http.StatusServiceUnavailable, code: "keys_disabled",
+			msg: "this broker has no key-encryption key configured: key storage and release are off"})
+		return false
+	}
+	return true
+}
+
+func (s *Server) handlePutKey(w http.ResponseWriter, r *http.Request) {
+	if !s.requireOperator(w, r) || !s.keysEnabled(w, r) {
+		return
+	}
+	uuid, ok := s.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	req, ok := decode(s, w, r, validatePutKey)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	v, err := s.cfg.Store.Volume(ctx, uuid)
+	if err != nil {
+		s.fail(w, r, storeError("put key", err))
+		return
+	}
+	if v.KeyID != req.KeyID {
+		s.fail(w, r, &apiError{status: http.StatusConflict, code: "key_id_mismatch",
+			msg: "key_id " + req.KeyID + " differs from the volume's registered key id " + v.KeyID})
+		return
+	}
+	sealed, err := sealAtRest(s.cfg.KEK, uuid, req.KeyID, req.Key)
+	clear(req.Key)
+	if err != nil {
+		s.fail(w, r, internal("seal key", err))
+		return
+	}
+	if err := s.cfg.Store.PutKey(ctx, uuid, store.WrappedKey{KeyID: req.KeyID, Sealed: sealed, CreatedAt: s.cfg.Now().UTC()}); err != nil {
+		s.fail(w, r, storeError("put key", err))
+		return
+	}
+	s.log.Info("volume key stored", "uuid", uuid, "key_id", req.KeyID, "operator", operatorName(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
+	uuid, ok := s.pathUUID(w, r)
+	if !ok || !s.keysEnabled(w, r) {
+		return
+	}
+	req, ok := decode(s, w, r, validateRelease)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	c, e := s.attest(ctx, req.Nonce, req.Evidence)
+	if e == nil {
+		e = claimsFor(c, uuid)
+	}
+	if e == nil && len(c.ReleaseKey) == 0 {
+		e = &apiError{status: http.StatusForbidden, code: "no_release_key",
+			msg: "evidence binds no release key: generate an ephemeral P-256 key and bind it into the evidence"}
+	}
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	wk, err := s.cfg.Store.Key(ctx, uuid)
+	if err != nil {
+		s.fail(w, r, storeError("release key", err))
+		return
+	}
+	key, err := openAtRest(s.cfg.KEK, uuid, wk.KeyID, wk.Sealed)
+	if err != nil {
+		s.fail(w, r, internal("release key", err))
+		return
+	}
+	sealed, err := api.SealKey(c.ReleaseKey, uuid, wk.KeyID, key)
+	clear(key)
+	if err != nil {
+		s.fail(w, r, &apiError{status: http.StatusForbidden, code: "bad_release_key", msg: err.Error()})
+		return
+	}
+	s.log.Info("volume key released", "uuid", uuid, "key_id", wk.KeyID)
+	s.writeJSON(w, http.StatusOK, api.ReleasedKey{KeyID: wk.KeyID, Suite: api.KeySuite, Sealed: sealed})
+}

@@ -1,0 +1,585 @@
+package broker_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
+	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/broker/store"
+	"github.com/confidisk/confidisk/broker/store/bolt"
+)
+
+const (
+	volA = "11111111-2222-4333-8444-555555555555"
+	volB = "22222222-2222-4333-8444-555555555555"
+	kid  = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+)
+
+// clock is a settable time source for Config.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// env is a broker serving TLS on loopback with a guest client (no
+// certificate) and an operator client.
+type env struct {
+	url      string
+	addr     string
+	guest    *http.Client
+	operator *http.Client
+	files    broker.TLSFiles
+	clock    *clock
+}
+
+func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := bolt.Open(filepath.Join(dir, "broker.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	files, generated, err := broker.EnsureTLS(filepath.Join(dir, "tls"), nil, time.Now())
+	if err != nil || !generated {
+		t.Fatalf("EnsureTLS: generated %v, %v", generated, err)
+	}
+	tlsCfg, err := broker.ServerTLSConfig(files.ServerCert, files.ServerKey, files.OperatorCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := broker.LoadOrCreateKEK(filepath.Join(dir, "kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{now: time.Now()}
+	cfg := broker.Config{
+		Store:    st,
+		Verifier: brokertest.Verifier{},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		TLS:      tlsCfg,
+		KEK:      kek,
+		Now:      clk.Now,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	client := func(cert, key string) *http.Client {
+		c, err := broker.ClientTLSConfig(files.ServerCert, cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &http.Transport{TLSClientConfig: c}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	return &env{
+		url:      "https://" + ln.Addr().String(),
+		addr:     ln.Addr().String(),
+		guest:    client("", ""),
+		operator: client(files.OperatorCert, files.OperatorKey),
+		files:    files,
+		clock:    clk,
+	}
+}
+
+// do sends a request with a JSON body (a string is sent as is) and decodes
+// the answer into out (unless nil); it returns the status and the api.Error.
+func (e *env) do(t *testing.T, c *http.Client, method, path string, body, out any) (int, api.Error) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ae api.Error
+	if resp.StatusCode >= 400 {
+		if err := json.Unmarshal(raw, &ae); err != nil {
+			t.Fatalf("%s %s: %d with a body that is not api.Error: %q", method, path, resp.StatusCode, raw)
+		}
+		if ae.Error == "" || ae.Code == "" {
+			t.Errorf("%s %s: error answer without a reason: %q", method, path, raw)
+		}
+		return resp.StatusCode, ae
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, ae
+}
+
+func (e *env) nonce(t *testing.T) []byte {
+	t.Helper()
+	var n api.NonceResponse
+	if code, ae := e.do(t, e.guest, "POST", "/v1/nonce", nil, &n); code != 200 {
+		t.Fatalf("POST /v1/nonce: %d %+v", code, ae)
+	}
+	if len(n.Nonce) != 32 {
+		t.Fatalf("nonce of %d bytes", len(n.Nonce))
+	}
+	return n.Nonce
+}
+
+// evidence returns a fresh nonce and test evidence for volume over it.
+func (e *env) evidence(t *testing.T, ev brokertest.Evidence) ([]byte, []byte) {
+	t.Helper()
+	n := e.nonce(t)
+	ev.Nonce = n
+	b, err := ev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, b
+}
+
+func (e *env) register(t *testing.T, uuid string) {
+	t.Helper()
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: uuid, Measurements: json.RawMessage(`{"pcr": "15"}`)})
+	req := api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: uuid, KeyID: kid}}
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes", req, nil); code != http.StatusCreated {
+		t.Fatalf("register %s: %d %+v", uuid, code, ae)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	e := newEnv(t, nil)
+	var h map[string]string
+	if code, _ := e.do(t, e.guest, "GET", "/healthz", nil, &h); code != 200 || h["status"] != "ok" {
+		t.Fatalf("GET /healthz: %d %v", code, h)
+	}
+	e.do(t, e.guest, "GET", "/nowhere", nil, nil)
+	e.nonce(t)
+	resp, err := e.guest.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"# TYPE confidisk_broker_requests_total counter\n",
+		`confidisk_broker_requests_total{endpoint="GET /healthz",code="200"} 1` + "\n",
+		`confidisk_broker_requests_total{endpoint="other",code="404"} 1` + "\n",
+		`confidisk_broker_requests_total{endpoint="POST /v1/nonce",code="200"} 1` + "\n",
+		`confidisk_broker_request_duration_seconds_bucket{endpoint="POST /v1/nonce",le="+Inf"} 1` + "\n",
+		`confidisk_broker_request_duration_seconds_count{endpoint="GET /healthz"} 1` + "\n",
+		"confidisk_broker_nonces_issued_total 1\n",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("metrics Content-Type %q", ct)
+	}
+}
+
+func TestNonces(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.NonceTTL = time.Minute })
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	var claims api.Claims
+	if code, ae := e.do(t, e.guest, "POST", "/v1/evidence", api.EvidenceRequest{Nonce: n, Evidence: ev}, &claims); code != 200 {
+		t.Fatalf("evidence: %d %+v", code, ae)
+	}
+	if claims.Volume != volA {
+		t.Errorf("claims %+v", claims)
+	}
+	expired, evExpired := e.evidence(t, brokertest.Evidence{Volume: volA})
+	other, _ := e.evidence(t, brokertest.Evidence{Volume: volA})
+	_, rejected := e.evidence(t, brokertest.Evidence{Volume: volA, Reject: "PCR 7 is not the expected value"})
+	tests := []struct {
+		name     string
+		req      api.EvidenceRequest
+		advance  time.Duration
+		wantCode int
+		want     string
+	}{
+		{"replay", api.EvidenceRequest{Nonce: n, Evidence: ev}, 0, 403, "nonce_used"},
+		{"unknown", api.EvidenceRequest{Nonce: bytes.Repeat([]byte{7}, 32), Evidence: ev}, 0, 403, "nonce_unknown"},
+		{"evidence over another nonce", api.EvidenceRequest{Nonce: other, Evidence: ev}, 0, 403, "evidence_rejected"},
+		{"rejected by verifier", api.EvidenceRequest{Nonce: other, Evidence: rejected}, 0, 403, "nonce_used"},
+		{"expired", api.EvidenceRequest{Nonce: expired, Evidence: evExpired}, 2 * time.Minute, 403, "nonce_expired"},
+	}
+	for _, tc := range tests {
+		e.clock.Add(tc.advance)
+		code, ae := e.do(t, e.guest, "POST", "/v1/evidence", tc.req, nil)
+		if d := cmp.Diff([2]any{tc.wantCode, tc.want}, [2]any{code, ae.Code}); d != "" {
+			t.Errorf("%s: (-want +got):\n%s (%s)", tc.name, d, ae.Error)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.MaxBodyBytes = 4096 })
+	e.register(t, volA)
+	n := `"` + strings.Repeat("A", 43) + `="`
+	tests := []struct {
+		name, method, path, body string
+		wantCode                 int
+		want                     string
+	}{
+		{"unknown field", "POST", "/v1/evidence", `{"nonce":` + n + `,"evidence":"eA==","extra":1}`, 400, "unknown_field"},
+		{"malformed", "POST", "/v1/evidence", `{"nonce":`, 400, "malformed_json"},
+		{"syntax error", "POST", "/v1/evidence", `{"nonce" 1}`, 400, "malformed_json"},
+		{"empty body", "POST", "/v1/evidence", ``, 400, "empty_body"},
+		{"not an object", "POST", "/v1/evidence", `[1,2]`, 400, "malformed_json"},
+		{"trailing data", "POST", "/v1/evidence", `{"nonce":` + n + `,"evidence":"eA=="} {}`, 400, "trailing_data"},
+		{"trailing garbage", "POST", "/v1/evidence", `{"nonce":` + n + `,"evidence":"eA=="}x`, 400, "trailing_data"},
+		{"wrong type", "POST", "/v1/evidence", `{"nonce":5,"evidence":"eA=="}`, 400, "invalid_field"},
+		{"bad base64", "POST", "/v1/evidence", `{"nonce":"!!!","evidence":"eA=="}`, 400, "invalid_field"},
+		{"short nonce", "POST", "/v1/evidence", `{"nonce":"AAAA","evidence":"eA=="}`, 400, "invalid_nonce"},
+		{"no evidence", "POST", "/v1/evidence", `{"nonce":` + n + `}`, 400, "invalid_evidence"},
+		{"oversized", "POST", "/v1/evidence", `{"nonce":"` + strings.Repeat("A", 8192) + `"}`, 413, "body_too_large"},
+		{"negative epoch", "POST", "/v1/volumes/" + volA + "/epoch", `{"nonce":` + n + `,"evidence":"eA==","old":-1,"new":1}`, 400, "invalid_field"},
+		{"epoch not increasing", "POST", "/v1/volumes/" + volA + "/epoch", `{"nonce":` + n + `,"evidence":"eA==","old":3,"new":3}`, 400, "epoch_not_increasing"},
+		{"epoch too large", "POST", "/v1/volumes/" + volA + "/epoch", `{"nonce":` + n + `,"evidence":"eA==","old":3,"new":18446744073709551615}`, 400, "epoch_not_increasing"},
+		{"bad uuid in path", "GET", "/v1/volumes/not-a-uuid/epoch", ``, 400, "invalid_uuid"},
+		{"bad uuid in body", "POST", "/v1/volumes", `{"nonce":` + n + `,"evidence":"eA==","volume":{"uuid":"x","key_id":"aa"}}`, 400, "invalid_uuid"},
+		{"bad key id", "POST", "/v1/volumes", `{"nonce":` + n + `,"evidence":"eA==","volume":{"uuid":"` + volB + `","key_id":"xyz"}}`, 400, "invalid_key_id"},
+		{"unknown volume", "GET", "/v1/volumes/" + volB, ``, 404, "volume_not_found"},
+		{"nonce with body", "POST", "/v1/nonce", `{}`, 400, "unexpected_body"},
+	}
+	for _, tc := range tests {
+		code, ae := e.do(t, e.guest, tc.method, tc.path, tc.body, nil)
+		if d := cmp.Diff([2]any{tc.wantCode, tc.want}, [2]any{code, ae.Code}); d != "" {
+			t.Errorf("%s: (-want +got):\n%s (%s)", tc.name, d, ae.Error)
+		}
+	}
+	// Nothing above changed the volume.
+	var ep api.Epoch
+	if code, _ := e.do(t, e.guest, "GET", "/v1/volumes/"+volA+"/epoch", nil, &ep); code != 200 || ep.Epoch != 0 {
+		t.Errorf("epoch after bad input: %d %+v", code, ep)
+	}
+}
+
+func TestRegisterAndEpochs(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, volA)
+	var v api.Volume
+	if code, ae := e.do(t, e.guest, "GET", "/v1/volumes/"+strings.ToUpper(volA), nil, &v); code != 200 {
+		t.Fatalf("get volume: %d %+v", code, ae)
+	}
+	want := api.Volume{UUID: volA, KeyID: kid, Measurements: json.RawMessage(`{"pcr":"15"}`), CreatedAt: v.CreatedAt}
+	if d := cmp.Diff(want, v); d != "" {
+		t.Errorf("volume (-want +got):\n%s", d)
+	}
+
+	// Registering again is refused, and so is a proof about another volume.
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	code, ae := e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volA, KeyID: kid}}, nil)
+	if code != 409 || ae.Code != "volume_exists" {
+		t.Errorf("second registration: %d %+v", code, ae)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA})
+	code, ae = e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volB, KeyID: kid}}, nil)
+	if code != 403 || ae.Code != "evidence_volume_mismatch" {
+		t.Errorf("registration with evidence about another volume: %d %+v", code, ae)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volB, KeyID: "ff"})
+	code, ae = e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volB, KeyID: kid}}, nil)
+	if code != 403 || ae.Code != "evidence_key_mismatch" {
+		t.Errorf("registration with another attested key id: %d %+v", code, ae)
+	}
+
+	advance := func(vol string, old, new uint64, evVol string) (int, api.Error, api.Epoch) {
+		n, ev := e.evidence(t, brokertest.Evidence{Volume: evVol})
+		var out api.Epoch
+		code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+vol+"/epoch", api.AdvanceEpochRequest{Nonce: n, Evidence: ev, Old: old, New: new}, &out)
+		return code, ae, out
+	}
+	u := func(v uint64) *uint64 { return &v }
+	tests := []struct {
+		name     string
+		vol      string
+		old, new uint64
+		evVol    string
+		wantCode int
+		wantErr  api.Error
+		want     uint64 // the epoch afterwards
+	}{
+		{name: "first", vol: volA, old: 0, new: 1, evVol: volA, wantCode: 200, want: 1},
+		{name: "stale", vol: volA, old: 0, new: 1, evVol: volA, wantCode: 409, wantErr: api.Error{Code: "epoch_conflict", Current: u(1)}, want: 1},
+		{name: "jump", vol: volA, old: 1, new: 5, evVol: volA, wantCode: 200, want: 5},
+		{name: "evidence about another volume", vol: volA, old: 5, new: 6, evVol: volB, wantCode: 403, wantErr: api.Error{Code: "evidence_volume_mismatch"}, want: 5},
+		{name: "unregistered", vol: volB, old: 0, new: 1, evVol: volB, wantCode: 404, wantErr: api.Error{Code: "volume_not_found"}, want: 5},
+	}
+	for _, tc := range tests {
+		code, ae, out := advance(tc.vol, tc.old, tc.new, tc.evVol)
+		ae.Error = ""
+		if d := cmp.Diff(tc.wantErr, ae); code != tc.wantCode || d != "" {
+			t.Errorf("%s: status %d, want %d; error (-want +got):\n%s", tc.name, code, tc.wantCode, d)
+		}
+		if code == 200 && out.Epoch != tc.new {
+			t.Errorf("%s: answer %d, want %d", tc.name, out.Epoch, tc.new)
+		}
+		var ep api.Epoch
+		e.do(t, e.guest, "GET", "/v1/volumes/"+volA+"/epoch", nil, &ep)
+		if ep.Epoch != tc.want {
+			t.Errorf("%s: epoch %d, want %d", tc.name, ep.Epoch, tc.want)
+		}
+	}
+}
+
+func TestOperatorAndKeyRelease(t *testing.T) {
+	e := newEnv(t, nil)
+	key := bytes.Repeat([]byte{0x5a}, 64)
+	put := api.PutKeyRequest{KeyID: kid, Key: key}
+	reg := api.RegisterRequest{Volume: api.VolumeSpec{UUID: volA, KeyID: kid, Measurements: json.RawMessage(`{"image":"v1"}`)}}
+	for _, tc := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/volumes", reg},
+		{"GET", "/v1/volumes", nil},
+		{"PUT", "/v1/volumes/" + volA + "/key", put},
+	} {
+		code, ae := e.do(t, e.guest, tc.method, tc.path, tc.body, nil)
+		if code != 401 || ae.Code != "operator_certificate_required" {
+			t.Errorf("guest %s %s: %d %+v, want 401 operator_certificate_required", tc.method, tc.path, code, ae)
+		}
+	}
+
+	// A client certificate from another CA does not get through the handshake.
+	other, _, err := broker.EnsureTLS(filepath.Join(t.TempDir(), "other"), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := broker.ClientTLSConfig(e.files.ServerCert, other.OperatorCert, other.OperatorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	if resp, err := stranger.Get(e.url + "/v1/volumes"); err == nil {
+		resp.Body.Close()
+		t.Errorf("certificate of a foreign CA: %s, want a handshake failure", resp.Status)
+	}
+
+	if code, ae := e.do(t, e.operator, "POST", "/v1/volumes", reg, nil); code != 201 {
+		t.Fatalf("operator registration: %d %+v", code, ae)
+	}
+	if code, ae := e.do(t, e.operator, "PUT", "/v1/volumes/"+volA+"/key", api.PutKeyRequest{KeyID: "ab", Key: key}, nil); code != 409 || ae.Code != "key_id_mismatch" {
+		t.Errorf("put key with another key id: %d %+v", code, ae)
+	}
+	if code, ae := e.do(t, e.operator, "PUT", "/v1/volumes/"+volA+"/key", put, nil); code != 204 {
+		t.Fatalf("put key: %d %+v", code, ae)
+	}
+	var list api.VolumeList
+	if code, ae := e.do(t, e.operator, "GET", "/v1/volumes", nil, &list); code != 200 || len(list.Volumes) != 1 {
+		t.Fatalf("list: %d %+v %+v", code, ae, list)
+	}
+
+	priv, err := api.NewReleaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 403 || ae.Code != "no_release_key" {
+		t.Errorf("release without a bound key: %d %+v", code, ae)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, ReleaseKey: []byte("not a point")})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 403 || ae.Code != "bad_release_key" {
+		t.Errorf("release to a malformed key: %d %+v", code, ae)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, ReleaseKey: priv.PublicKey().Bytes()})
+	var rel api.ReleasedKey
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, &rel); code != 200 {
+		t.Fatalf("release: %d %+v", code, ae)
+	}
+	if bytes.Contains(rel.Sealed, key) {
+		t.Fatal("released key travels in clear")
+	}
+	got, err := api.OpenKey(priv, volA, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, key) {
+		t.Fatalf("released key %x, want %x", got, key)
+	}
+	if _, err := api.OpenKey(priv, volB, rel); err == nil {
+		t.Error("released key opens under another volume UUID")
+	}
+}
+
+func TestKeysDisabledWithoutKEK(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.KEK = nil })
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 503 || ae.Code != "keys_disabled" {
+		t.Errorf("release without KEK: %d %+v", code, ae)
+	}
+}
+
+// TestSlowClients checks that a client that stops sending is cut off: a
+// stalled body gets 408 (or a closed connection), stalled headers a closed
+// connection, and the server stays healthy.
+func TestSlowClients(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) {
+		c.ReadHeaderTimeout = 300 * time.Millisecond
+		c.ReadTimeout = 500 * time.Millisecond
+	})
+	dial := func() *tls.Conn {
+		cfg, err := broker.ClientTLSConfig(e.files.ServerCert, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.Dial("tcp", e.addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second)) // a safety net, not an assertion
+		return c
+	}
+
+	body := dial()
+	fmt.Fprintf(body, "POST /v1/evidence HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"nonce\":")
+	resp, err := http.ReadResponse(bufio.NewReader(body), nil)
+	switch {
+	case err == nil:
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("stalled body: %s, want 408", resp.Status)
+		}
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+	default:
+		t.Errorf("stalled body: %v, want 408 or a closed connection", err)
+	}
+
+	header := dial()
+	fmt.Fprintf(header, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
+	if _, err := http.ReadResponse(bufio.NewReader(header), nil); err == nil {
+		t.Error("stalled headers got an answer, want a closed connection")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("stalled headers: the server did not close the connection")
+	}
+
+	if code, _ := e.do(t, e.guest, "GET", "/healthz", nil, nil); code != 200 {
+		t.Errorf("healthz after slow clients: %d", code)
+	}
+}
+
+// TestConcurrentAdvances races guests advancing one volume's epoch through
+// the API: every 200 is counted exactly once.
+func TestConcurrentAdvances(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, volA)
+	const guests, tries = 4, 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := 0
+	for range guests {
+		wg.Go(func() {
+			for range tries {
+				var ep api.Epoch
+				e.do(t, e.guest, "GET", "/v1/volumes/"+volA+"/epoch", nil, &ep)
+				n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+				code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/epoch",
+					api.AdvanceEpochRequest{Nonce: n, Evidence: ev, Old: ep.Epoch, New: ep.Epoch + 1}, nil)
+				switch {
+				case code == 200:
+					mu.Lock()
+					acked++
+					mu.Unlock()
+				case code == 409 && ae.Code == "epoch_conflict" && ae.Current != nil:
+				default:
+					t.Errorf("advance: %d %+v", code, ae)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var ep api.Epoch
+	e.do(t, e.guest, "GET", "/v1/volumes/"+volA+"/epoch", nil, &ep)
+	if ep.Epoch != uint64(acked) || acked == 0 {
+		t.Fatalf("epoch %d after %d acknowledged advances", ep.Epoch, acked)
+	}
+}
+
+func TestNewRequiresParts(t *testing.T) {
+	st := &nopStore{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tests := []struct {
+		name string
+		cfg  broker.Config
+	}{
+		{"no store", broker.Config{Verifier: brokertest.Verifier{}, Logger: log}},
+		{"no verifier", broker.Config{Store: st, Logger: log}},
+		{"no logger", broker.Config{Store: st, Verifier: brokertest.Verifier{}}},
+		{"short KEK", broker.Config{Store: st, Verifier: brokertest.Verifier{}, Logger: log, KEK: []byte{1}}},
+	}
+	for _, tc := range tests {
+		if _, err := broker.New(tc.cfg); err == nil {
+			t.Errorf("%s: New succeeded", tc.name)
+		}
+	}
+}
+
+// nopStore satisfies store.Store for constructor tests.
+type nopStore struct{ store.Store }

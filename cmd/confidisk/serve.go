@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/broker/store"
+	"github.com/confidisk/confidisk/broker/store/bolt"
+	"github.com/confidisk/confidisk/broker/store/postgres"
+)
+
+type serveOptions struct {
+	listen, data, storeKind, postgresURL string
+	tlsCert, tlsKey, operatorCA          string
+	verifier, logLevel                   string
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve [--listen ADDR] [--data DIR] [--store bolt|postgres]",
+		Short: "Run the verifier and key broker (HTTPS API for guests and operators)",
+		Long: `Runs the confidisk verifier and key broker: guests prove what they run with
+fresh attestation evidence, register creation proofs of self-encrypted volumes,
+advance each volume's freshness epoch and receive the keys of pre-encrypted
+volumes; operators (mutual TLS) register volumes and provision keys.
+
+With no flags it listens on https://127.0.0.1:8443 with the embedded store
+(DATA/broker.db) in the data directory, $XDG_STATE_HOME/confidisk or
+~/.local/state/confidisk. On first start it creates in the data directory:
+
+  tls/server.crt, server.key          self-signed broker certificate (clients pin server.crt)
+  tls/operator-ca.crt, .key           CA for operator client certificates
+  tls/operator.crt, operator.key      a first operator client certificate
+  kek                                 key-encryption key for stored volume keys
+
+--tls-cert/--tls-key/--operator-ca use your own certificates instead. With
+--store postgres several replicas share one database (--postgres-url); give
+them the same kek file and certificates.
+
+It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
+/healthz answers 200 then. SIGINT or SIGTERM shut it down gracefully.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to listen on (port 0 picks a free port)")
+	f.StringVar(&o.data, "data", "", "data directory (default $XDG_STATE_HOME/confidisk or ~/.local/state/confidisk)")
+	f.StringVar(&o.storeKind, "store", "bolt", "store: bolt (embedded file DATA/broker.db) or postgres")
+	f.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL connection URL for --store postgres (e.g. postgres://user@host/db)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM); default: generated DATA/tls/server.crt")
+	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM) for --tls-cert")
+	f.StringVar(&o.operatorCA, "operator-ca", "", "CA (PEM) that issues operator client certificates; default: DATA/tls/operator-ca.crt")
+	f.StringVar(&o.verifier, "verifier", "none", "evidence verifier: none (refuse all evidence) or insecure-test (accepts forged test evidence; tests only, NEVER in production)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func defaultDataDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "confidisk"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no --data and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "confidisk"), nil
+}
+
+// refuseVerifier stands in until a real verifier is configured.
+type refuseVerifier struct{}
+
+func (refuseVerifier) Verify(context.Context, []byte, []byte) (*broker.Claims, error) {
+	return nil, errors.New("this broker has no attestation verifier configured")
+}
+
+func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageError{fmt.Errorf("--log-level %q: %w", o.logLevel, err)}
+	}
+	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+
+	var verifier broker.Verifier
+	switch o.verifier {
+	case "none":
+		verifier = refuseVerifier{}
+	case "insecure-test":
+		verifier = brokertest.Verifier{}
+		log.Warn("INSECURE: --verifier insecure-test accepts forged evidence; use it only in tests")
+	default:
+		return usageError{fmt.Errorf("--verifier %q: want none or insecure-test", o.verifier)}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	}
+	host, _, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return usageError{fmt.Errorf("--listen %q: want HOST:PORT: %w", o.listen, err)}
+	}
+	data := o.data
+	if data == "" {
+		if data, err = defaultDataDir(); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	st, storeDesc, err := openStore(ctx, o, data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	files := broker.TLSPaths(filepath.Join(data, "tls"))
+	if o.tlsCert == "" || o.operatorCA == "" {
+		var generated bool
+		files, generated, err = broker.EnsureTLS(filepath.Join(data, "tls"), []string{host}, time.Now())
+		if err != nil {
+			return err
+		}
+		if generated {
+			log.Info("generated TLS certificates", "dir", filepath.Dir(files.ServerCert),
+				"server_cert", files.ServerCert, "operator_cert", files.OperatorCert)
+		}
+	}
+	certFile, keyFile, caFile := files.ServerCert, files.ServerKey, files.OperatorCA
+	if o.tlsCert != "" {
+		certFile, keyFile = o.tlsCert, o.tlsKey
+	}
+	if o.operatorCA != "" {
+		caFile = o.operatorCA
+	}
+	tlsCfg, err := broker.ServerTLSConfig(certFile, keyFile, caFile)
+	if err != nil {
+		return err
+	}
+	warnHost(log, certFile, host)
+	kek, err := broker.LoadOrCreateKEK(filepath.Join(data, "kek"))
+	if err != nil {
+		return err
+	}
+	srv, err := broker.New(broker.Config{Store: st, Verifier: verifier, Logger: log, TLS: tlsCfg, KEK: kek})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "confidisk serve: listening on https://%s (store: %s, data: %s)\n", ln.Addr(), storeDesc, data)
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func openStore(ctx context.Context, o serveOptions, data string) (store.Store, string, error) {
+	switch o.storeKind {
+	case "bolt":
+		if o.postgresURL != "" {
+			return nil, "", usageError{errors.New("--postgres-url needs --store postgres")}
+		}
+		path := filepath.Join(data, "broker.db")
+		st, err := bolt.Open(path, 5*time.Second)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w (is another confidisk serve using this data directory?)", err)
+		}
+		return st, "bolt " + path, nil
+	case "postgres":
+		if o.postgresURL == "" {
+			return nil, "", usageError{errors.New("--store postgres needs --postgres-url")}
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := postgres.Open(octx, o.postgresURL)
+		if err != nil {
+			return nil, "", err
+		}
+		return st, "postgres", nil
+	}
+	return nil, "", usageError{fmt.Errorf("--store %q: want bolt or postgres", o.storeKind)}
+}
+
+// warnHost logs when the server certificate does not name the listen host.
+func warnHost(log *slog.Logger, certFile, host string) {
+	if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		return
+	}
+	raw, err := os.ReadFile(certFile)
+	if err != nil {
+		return
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return
+	}
+	if err := c.VerifyHostname(host); err != nil {
+		log.Warn("server certificate does not name the listen host; clients connecting by that name will refuse it",
+			"cert", certFile, "host", host, "err", err)
+	}
+}
