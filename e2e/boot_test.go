@@ -19,6 +19,8 @@ import (
 	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/tpm"
+	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
 // bootDisk is a GPT disk image laid out as the Discoverable Partitions
@@ -152,9 +154,10 @@ func TestLabBoot(t *testing.T) {
 check root-readable sh -c 'test "$(cat /sysroot/etc/hello)" = "hello from the verity root"'
 check write-file sh -c 'echo "written on first boot" > /sysroot/etc/from-boot-1 && sync'
 check pcr15 confidisk tpm pcrs --pcrs 15 --json
+check pcr7 sh -c 'confidisk tpm pcrs --pcrs 7 --json | tr -d " \n"'
 check umount umount /sysroot
 `),
-		Expect: []string{"boot", "root-readable", "write-file", "pcr15", "umount"},
+		Expect: []string{"boot", "root-readable", "write-file", "pcr15", "pcr7", "umount"},
 	})
 	out := field(t, res, "boot")
 	if out["FirstBoot"] != true {
@@ -166,6 +169,15 @@ check umount umount /sysroot
 		t.Fatal("no recovery key on the console")
 	}
 	uuid, recovery := string(mrec[1]), string(mrec[2])
+	var pcr7 []byte // what the firmware measured: the host can predict it
+	for _, r := range res.Results {
+		if m := regexp.MustCompile(`"7":"([0-9a-f]{64})"`).FindStringSubmatch(r.Detail); r.Name == "pcr7" && m != nil {
+			pcr7, _ = hex.DecodeString(m[1])
+		}
+	}
+	if pcr7 == nil {
+		t.Fatal("no PCR 7 value from the guest")
+	}
 
 	// pcr15: the host predicts PCR 15 from the volume key (recovered with
 	// the recovery key, as an operator would), the name and the UUID.
@@ -235,6 +247,80 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 	if !bytes.Equal(before, d.stateBytes(t)) {
 		t.Error("the refused boot changed the state volume")
 	}
+
+	// swap-attack: the host replaces the state volume by one it formatted
+	// itself, whose key it knows, with a systemd-tpm2 keyslot that this vTPM
+	// unseals and a provisioning record that says "complete". (A real host
+	// needs only the SRK's public key to make such a keyslot, with
+	// TPM2_Import; here the test, as the host, uses the powered-off vTPM's
+	// state directly, which gives the same blob.) The guest must refuse it.
+	t.Run("host-forges-volume", func(t *testing.T) {
+		sw := tpmtest.StartDir(t, m.TPMStateDir())
+		tp := sw.Open()
+		defer tp.Close()
+		dev := &section{path: d.path, off: d.state.Start, size: d.state.Size}
+		tok, _ := json.Marshal(map[string]any{"type": "confidisk-provision", "keyslots": []string{}, "version": 1, "step": "complete", "recovery_keyslot": 0, "rw": "overlay"})
+		h, vk, err := luks2.Format(dev, uint64(d.state.Size), []byte("host knows this"), luks2.FormatOptions{
+			Integrity: "hmac-sha256", PBKDF: luks2.PBKDF{Type: "pbkdf2", Iterations: 1000}, Tokens: []json.RawMessage{tok},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tpm.Enroll(tp, dev, h, vk, tpm.EnrollOptions{
+			SealOptions: tpm.SealOptions{PCRs: []int{7, 15}, PCRValues: map[int][]byte{7: pcr7, 15: make([]byte, 32)}},
+			Keyslot:     -1, TokenID: -1,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	forged := d.stateBytes(t)
+	lab.RunScenario(t, lab.Scenario{
+		Name: "swap-attack", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
+		Script: `
+mkdir -p /run/log/systemd
+if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log; then
+	result refused fail "the forged volume was accepted"
+else
+	result refused ok "$(tail -3 /tmp/boot.log | tr '\n' ' ')"
+fi
+check names-the-attack grep -q 'not the volume this guest created' /tmp/boot.log
+check state-not-mapped sh -c '! test -e /dev/mapper/state'
+`,
+		Expect: []string{"refused", "names-the-attack", "state-not-mapped"},
+	})
+	if !bytes.Equal(forged, d.stateBytes(t)) {
+		t.Error("the refused boot changed the forged volume")
+	}
+}
+
+// section is a byte range of a file as a device.
+type section struct {
+	path      string
+	off, size int64
+}
+
+func (s *section) ReadAt(p []byte, off int64) (int, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if off+int64(len(p)) > s.size {
+		p = p[:max(0, s.size-off)]
+	}
+	return f.ReadAt(p, s.off+off)
+}
+
+func (s *section) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > s.size {
+		return 0, fmt.Errorf("write past the end of the section")
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.WriteAt(p, s.off+off)
 }
 
 // TestLabPowerCut cuts the power at each durable step of first-boot
