@@ -60,6 +60,7 @@ type Result struct {
 	KeyID         string // the fixation value (fixate-volume-key=) of the volume
 	Root          string
 	Layout        *Layout
+	Freshness     *Freshness
 }
 
 // Layout are the partitions boot found.
@@ -331,6 +332,11 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 			return nil, nil, err
 		}
 	}
+	fr, err := b.advanceFreshness(b.tpm, f, h, vk, false)
+	if err != nil {
+		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
+	}
+	b.res.Freshness = fr
 	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
 		return nil, nil, fmt.Errorf("open the state volume: %w", err)
 	}
@@ -431,6 +437,11 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, err
 	}
 	b.res.KeyID = tpm.FixateValue(vk, StateName, h.UUID)
+	fr, err := b.advanceFreshness(b.tpm, f, h, vk, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the freshness epoch: %w", err)
+	}
+	b.res.Freshness = fr
 	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
 		return nil, nil, fmt.Errorf("open the state volume: %w", err)
 	}

@@ -1,0 +1,206 @@
+package provision
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/tpm"
+)
+
+// Roll-back protection (docs/rollback.md).
+//
+// Every provisioned volume carries a freshness epoch in its LUKS2 header (a
+// "confidisk-freshness" token), authenticated with a key derived from the
+// volume key, so the host can neither edit it nor move it to another
+// volume. Its anchor is a monotonic NV counter of the vTPM, which no one
+// can move backwards. Each boot, after unlocking and before anything uses
+// the volume, runs a two-phase advance:
+//
+//  1. check: epoch E (volume) against counter C (vTPM);
+//     E < C      → an older copy of the volume: refused;
+//     E = C      → current;
+//     E = C + 1  → the previous boot wrote its new epoch but lost power
+//     before incrementing the counter: accepted, the counter catches up;
+//     E > C + 1  → the vTPM is behind the volume (its state was replaced):
+//     refused.
+//  2. write E' = C + 1 into the volume (synced), then increment the counter
+//     to C + 1.
+//
+// A crash between the two writes leaves E = C + 1, which step 1 accepts: an
+// honest guest is never refused, and an old copy (whose epoch is below the
+// counter) never passes. What this does not see: a copy taken after this
+// boot's advance, restored before the next boot (the same epoch), and a host
+// that restores the vTPM state together with the disk — that needs the
+// broker's epoch as a second anchor.
+
+// FreshnessCounter is the NV index of the vTPM counter that anchors epochs.
+const FreshnessCounter tpm2.TPMHandle = 0x01c3d101
+
+// FreshnessTokenType is the LUKS2 token type of the freshness epoch.
+const FreshnessTokenType = "confidisk-freshness"
+
+// ErrRolledBack means the volume is an older copy than the anchor allows.
+var ErrRolledBack = errors.New("the state volume is older than its freshness anchor: an old copy was restored")
+
+// ErrAnchorBehind means the anchor is behind the volume by more than one
+// interrupted advance (the vTPM state was replaced or reset).
+var ErrAnchorBehind = errors.New("the vTPM freshness counter is behind the volume: the vTPM state was replaced or reset")
+
+// ErrFreshnessTampered means the freshness token is missing or its MAC does
+// not verify under the volume key.
+var ErrFreshnessTampered = errors.New("the freshness record of the state volume is missing or was altered")
+
+// freshnessToken is the token JSON.
+type freshnessToken struct {
+	Type     string   `json:"type"`
+	Keyslots []string `json:"keyslots"`
+	Epoch    string   `json:"epoch"` // decimal, as LUKS2 writes 64-bit numbers
+	MAC      []byte   `json:"mac"`
+}
+
+// freshnessMAC authenticates epoch for the volume: HMAC-SHA256 under a key
+// derived from the volume key with HKDF-SHA256 (info "confidisk freshness
+// v1"), over "confidisk-freshness:v1:<uuid>:<epoch>".
+func freshnessMAC(vk []byte, uuid string, epoch uint64) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, vk, nil, "confidisk freshness v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, k)
+	fmt.Fprintf(m, "confidisk-freshness:v1:%s:%d", uuid, epoch)
+	return m.Sum(nil), nil
+}
+
+// readEpoch returns the verified epoch of h and the token id (-1 when there
+// is none).
+func readEpoch(h *luks2.Header, vk []byte) (uint64, int, error) {
+	for id, raw := range h.Metadata.Tokens {
+		var ft freshnessToken
+		if json.Unmarshal(raw, &ft) != nil || ft.Type != FreshnessTokenType {
+			continue
+		}
+		e, err := strconv.ParseUint(ft.Epoch, 10, 64)
+		if err != nil {
+			return 0, id, fmt.Errorf("%w: epoch %q", ErrFreshnessTampered, ft.Epoch)
+		}
+		want, err := freshnessMAC(vk, h.UUID, e)
+		if err != nil {
+			return 0, id, err
+		}
+		if !hmac.Equal(want, ft.MAC) {
+			return 0, id, fmt.Errorf("%w: the MAC of epoch %d does not verify", ErrFreshnessTampered, e)
+		}
+		return e, id, nil
+	}
+	return 0, -1, nil
+}
+
+// writeEpoch replaces the freshness token of h by one for epoch (the caller
+// writes the header).
+func writeEpoch(h *luks2.Header, vk []byte, epoch uint64) error {
+	if _, id, _ := readEpoch(h, vk); id >= 0 {
+		if err := h.RemoveToken(id); err != nil {
+			return err
+		}
+	}
+	mac, err := freshnessMAC(vk, h.UUID, epoch)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(freshnessToken{Type: FreshnessTokenType, Keyslots: []string{}, Epoch: strconv.FormatUint(epoch, 10), MAC: mac})
+	if err != nil {
+		return err
+	}
+	_, err = h.AddToken(b, -1)
+	return err
+}
+
+// Freshness is what the freshness check saw and did.
+type Freshness struct {
+	Epoch   uint64 // the volume's epoch after this boot's advance
+	Counter uint64 // the anchor after this boot's advance
+	// CaughtUp is set when the previous advance had been interrupted.
+	CaughtUp bool
+}
+
+// advanceFreshness runs the check and the two-phase advance. formatted is
+// true when this boot formatted the volume. A volume without a freshness
+// token is accepted only then, or when the vTPM counter was never started
+// (a provisioning that was interrupted after sealing, before its first
+// epoch): otherwise a host could strip the token from an old copy.
+func (b *booter) advanceFreshness(t transport.TPM, dev interface {
+	luks2ReadWriter
+	Sync() error
+}, h *luks2.Header, vk []byte, formatted bool) (*Freshness, error) {
+	e, id, err := readEpoch(h, vk)
+	if err != nil {
+		return nil, err
+	}
+	fresh := false // the counter was never started
+	c, err := tpm.ReadCounter(t, FreshnessCounter)
+	switch {
+	case errors.Is(err, tpm.ErrNVIndexMissing) && id < 0:
+		if err := tpm.DefineCounter(t, FreshnessCounter); err != nil {
+			return nil, fmt.Errorf("define the freshness counter: %w", err)
+		}
+		fallthrough
+	case errors.Is(err, tpm.ErrCounterUninitialised) && id < 0:
+		fresh = true
+		if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
+			return nil, fmt.Errorf("start the freshness counter: %w", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("%w (reading the freshness counter: %v)", ErrAnchorBehind, err)
+	}
+	f := &Freshness{}
+	switch {
+	case id < 0 && (formatted || fresh):
+		e = c // the new volume starts at the anchor
+	case id < 0:
+		return nil, fmt.Errorf("%w: no freshness token on a provisioned volume", ErrFreshnessTampered)
+	case e < c:
+		return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrRolledBack, e, c)
+	case e == c+1:
+		f.CaughtUp = true
+		b.logf("freshness: the previous boot's advance to epoch %d was interrupted; completing it", e)
+		if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
+			return nil, err
+		}
+	case e > c+1:
+		return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrAnchorBehind, e, c)
+	}
+	// Phase 1: the volume first.
+	if err := writeEpoch(h, vk, c+1); err != nil {
+		return nil, err
+	}
+	if err := h.Write(dev); err != nil {
+		return nil, fmt.Errorf("write the new epoch: %w", err)
+	}
+	if err := dev.Sync(); err != nil {
+		return nil, err
+	}
+	b.point("epoch-written")
+	// Phase 2: the anchor.
+	if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
+		return nil, fmt.Errorf("advance the freshness counter: %w", err)
+	}
+	f.Epoch, f.Counter = c, c
+	b.point("anchor-advanced")
+	b.logf("freshness: volume and vTPM counter at epoch %d", c)
+	return f, nil
+}
+
+// luks2ReadWriter is a device the header is read from and written to.
+type luks2ReadWriter interface {
+	ReadAt([]byte, int64) (int, error)
+	WriteAt([]byte, int64) (int, error)
+}
