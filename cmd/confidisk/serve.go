@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/broker/store"
@@ -26,13 +27,13 @@ import (
 type serveOptions struct {
 	listen, data, storeKind, postgresURL string
 	tlsCert, tlsKey, operatorCA          string
-	verifier, logLevel                   string
+	verifier, policy, logLevel           string
 }
 
 func newServeCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--data DIR] [--store bolt|postgres]",
+		Use:   "serve [--listen ADDR] [--data DIR] [--store bolt|postgres] [--policy FILE]",
 		Short: "Run the verifier and key broker (HTTPS API for guests and operators)",
 		Long: `Runs the confidisk verifier and key broker: guests prove what they run with
 fresh attestation evidence, register creation proofs of self-encrypted volumes,
@@ -52,6 +53,11 @@ With no flags it listens on https://127.0.0.1:8443 with the embedded store
 --store postgres several replicas share one database (--postgres-url); give
 them the same kek file and certificates.
 
+Evidence is checked by --verifier tpm against the reference values in
+--policy FILE (a vTPM quote, systemd's userspace measurement log, and later a
+SEV-SNP/TDX report; format in docs/attestation.md). Without --policy the
+broker refuses all evidence (--verifier none).
+
 It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
 /healthz answers 200 then. SIGINT or SIGTERM shut it down gracefully.`,
 		Args: exactArgs(0),
@@ -69,7 +75,8 @@ It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM); default: generated DATA/tls/server.crt")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM) for --tls-cert")
 	f.StringVar(&o.operatorCA, "operator-ca", "", "CA (PEM) that issues operator client certificates; default: DATA/tls/operator-ca.crt")
-	f.StringVar(&o.verifier, "verifier", "none", "evidence verifier: none (refuse all evidence) or insecure-test (accepts forged test evidence; tests only, NEVER in production)")
+	f.StringVar(&o.verifier, "verifier", "none", "evidence verifier: tpm (vTPM quote + logs checked against --policy; the default when --policy is given), none (refuse all evidence) or insecure-test (accepts forged test evidence; tests only, NEVER in production)")
+	f.StringVar(&o.policy, "policy", "", "reference-value policy (JSON, see docs/attestation.md) for --verifier tpm")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }
@@ -99,15 +106,37 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	}
 	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 
+	if o.policy != "" && !cmd.Flags().Changed("verifier") {
+		o.verifier = "tpm"
+	}
+	if o.policy != "" && o.verifier != "tpm" {
+		return usageError{fmt.Errorf("--policy is for --verifier tpm, not %s", o.verifier)}
+	}
 	var verifier broker.Verifier
 	switch o.verifier {
+	case "tpm":
+		if o.policy == "" {
+			return usageError{errors.New("--verifier tpm needs --policy FILE (reference values written by the image build; see docs/attestation.md)")}
+		}
+		p, err := attest.LoadPolicy(o.policy)
+		if err != nil {
+			return err
+		}
+		if verifier, err = attest.NewValidator(p, attest.ValidatorOptions{}); err != nil {
+			return err
+		}
+		if len(p.AttestationKeys) == 0 && !p.RequireTEE {
+			log.Warn("the policy pins no attestation keys and requires no SEV-SNP/TDX report: any TPM, even a software one, that reproduces the PCR values can attest; add attestation_keys to the policy",
+				"policy", o.policy)
+		}
+		log.Info("attestation policy loaded", "policy", o.policy, "pcrs", len(p.PCRs), "root_hashes", len(p.RootHashes), "attestation_keys", len(p.AttestationKeys))
 	case "none":
 		verifier = refuseVerifier{}
 	case "insecure-test":
 		verifier = brokertest.Verifier{}
 		log.Warn("INSECURE: --verifier insecure-test accepts forged evidence; use it only in tests")
 	default:
-		return usageError{fmt.Errorf("--verifier %q: want none or insecure-test", o.verifier)}
+		return usageError{fmt.Errorf("--verifier %q: want tpm, none or insecure-test", o.verifier)}
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return usageError{errors.New("--tls-cert and --tls-key go together")}

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/tpm"
+	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
 // buildServeBinary builds ./cmd/confidisk once per test into a temporary
@@ -202,6 +205,8 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--verifier", "yes"},
 		{"serve", "--listen", "nonsense"},
 		{"serve", "--tls-cert", "x.crt"},
+		{"serve", "--verifier", "tpm"},
+		{"serve", "--verifier", "insecure-test", "--policy", "p.json"},
 	}
 	for _, args := range tests {
 		_, _, err := runIn(t, "", append(args, "--data", t.TempDir())...)
@@ -294,5 +299,67 @@ func TestServeCrashEpochs(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.wait(); err != nil {
 		t.Errorf("final shutdown: %v\n%s", err, p.stderr)
+	}
+}
+
+// TestServeVerifierTPM runs `confidisk serve --policy FILE` (so --verifier
+// tpm) and posts evidence a swtpm guest issued with attest.Issuer: the
+// broker answers the claims of its measured volume, and refuses evidence
+// whose PCR 7 the policy does not allow.
+func TestServeVerifierTPM(t *testing.T) {
+	const vol = "0b6f4f3e-7d0c-4c1a-9a57-5c3c2b1e9f10"
+	tp := tpmtest.Start(t).Open()
+	logPath := filepath.Join(t.TempDir(), "tpm2-measure.log")
+	vk := bytes.Repeat([]byte("k"), 64)
+	if _, err := tpm.MeasureVolumeKey(tp, vk, "state", vol, tpm.MeasureOptions{LogPath: logPath, BootID: strings.Repeat("0", 32), Timestamp: 1}); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := attest.NewIssuer(tp, attest.IssuerOptions{PCRs: []int{7}, MeasureLog: logPath, FirmwareLog: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildServeBinary(t)
+	data := t.TempDir()
+	policy := filepath.Join(data, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"version":1,"pcrs":{"7":["`+strings.Repeat("00", 32)+`"]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, bin, nil, "--listen", "127.0.0.1:0", "--data", data, "--policy", policy)
+	c := serveClient(t, data)
+
+	post := func() (int, api.Claims, error) {
+		var n api.NonceResponse
+		if _, err := postJSON(c, p.url+"/v1/nonce", nil, &n); err != nil {
+			return 0, api.Claims{}, err
+		}
+		e, err := iss.Issue(context.Background(), n.Nonce, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cl api.Claims
+		code, err := postJSON(c, p.url+"/v1/evidence", api.EvidenceRequest{Nonce: n.Nonce, Evidence: ev}, &cl)
+		return code, cl, err
+	}
+	code, cl, err := post()
+	if err != nil {
+		t.Fatalf("POST /v1/evidence: %d %v\n%s", code, err, p.stderr)
+	}
+	if cl.Volume != vol || cl.KeyID != tpm.FixateValue(vk, "state", vol) {
+		t.Errorf("claims %+v, want volume %s with key id %s", cl, vol, tpm.FixateValue(vk, "state", vol))
+	}
+	if !strings.Contains(p.stderr.String(), "pins no attestation keys") {
+		t.Errorf("no warning about an unpinned attestation key in the log:\n%s", p.stderr)
+	}
+
+	d := bytes.Repeat([]byte{1}, 32)
+	if err := tpm.ExtendPCR(tp, 7, map[tpm.Bank][]byte{tpm.SHA256: d}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := post(); code != http.StatusForbidden || err == nil || !strings.Contains(err.Error(), "not allowed by the policy") {
+		t.Errorf("evidence with another pcr 7: %d %v, want 403 naming the policy", code, err)
 	}
 }
