@@ -8,29 +8,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/internal/labdisk"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/luks2"
-	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
-// bootDisk is a GPT disk image laid out as the Discoverable Partitions
-// Specification asks: a root partition, its verity hash partition (UUIDs
-// from the root hash) and a blank partition labelled "state".
+// bootDisk is the lab's boot disk (package labdisk) with the binary that
+// boots it.
 type bootDisk struct {
-	path       string
-	rootHash   string
-	state      gpt.Partition
-	mkfs       string
+	*labdisk.Disk
 	confidisk  string
 	appendArgs []string
 }
@@ -39,56 +33,12 @@ type bootDisk struct {
 func buildBootDisk(t *testing.T) *bootDisk {
 	t.Helper()
 	bin := lab.ConfidiskBinary(t)
-	mkfs := testutil.LookPath(t, "mkfs.ext4", "e2fsprogs")
-	dir := t.TempDir()
-	tree := filepath.Join(dir, "tree")
-	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
-	os.MkdirAll(filepath.Join(tree, "var"), 0o755)
-	os.WriteFile(filepath.Join(tree, "etc", "hello"), []byte("hello from the verity root\n"), 0o644)
-	rootImg, hashImg := filepath.Join(dir, "root.img"), filepath.Join(dir, "root.verity")
-	if out, err := exec.Command(mkfs, "-q", "-F", "-b", "4096", "-d", tree, rootImg, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "verity", "format", rootImg, hashImg).CombinedOutput()
-	if err != nil {
-		t.Fatalf("verity format: %v\n%s", err, out)
-	}
-	root := string(regexp.MustCompile(`(?m)^Root hash:\s+([0-9a-f]{64})$`).FindSubmatch(out)[1])
-	rh, _ := hex.DecodeString(root)
-	dataUUID, hashUUID := gpt.VerityUUIDs(rh)
-
-	const size = 128 << 20
-	d := &bootDisk{path: filepath.Join(dir, "disk.img"), rootHash: root, mkfs: "/usr/sbin/mkfs.ext4", confidisk: bin}
-	f, err := os.Create(d.path)
+	testutil.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	d, err := labdisk.Build(t.TempDir(), bin, map[string]string{"etc/hello": "hello from the verity root\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	f.Truncate(size)
-	tbl, err := gpt.New(size, 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootData, _ := os.ReadFile(rootImg)
-	hashData, _ := os.ReadFile(hashImg)
-	pr, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootX86_64, UUID: dataUUID, Name: "root-x86-64", Size: int64(len(rootData))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ph, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootVerityX86_64, UUID: hashUUID, Name: "root-x86-64-verity", Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.state, err = tbl.Add(gpt.Partition{Type: gpt.TypeVar, Name: "state", Size: 80 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tbl.Write(f, size); err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt(rootData, pr.Start)
-	f.WriteAt(hashData, ph.Start)
-	d.appendArgs = []string{"roothash=" + root, "confidisk.switch-root=0"}
-	return d
+	return &bootDisk{Disk: d, confidisk: bin, appendArgs: d.Cmdline()}
 }
 
 // bootScript runs `confidisk boot` (stopping at $LAB_CUT when the lab cuts
@@ -109,15 +59,12 @@ cat /tmp/boot.log
 ` + checks
 }
 
-// state reads the state partition of the disk image.
+// stateBytes reads the state partition of the disk image.
 func (d *bootDisk) stateBytes(t *testing.T) []byte {
-	f, err := os.Open(d.path)
-	if err != nil {
+	b := make([]byte, d.State.Size)
+	if _, err := d.StateDevice().ReadAt(b, 0); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	b := make([]byte, d.state.Size)
-	f.ReadAt(b, d.state.Start)
 	return b
 }
 
@@ -144,7 +91,7 @@ func field(t *testing.T, res *lab.BootResult, name string) map[string]any {
 // 15 already extended the key is refused and the volume left as it is.
 func TestLabBoot(t *testing.T) {
 	d := buildBootDisk(t)
-	m := lab.TestMachine(t, lab.Disk{Path: d.path})
+	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
 	files := map[string]string{"/bin/confidisk": d.confidisk}
 	tools := []string{"mkfs.ext4"}
 
@@ -258,18 +205,7 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 		sw := tpmtest.StartDir(t, m.TPMStateDir())
 		tp := sw.Open()
 		defer tp.Close()
-		dev := &section{path: d.path, off: d.state.Start, size: d.state.Size}
-		tok, _ := json.Marshal(map[string]any{"type": "confidisk-provision", "keyslots": []string{}, "version": 1, "step": "complete", "recovery_keyslot": 0, "rw": "overlay"})
-		h, vk, err := luks2.Format(dev, uint64(d.state.Size), []byte("host knows this"), luks2.FormatOptions{
-			Integrity: "hmac-sha256", PBKDF: luks2.PBKDF{Type: "pbkdf2", Iterations: 1000}, Tokens: []json.RawMessage{tok},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := tpm.Enroll(tp, dev, h, vk, tpm.EnrollOptions{
-			SealOptions: tpm.SealOptions{PCRs: []int{7, 15}, PCRValues: map[int][]byte{7: pcr7, 15: make([]byte, 32)}},
-			Keyslot:     -1, TokenID: -1,
-		}); err != nil {
+		if _, err := d.ForgeState(tp, pcr7); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -293,43 +229,13 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 	}
 }
 
-// section is a byte range of a file as a device.
-type section struct {
-	path      string
-	off, size int64
-}
-
-func (s *section) ReadAt(p []byte, off int64) (int, error) {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if off+int64(len(p)) > s.size {
-		p = p[:max(0, s.size-off)]
-	}
-	return f.ReadAt(p, s.off+off)
-}
-
-func (s *section) WriteAt(p []byte, off int64) (int, error) {
-	if off+int64(len(p)) > s.size {
-		return 0, fmt.Errorf("write past the end of the section")
-	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return f.WriteAt(p, s.off+off)
-}
-
 // TestLabPowerCut cuts the power at each durable step of first-boot
 // provisioning and checks what the next boot does: before the key is sealed
 // it starts provisioning over, after that it finishes it; either way it
 // ends with a working, unlockable state volume.
 func TestLabPowerCut(t *testing.T) {
 	d := buildBootDisk(t)
-	pristine, err := os.ReadFile(d.path)
+	pristine, err := os.ReadFile(d.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 // counter, with a message naming both epochs, and the volume is untouched.
 func TestLabRollbackTPM(t *testing.T) {
 	d := buildBootDisk(t)
-	m := lab.TestMachine(t, lab.Disk{Path: d.path})
+	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
 	files := map[string]string{"/bin/confidisk": d.confidisk}
 	tools := []string{"mkfs.ext4"}
 	write := func(name, value string) lab.Scenario {
@@ -28,14 +28,14 @@ check umount umount /sysroot
 	}
 	lab.RunScenario(t, write("rollback-tpm-boot-1", "A"))
 	copyOf := filepath.Join(t.TempDir(), "copy.img")
-	img, err := os.ReadFile(d.path)
+	img, err := os.ReadFile(d.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(copyOf, img, 0o600)
 	lab.RunScenario(t, write("rollback-tpm-boot-2", "B"))
 	old, _ := os.ReadFile(copyOf)
-	if err := os.WriteFile(d.path, old, 0o600); err != nil {
+	if err := os.WriteFile(d.Path, old, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	lab.RunScenario(t, lab.Scenario{
@@ -52,7 +52,7 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 `,
 		Expect: []string{"refused", "names-both-epochs", "state-not-mapped"},
 	})
-	if now, _ := os.ReadFile(d.path); string(now) != string(old) {
+	if now, _ := os.ReadFile(d.Path); string(now) != string(old) {
 		t.Error("the refused boot changed the restored disk")
 	}
 }
@@ -62,7 +62,7 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 // honest volume and completes the advance.
 func TestLabRollbackCrash(t *testing.T) {
 	d := buildBootDisk(t)
-	m := lab.TestMachine(t, lab.Disk{Path: d.path})
+	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
 	files := map[string]string{"/bin/confidisk": d.confidisk}
 	tools := []string{"mkfs.ext4"}
 	lab.RunScenario(t, lab.Scenario{Name: "rollback-crash-boot-1", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,

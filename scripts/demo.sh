@@ -2,7 +2,9 @@
 # The confidisk demo, narrated. Builds a small ext4 image, protects it with a
 # dm-verity hash tree, verifies it, flips one byte on "the host's disk", and
 # shows the change caught: first in userspace on the host, then by the kernel
-# of a guest booted under QEMU (with swtpm as its vTPM).
+# of a guest booted under QEMU (with swtpm as its vTPM). Then the guest's boot:
+# it encrypts its state volume on first boot, opens it on the second, and
+# refuses the volume the host swaps in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin/confidisk
@@ -48,6 +50,9 @@ fi
 echo "bytes returned before the error: $(stat -c %s "$work/checked.img") (= block $((off / 4096)) x 4096)"
 
 say "7. In a guest: the kernel's dm-verity, set up by 'confidisk verity open'"
-go run ./internal/labdemo "$bin" "$work/root.good.img" "$work/root.verity" "$work/root.img" "$root" $((off / 4096))
+go run ./internal/labdemo verity "$bin" "$work/root.good.img" "$work/root.verity" "$work/root.img" "$root" $((off / 4096))
 
-say "Done: the tampered byte was never handed out, in userspace or in the guest's kernel."
+say "8. A confidential guest's own state volume: self-encryption, unlock, swap attack"
+go run ./internal/labdemo boot "$bin"
+
+say "Done: the tampered byte was never handed out, and the guest only ever opened its own volume."

@@ -1,9 +1,15 @@
 // Command labdemo is the guest half of `make demo`: it boots a real Linux
-// kernel under QEMU (with swtpm as its vTPM) and shows, with narration, the
-// kernel's dm-verity protecting an image that confidisk formatted on the host
-// — and refusing the copy that the host tampered with.
+// kernel under QEMU (with swtpm as its vTPM) and shows, with narration,
 //
-// Usage (scripts/demo.sh runs it): labdemo BIN DATA HASH TAMPERED ROOTHASH BLOCK
+//   - verity: the kernel's dm-verity protecting an image that confidisk
+//     formatted on the host, and refusing the copy the host tampered with;
+//   - boot: a guest that encrypts its own state volume on first boot, opens
+//     it on the second, and refuses the volume the host swaps in.
+//
+// Usage (scripts/demo.sh runs it):
+//
+//	labdemo verity BIN DATA HASH TAMPERED ROOTHASH BLOCK
+//	labdemo boot BIN
 package main
 
 import (
@@ -18,11 +24,17 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 7 {
-		fmt.Fprintln(os.Stderr, "usage: labdemo BIN DATA HASH TAMPERED ROOTHASH BLOCK")
+	var err error
+	switch {
+	case len(os.Args) == 8 && os.Args[1] == "verity":
+		err = run(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6], os.Args[7])
+	case len(os.Args) == 3 && os.Args[1] == "boot":
+		err = runBoot(os.Args[2])
+	default:
+		fmt.Fprintln(os.Stderr, "usage: labdemo verity BIN DATA HASH TAMPERED ROOTHASH BLOCK | labdemo boot BIN")
 		os.Exit(2)
 	}
-	if err := run(os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6]); err != nil {
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "labdemo: %v\n", err)
 		os.Exit(1)
 	}
@@ -37,6 +49,8 @@ func (console) Write(p []byte) (int, error) {
 		switch {
 		case strings.HasPrefix(line, "DEMO "):
 			fmt.Println("  guest│ " + strings.TrimPrefix(line, "DEMO "))
+		case strings.HasPrefix(line, "confidisk boot: "), strings.HasPrefix(line, "confidisk: "):
+			fmt.Println("  guest│ " + line)
 		case strings.Contains(line, "device-mapper: verity"):
 			fmt.Println("  kernel│ " + strings.TrimSpace(line[strings.Index(line, "device-mapper"):]))
 		}
