@@ -20,6 +20,7 @@ import (
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/probe"
+	"github.com/confidisk/confidisk/tpm"
 )
 
 func newLUKSCmd() *cobra.Command {
@@ -38,7 +39,7 @@ cryptsetup. Commands that map devices (open, close, and format with
 	}
 	cmd.AddCommand(newLUKSFormatCmd(), newLUKSOpenCmd(), newLUKSCloseCmd(), newLUKSDumpCmd(),
 		newLUKSAddKeyCmd(), newLUKSChangeKeyCmd(), newLUKSRemoveKeyCmd(), newLUKSKillSlotCmd(), newLUKSTokenCmd(),
-		newLUKSHeaderBackupCmd(), newLUKSHeaderRestoreCmd())
+		newLUKSHeaderBackupCmd(), newLUKSHeaderRestoreCmd(), newLUKSEnrollTPM2Cmd())
 	return cmd
 }
 
@@ -343,9 +344,10 @@ func confirmOverwrite(cmd *cobra.Command, f *os.File, path string, batch bool) e
 
 func newLUKSOpenCmd() *cobra.Command {
 	var (
-		keyFile                        string
+		keyFile, tpmDevice             string
 		keySlot                        int
 		testPassphrase, readOnly       bool
+		tokenOnly                      bool
 		allowDiscards, noRead, noWrite bool
 	)
 	cmd := &cobra.Command{
@@ -372,13 +374,16 @@ the volume key reaches the kernel through the kernel keyring. With
 				d.close()
 				return err
 			}
-			ki := &keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}
-			pass, err := ki.read(fmt.Sprintf("Enter passphrase for %s: ", path), false)
-			if err != nil {
-				d.close()
-				return err
+			var vk []byte
+			if tokenOnly {
+				vk, err = unlockWithTPM2(cmd, tpmDevice, d, h)
+			} else {
+				var pass []byte
+				ki := &keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}
+				if pass, err = ki.read(fmt.Sprintf("Enter passphrase for %s: ", path), false); err == nil {
+					vk, _, err = h.Unlock(d.f, pass, keySlot)
+				}
 			}
-			vk, _, err := h.Unlock(d.f, pass, keySlot)
 			d.close()
 			if err != nil {
 				return err
@@ -405,6 +410,8 @@ the volume key reaches the kernel through the kernel keyring. With
 	fl.StringVarP(&keyFile, "key-file", "d", "", "read the passphrase from this file (- for standard input)")
 	fl.IntVarP(&keySlot, "key-slot", "S", -1, "try only this keyslot")
 	fl.BoolVar(&testPassphrase, "test-passphrase", false, "only check the passphrase; map nothing")
+	fl.BoolVar(&tokenOnly, "token-only", false, "unlock with the systemd-tpm2 token (the TPM) instead of a passphrase")
+	fl.StringVar(&tpmDevice, "tpm2-device", tpm.DefaultDevice, "TPM for --token-only: /dev/tpmrm0, or swtpm:PATH")
 	fl.BoolVarP(&readOnly, "readonly", "r", false, "map read-only")
 	fl.BoolVar(&allowDiscards, "allow-discards", false, "pass discards down (not with integrity)")
 	fl.BoolVar(&noRead, "perf-no_read_workqueue", false, "dm-crypt no_read_workqueue")
