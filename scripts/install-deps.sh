@@ -21,6 +21,7 @@ declare -A need=(
   [blockdev]=util-linux
   [systemd-cryptenroll]=systemd
   [sfdisk]=fdisk
+  [cpio]=cpio
 )
 missing=()
 for cmd in "${!need[@]}"; do
