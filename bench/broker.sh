@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Broker load test on loopback: verifications per second and latency of
+# `confidisk serve --verifier insecure-test` with (1) the embedded bbolt store
+# and (2) PostgreSQL (a throwaway cluster from Debian's postgresql package,
+# fsync on as by default). Load comes from bench/brokerload; one
+# verification is POST /v1/nonce + POST /v1/evidence, one epoch operation is
+# POST /v1/nonce + POST /v1/volumes/{uuid}/epoch (see its doc comment).
+# The insecure-test verifier accepts forged evidence, so this measures the
+# broker's TLS, HTTP, nonce and store path, not real attestation.
+#
+# Usage: bench/broker.sh            (environment, with defaults:)
+#   N=2000        operations per run        C=8     concurrent clients
+#   T=60s         time limit per run        EPOCHS=1  also run the epoch mode
+#   LOG_LEVEL=info  broker log level (every request is logged at info)
+# Everything listens on 127.0.0.1 only and is removed on exit, even on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${N:-2000}
+c=${C:-8}
+t=${T:-60s}
+epochs=${EPOCHS:-1}
+loglevel=${LOG_LEVEL:-info}
+bin=${CONFIDISK:-bin/confidisk}
+[ -x "$bin" ] || make -s build
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/broker-bench.XXXXXX")
+serve_pid=""
+pgdir="" pgbin="" pg_started=""
+
+as_pg() { # CMD...: run as the postgres user when root (PostgreSQL refuses root)
+  if [ "$(id -u)" = 0 ]; then
+    setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+  else
+    "$@"
+  fi
+}
+
+stop_serve() {
+  if [ -n "$serve_pid" ]; then
+    kill -TERM "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    serve_pid=""
+  fi
+}
+
+cleanup() {
+  stop_serve
+  if [ -n "$pg_started" ]; then
+    (cd "$pgdir" && as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w -t 30 stop >/dev/null 2>&1) || true
+  fi
+  [ -z "$pgdir" ] || rm -rf "$pgdir"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+go build -o "$work/brokerload" ./bench/brokerload
+
+# start_serve NAME ARGS...: starts the broker on a free loopback port with a
+# fresh data directory; sets serve_pid, url and data.
+start_serve() {
+  local name=$1
+  shift
+  data="$work/$name-data"
+  "$bin" serve --verifier insecure-test --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" "$@" \
+    >"$work/$name-serve.out" 2>"$work/$name-serve.log" &
+  serve_pid=$!
+  url=""
+  for _ in $(seq 300); do
+    url=$(sed -n 's/^confidisk serve: listening on \(https:\/\/[^ ]*\).*/\1/p' "$work/$name-serve.out")
+    [ -n "$url" ] && return 0
+    if ! kill -0 "$serve_pid" 2>/dev/null; then
+      echo "confidisk serve ($name) exited:" >&2
+      tail -n 20 "$work/$name-serve.log" >&2
+      serve_pid=""
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "confidisk serve ($name) not listening after 30 s" >&2
+  return 1
+}
+
+rows=()
+# load NAME [-epochs]: runs brokerload against the running broker; appends a row.
+load() {
+  local name=$1 mode=verify
+  shift
+  [ "${1:-}" = -epochs ] && mode=epoch
+  echo "== $name, $mode: $n operations, $c clients, limit $t"
+  local rc=0
+  "$work/brokerload" -url "$url" -data "$data" -label "$name" -n "$n" -c "$c" -t "$t" "$@" \
+    | tee "$work/$name-$mode.txt" || rc=$?
+  local line
+  line=$(grep '^brokerload ' "$work/$name-$mode.txt" || true)
+  kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  if [ -z "$line" ]; then
+    rows+=("$(printf '%-10s %-7s %16s %10s %10s  %s' "$name" "$mode" - - - "failed (exit $rc)")")
+  else
+    local note=""
+    [ "$rc" = 0 ] || note="$(kv errors) errors$([ "$(kv stopped_by_limit)" = true ] && echo ", stopped by the time limit")"
+    rows+=("$(printf '%-10s %-7s %16s %10s %10s  %s' "$name" "$mode" "$(kv verifications_per_s)" "$(kv p50_ms)" "$(kv p99_ms)" "$note")")
+  fi
+}
+
+# 1. bbolt
+start_serve bolt
+load bolt
+[ "$epochs" = 0 ] || load bolt -epochs
+stop_serve
+
+# 2. PostgreSQL
+pg_skip=""
+initdb=$(ls -1d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$initdb" ]; then
+  pg_skip="no /usr/lib/postgresql/*/bin/initdb (apt-get install -y postgresql)"
+elif [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  pg_skip='no "postgres" user to run PostgreSQL as (apt-get install -y postgresql)'
+elif [ "$(id -u)" = 0 ] && ! command -v setpriv >/dev/null; then
+  pg_skip="no setpriv (util-linux) to run PostgreSQL as the postgres user"
+fi
+if [ -n "$pg_skip" ]; then
+  echo "== postgres: skipped: $pg_skip" >&2
+  rows+=("$(printf '%-10s %-7s %16s %10s %10s  %s' postgres - - - - "skipped: $pg_skip")")
+else
+  pgbin=$(dirname "$initdb")
+  pgversion=$("$pgbin/postgres" --version)
+  # Its own directory, reachable by the postgres user (unlike $work).
+  pgdir=$(mktemp -d "${TMPDIR:-/tmp}/broker-bench-pg.XXXXXX")
+  chmod 755 "$pgdir"
+  [ "$(id -u)" != 0 ] || chown postgres: "$pgdir"
+  export LC_ALL=C LANG=C
+  # --no-sync only skips flushing initdb's own files; the server runs with
+  # fsync and synchronous_commit on (the defaults).
+  (cd "$pgdir" && as_pg "$initdb" -D "$pgdir/data" --username=postgres --auth=trust --encoding=UTF8 \
+    --locale=C --no-sync --no-instructions >"$pgdir/initdb.log" 2>&1) \
+    || { cat "$pgdir/initdb.log" >&2; exit 1; }
+  port=""
+  for _ in 1 2 3 4 5; do
+    p=$((20000 + RANDOM % 40000))
+    # Something answers there: not free.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then continue; fi
+    if (cd "$pgdir" && as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 60 \
+      -o "-k $pgdir -c listen_addresses=127.0.0.1 -p $p -c max_connections=100" start >/dev/null); then
+      port=$p pg_started=1
+      break
+    fi
+  done
+  if [ -z "$port" ]; then
+    echo "PostgreSQL did not start:" >&2
+    tail -n 20 "$pgdir/postgres.log" >&2
+    exit 1
+  fi
+  (cd "$pgdir" && as_pg "$pgbin/createdb" -h "$pgdir" -p "$port" -U postgres confidisk_bench)
+  echo "== postgres: $pgversion on 127.0.0.1:$port (fsync=$(cd "$pgdir" && as_pg "$pgbin/psql" -h "$pgdir" -p "$port" -U postgres -Atc 'show fsync' confidisk_bench), synchronous_commit=$(cd "$pgdir" && as_pg "$pgbin/psql" -h "$pgdir" -p "$port" -U postgres -Atc 'show synchronous_commit' confidisk_bench))"
+  start_serve postgres --store postgres --postgres-url "postgres://postgres@127.0.0.1:$port/confidisk_bench?sslmode=disable"
+  load postgres
+  [ "$epochs" = 0 ] || load postgres -epochs
+  stop_serve
+fi
+
+echo
+printf 'Broker load on loopback, %d cores, %d operations x %d clients per run (limit %s), log level %s\n' "$(nproc)" "$n" "$c" "$t" "$loglevel"
+printf '  %-10s %-7s %16s %10s %10s\n' store mode verifications/s p50_ms p99_ms
+for r in "${rows[@]}"; do printf '  %s\n' "${r%"${r##*[! ]}"}"; done

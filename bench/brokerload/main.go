@@ -1,0 +1,379 @@
+// Command brokerload is a bounded load generator for `confidisk serve
+// --verifier insecure-test` on loopback (see bench/broker.sh).
+//
+// One operation ("verification") is POST /v1/nonce followed by POST
+// /v1/evidence with test-double evidence (brokertest.Evidence) bound to that
+// nonce; with -epochs the second call is instead POST
+// /v1/volumes/{uuid}/epoch advancing the epoch of a volume each worker
+// registered beforehand (evidence-verified compare-and-swap). The latency of
+// an operation covers both calls.
+//
+// It runs -n operations with -c workers and stops by itself after -t. The
+// broker's self-signed certificate is pinned (DATA/tls/server.crt or
+// -cert); there is no InsecureSkipVerify. It prints one line of key=value
+// (starting with "brokerload ") and a table for people, and exits 1 if any
+// operation failed.
+//
+// The insecure-test verifier accepts forged evidence: this measures the
+// broker's HTTP, TLS, nonce and store path, not real attestation.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
+	"github.com/confidisk/confidisk/broker/brokertest"
+)
+
+type options struct {
+	url, data, cert, label string
+	n, c                   int
+	limit                  time.Duration
+	epochs                 bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.url, "url", "", "broker base URL, e.g. https://127.0.0.1:8443 (required)")
+	flag.StringVar(&o.data, "data", "", "broker data directory; the pinned certificate is DATA/tls/server.crt")
+	flag.StringVar(&o.cert, "cert", "", "broker server certificate (PEM) to pin, instead of -data")
+	flag.StringVar(&o.label, "label", "", "label of this run in the output (e.g. the store)")
+	flag.IntVar(&o.n, "n", 2000, "number of operations")
+	flag.IntVar(&o.c, "c", 8, "concurrent workers")
+	flag.DurationVar(&o.limit, "t", 60*time.Second, "overall time limit; the run stops by itself")
+	flag.BoolVar(&o.epochs, "epochs", false, "advance the epoch of a registered volume (one per worker) instead of POST /v1/evidence")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "brokerload:", err)
+		os.Exit(1)
+	}
+}
+
+func (o options) check() error {
+	switch {
+	case flag.NArg() != 0:
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	case o.url == "":
+		return errors.New("-url is required")
+	case !strings.HasPrefix(o.url, "https://"):
+		return fmt.Errorf("-url %q: want https://HOST:PORT", o.url)
+	case (o.cert == "") == (o.data == ""):
+		return errors.New("give exactly one of -data and -cert")
+	case o.n < 1 || o.c < 1 || o.limit <= 0:
+		return errors.New("-n, -c and -t must be positive")
+	}
+	return nil
+}
+
+// client talks to the broker.
+type client struct {
+	base string
+	http *http.Client
+}
+
+// call POSTs body (JSON, or no body when nil) to path and decodes a 2xx
+// answer into out.
+func (c *client) call(ctx context.Context, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("POST %s: %w", path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("POST %s: read answer: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var ae api.Error
+		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
+			return fmt.Errorf("POST %s: %s: %s (%s)", path, resp.Status, ae.Error, ae.Code)
+		}
+		return fmt.Errorf("POST %s: %s", path, resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("POST %s: decode answer: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// evidence gets a nonce and returns it with test evidence for volume.
+func (c *client) evidence(ctx context.Context, volume, keyID string) (nonce, ev []byte, err error) {
+	var nr api.NonceResponse
+	if err := c.call(ctx, "/v1/nonce", nil, &nr); err != nil {
+		return nil, nil, err
+	}
+	ev, err = brokertest.Evidence{Nonce: nr.Nonce, Volume: volume, KeyID: keyID}.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	return nr.Nonce, ev, nil
+}
+
+// worker is one concurrent client with its own volume.
+type worker struct {
+	c           *client
+	volume, key string
+	epoch       uint64
+	epochs      bool
+}
+
+func newUUID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random volume uuid: %w", err)
+	}
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+// setup opens the worker's connection (untimed) and, for -epochs, registers
+// its volume with a creation proof.
+func (w *worker) setup(ctx context.Context) error {
+	var err error
+	if w.volume, err = newUUID(); err != nil {
+		return err
+	}
+	w.key = strings.ReplaceAll(w.volume, "-", "")
+	if !w.epochs {
+		// Warm the connection so the first timed operation does not pay
+		// for the TLS handshake.
+		_, _, err := w.c.evidence(ctx, w.volume, w.key)
+		return err
+	}
+	nonce, ev, err := w.c.evidence(ctx, w.volume, w.key)
+	if err != nil {
+		return err
+	}
+	reg := api.RegisterRequest{Nonce: nonce, Evidence: ev, Volume: api.VolumeSpec{UUID: w.volume, KeyID: w.key}}
+	if err := w.c.call(ctx, "/v1/volumes", reg, nil); err != nil {
+		return fmt.Errorf("register volume: %w", err)
+	}
+	return nil
+}
+
+// op is one timed operation.
+func (w *worker) op(ctx context.Context) error {
+	nonce, ev, err := w.c.evidence(ctx, w.volume, w.key)
+	if err != nil {
+		return err
+	}
+	if !w.epochs {
+		var claims api.Claims
+		if err := w.c.call(ctx, "/v1/evidence", api.EvidenceRequest{Nonce: nonce, Evidence: ev}, &claims); err != nil {
+			return err
+		}
+		if claims.Volume != w.volume {
+			return fmt.Errorf("POST /v1/evidence: claims for volume %q, want %q", claims.Volume, w.volume)
+		}
+		return nil
+	}
+	var got api.Epoch
+	req := api.AdvanceEpochRequest{Nonce: nonce, Evidence: ev, Old: w.epoch, New: w.epoch + 1}
+	if err := w.c.call(ctx, "/v1/volumes/"+w.volume+"/epoch", req, &got); err != nil {
+		return err
+	}
+	if got.Epoch != w.epoch+1 {
+		return fmt.Errorf("epoch is %d after advancing %d, want %d", got.Epoch, w.epoch, w.epoch+1)
+	}
+	w.epoch++
+	return nil
+}
+
+type result struct {
+	lat      []time.Duration // successful operations
+	errs     int
+	firstErr error
+	elapsed  time.Duration
+	stopped  bool // the time limit ended the run
+}
+
+func run(o options) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	certFile := o.cert
+	if certFile == "" {
+		certFile = filepath.Join(o.data, "tls", "server.crt")
+	}
+	tlsCfg, err := broker.ClientTLSConfig(certFile, "", "")
+	if err != nil {
+		return fmt.Errorf("pin broker certificate: %w", err)
+	}
+	tr := &http.Transport{
+		TLSClientConfig:     tlsCfg,
+		MaxIdleConns:        o.c,
+		MaxIdleConnsPerHost: o.c,
+		MaxConnsPerHost:     o.c,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	defer tr.CloseIdleConnections()
+	c := &client{base: strings.TrimRight(o.url, "/"), http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.limit)
+	defer cancel()
+
+	workers := make([]*worker, min(o.c, o.n))
+	for i := range workers {
+		workers[i] = &worker{c: c, epochs: o.epochs}
+	}
+	// Set up concurrently so that each worker has its own connection.
+	var setupErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			if err := w.setup(ctx); err != nil {
+				mu.Lock()
+				setupErr = errors.Join(setupErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if setupErr != nil {
+		return fmt.Errorf("setup: %w", setupErr)
+	}
+
+	res := load(ctx, workers, o.n)
+	report(os.Stdout, o, res)
+	if res.errs > 0 {
+		return fmt.Errorf("%d of %d operations failed; first: %w", res.errs, res.errs+len(res.lat), res.firstErr)
+	}
+	if res.stopped {
+		return fmt.Errorf("time limit %s reached after %d of %d operations", o.limit, len(res.lat), o.n)
+	}
+	return nil
+}
+
+// load runs up to n operations over the workers until ctx ends.
+func load(ctx context.Context, workers []*worker, n int) result {
+	var next atomic.Int64
+	lats := make([][]time.Duration, len(workers))
+	errs := make([]int, len(workers))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		stopped  atomic.Bool
+	)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				if ctx.Err() != nil {
+					stopped.Store(true)
+					return
+				}
+				t0 := time.Now()
+				err := w.op(ctx)
+				d := time.Since(t0)
+				if err == nil {
+					lats[i] = append(lats[i], d)
+					continue
+				}
+				if ctx.Err() != nil {
+					// Cut off by the time limit: not the broker's fault.
+					stopped.Store(true)
+					return
+				}
+				errs[i]++
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if w.epochs {
+					// The epoch may or may not have moved; a
+					// conflict would repeat, so stop this worker.
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := result{elapsed: time.Since(start), firstErr: firstErr, stopped: stopped.Load()}
+	for i := range workers {
+		r.lat = append(r.lat, lats[i]...)
+		r.errs += errs[i]
+	}
+	slices.Sort(r.lat)
+	return r
+}
+
+// pct is the nearest-rank percentile p (0 < p <= 100) of sorted durations.
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	k := int(float64(len(sorted))*p/100+0.999999) - 1
+	return sorted[max(0, min(k, len(sorted)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+
+func report(w io.Writer, o options, r result) {
+	mode := "verify"
+	if o.epochs {
+		mode = "epoch"
+	}
+	label := o.label
+	if label == "" {
+		label = "-"
+	}
+	ok := len(r.lat)
+	rate := 0.0
+	if r.elapsed > 0 {
+		rate = float64(ok) / r.elapsed.Seconds()
+	}
+	p50, p90, p99 := pct(r.lat, 50), pct(r.lat, 90), pct(r.lat, 99)
+	var maxLat time.Duration
+	if ok > 0 {
+		maxLat = r.lat[ok-1]
+	}
+	fmt.Fprintf(w, "brokerload label=%s mode=%s concurrency=%d requests=%d ok=%d errors=%d stopped_by_limit=%t elapsed_s=%.3f verifications_per_s=%.1f p50_ms=%s p90_ms=%s p99_ms=%s max_ms=%s\n",
+		label, mode, o.c, ok+r.errs, ok, r.errs, r.stopped, r.elapsed.Seconds(), rate, ms(p50), ms(p90), ms(p99), ms(maxLat))
+	fmt.Fprintf(w, "  %s, mode %s (nonce + %s), %d workers\n", label, mode, map[bool]string{false: "evidence", true: "epoch advance"}[o.epochs], o.c)
+	fmt.Fprintf(w, "  %-22s %d (%d ok, %d errors)%s\n", "requests", ok+r.errs, ok, r.errs, map[bool]string{true: ", stopped by the time limit"}[r.stopped])
+	fmt.Fprintf(w, "  %-22s %.3f s\n", "elapsed", r.elapsed.Seconds())
+	fmt.Fprintf(w, "  %-22s %.1f\n", "verifications/s", rate)
+	for _, l := range []struct {
+		name string
+		d    time.Duration
+	}{{"latency p50", p50}, {"latency p90", p90}, {"latency p99", p99}, {"latency max", maxLat}} {
+		fmt.Fprintf(w, "  %-22s %s ms\n", l.name, ms(l.d))
+	}
+}
