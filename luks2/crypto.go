@@ -5,17 +5,16 @@ import (
 	"crypto/cipher"
 	"crypto/pbkdf2"
 	"crypto/rand"
-	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"hash"
 	"runtime"
-	"strings"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/confidisk/confidisk/internal/hashes"
 	"golang.org/x/crypto/xts"
 )
 
@@ -24,17 +23,8 @@ const AFStripes = 4000
 
 // hashByName maps cryptsetup's hash names to constructors.
 func hashByName(name string) (func() hash.Hash, error) {
-	switch name {
-	case "sha1":
-		return sha1.New, nil
-	case "sha224":
-		return sha256.New224, nil
-	case "sha256":
-		return sha256.New, nil
-	case "sha384":
-		return sha512.New384, nil
-	case "sha512":
-		return sha512.New, nil
+	if h, ok := hashes.ByName(name); ok {
+		return h, nil
 	}
 	return nil, fmt.Errorf("%w: hash %q", ErrUnsupported, name)
 }
@@ -242,21 +232,4 @@ func checkDigest(d *Digest, vk []byte) (bool, error) {
 		return false, err
 	}
 	return subtle.ConstantTimeCompare(got, d.Digest) == 1, nil
-}
-
-// cipherKeySize is the key size of a segment's encryption part, given the
-// total volume key size and the integrity spec: the integrity key is the
-// tail of the volume key (cryptsetup setup.c).
-func integrityKeySize(integrity string) (int, error) {
-	switch strings.TrimSpace(integrity) {
-	case "", "none", "aead":
-		return 0, nil
-	case "hmac(sha1)":
-		return 20, nil
-	case "hmac(sha256)":
-		return 32, nil
-	case "hmac(sha512)":
-		return 64, nil
-	}
-	return 0, fmt.Errorf("%w: integrity %q", ErrUnsupported, integrity)
 }

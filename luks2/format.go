@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/confidisk/confidisk/integrity"
 	"io"
 	"runtime"
 	"strings"
@@ -221,9 +222,11 @@ func (o *FormatOptions) segmentSpec() (enc string, integ *SegmentIntegrity, vkSi
 	if mode == "xts" && ks != 32 && ks != 64 || mode != "xts" && ks != 16 && ks != 24 && ks != 32 {
 		return "", nil, 0, fmt.Errorf("invalid key size of %d bits for %s", ks*8, enc)
 	}
-	ik, err := integrityKeySize(integType)
-	if err != nil {
-		return "", nil, 0, err
+	ik := 0
+	if integType != "" {
+		if ik, err = integrity.KeySize(integType); err != nil {
+			return "", nil, 0, fmt.Errorf("%w: %v", ErrUnsupported, err)
+		}
 	}
 	if integType != "" {
 		integ = &SegmentIntegrity{Type: integType, JournalEncryption: "none", JournalIntegrity: "none"}

@@ -29,15 +29,14 @@
 package verity
 
 import (
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"math/bits"
 	"strings"
+
+	"github.com/confidisk/confidisk/internal/hashes"
 )
 
 // Defaults of `veritysetup format` (cryptsetup configure.ac / meson_options.txt).
@@ -101,19 +100,10 @@ func DefaultParams(dataBlocks uint64) Params {
 
 // newHash returns a constructor for the named algorithm.
 func newHash(name string) (func() hash.Hash, error) {
-	switch name {
-	case "sha1":
-		return sha1.New, nil
-	case "sha224":
-		return sha256.New224, nil
-	case "sha256":
-		return sha256.New, nil
-	case "sha384":
-		return sha512.New384, nil
-	case "sha512":
-		return sha512.New, nil
+	if h, ok := hashes.ByName(name); ok {
+		return h, nil
 	}
-	return nil, fmt.Errorf("%w %q (supported: sha1, sha224, sha256, sha384, sha512)", ErrUnsupportedHash, name)
+	return nil, fmt.Errorf("%w %q (supported: %s)", ErrUnsupportedHash, name, hashes.Names)
 }
 
 // validBlockSize reports whether n is a power of two in [MinBlockSize, MaxBlockSize].

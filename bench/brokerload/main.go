@@ -8,7 +8,8 @@
 // registered beforehand (evidence-verified compare-and-swap). The latency of
 // an operation covers both calls.
 //
-// It runs -n operations with -c workers and stops by itself after -t. The
+// It runs -n operations with -c workers and stops by itself after -t (or
+// after -max-errors failed operations, or on SIGINT/SIGTERM). The
 // broker's self-signed certificate is pinned (DATA/tls/server.crt or
 // -cert); there is no InsecureSkipVerify. It prints one line of key=value
 // (starting with "brokerload ") and a table for people, and exits 1 if any
@@ -30,11 +31,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/confidisk/confidisk/broker"
@@ -44,7 +47,7 @@ import (
 
 type options struct {
 	url, data, cert, label string
-	n, c                   int
+	n, c, maxErrors        int
 	limit                  time.Duration
 	epochs                 bool
 }
@@ -57,6 +60,7 @@ func main() {
 	flag.StringVar(&o.label, "label", "", "label of this run in the output (e.g. the store)")
 	flag.IntVar(&o.n, "n", 2000, "number of operations")
 	flag.IntVar(&o.c, "c", 8, "concurrent workers")
+	flag.IntVar(&o.maxErrors, "max-errors", 100, "give up after this many failed operations")
 	flag.DurationVar(&o.limit, "t", 60*time.Second, "overall time limit; the run stops by itself")
 	flag.BoolVar(&o.epochs, "epochs", false, "advance the epoch of a registered volume (one per worker) instead of POST /v1/evidence")
 	flag.Parse()
@@ -76,8 +80,8 @@ func (o options) check() error {
 		return fmt.Errorf("-url %q: want https://HOST:PORT", o.url)
 	case (o.cert == "") == (o.data == ""):
 		return errors.New("give exactly one of -data and -cert")
-	case o.n < 1 || o.c < 1 || o.limit <= 0:
-		return errors.New("-n, -c and -t must be positive")
+	case o.n < 1 || o.c < 1 || o.limit <= 0 || o.maxErrors < 1:
+		return errors.New("-n, -c, -t and -max-errors must be positive")
 	}
 	return nil
 }
@@ -243,7 +247,9 @@ func run(o options) error {
 	defer tr.CloseIdleConnections()
 	c := &client{base: strings.TrimRight(o.url, "/"), http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 
-	ctx, cancel := context.WithTimeout(context.Background(), o.limit)
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sigCtx, o.limit)
 	defer cancel()
 
 	workers := make([]*worker, min(o.c, o.n))
@@ -268,8 +274,11 @@ func run(o options) error {
 		return fmt.Errorf("setup: %w", setupErr)
 	}
 
-	res := load(ctx, workers, o.n)
+	res := load(ctx, workers, o.n, o.maxErrors)
 	report(os.Stdout, o, res)
+	if sigCtx.Err() != nil {
+		return errors.New("interrupted")
+	}
 	if res.errs > 0 {
 		return fmt.Errorf("%d of %d operations failed; first: %w", res.errs, res.errs+len(res.lat), res.firstErr)
 	}
@@ -279,14 +288,18 @@ func run(o options) error {
 	return nil
 }
 
-// load runs up to n operations over the workers until ctx ends.
-func load(ctx context.Context, workers []*worker, n int) result {
+// load runs up to n operations over the workers until ctx ends or more than
+// maxErrors operations failed.
+func load(ctx context.Context, workers []*worker, n, maxErrors int) result {
+	ctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
 	var next atomic.Int64
 	lats := make([][]time.Duration, len(workers))
 	errs := make([]int, len(workers))
 	var (
 		mu       sync.Mutex
 		firstErr error
+		nerrs    int
 		stopped  atomic.Bool
 	)
 	start := time.Now()
@@ -295,7 +308,7 @@ func load(ctx context.Context, workers []*worker, n int) result {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
 				if ctx.Err() != nil {
-					stopped.Store(true)
+					stopped.Store(errors.Is(context.Cause(ctx), context.DeadlineExceeded))
 					return
 				}
 				t0 := time.Now()
@@ -306,14 +319,18 @@ func load(ctx context.Context, workers []*worker, n int) result {
 					continue
 				}
 				if ctx.Err() != nil {
-					// Cut off by the time limit: not the broker's fault.
-					stopped.Store(true)
+					// Cut off by the time limit (or given up):
+					// not this operation's fault.
+					stopped.Store(errors.Is(context.Cause(ctx), context.DeadlineExceeded))
 					return
 				}
 				errs[i]++
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = err
+				}
+				if nerrs++; nerrs >= maxErrors {
+					giveUp()
 				}
 				mu.Unlock()
 				if w.epochs {

@@ -425,18 +425,11 @@ func newLUKSCloseCmd() *cobra.Command {
 		Short: "Remove /dev/mapper/NAME (and its integrity device)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, err := dm.Open(dm.DefaultControl)
-			if err != nil {
-				return fmt.Errorf("device-mapper: %w", err)
-			}
-			defer client.Close()
-			info, err := client.Info(args[0])
+			client, err := openMapped(args[0])
 			if err != nil {
 				return err
 			}
-			if !info.Exists {
-				return fmt.Errorf("no device-mapper device named %q", args[0])
-			}
+			defer client.Close()
 			sub, err := client.Info(args[0] + "_dif")
 			if err != nil {
 				return err

@@ -94,21 +94,31 @@ func newVerityCloseCmd() *cobra.Command {
 --deferred the kernel removes it when its last user closes it.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, err := dm.Open(dm.DefaultControl)
-			if err != nil {
-				return fmt.Errorf("device-mapper: %w", err)
-			}
-			defer client.Close()
-			info, err := client.Info(args[0])
+			client, err := openMapped(args[0])
 			if err != nil {
 				return err
 			}
-			if !info.Exists {
-				return fmt.Errorf("no device-mapper device named %q", args[0])
-			}
+			defer client.Close()
 			return client.RemoveWith(args[0], dm.RemoveOptions{Deferred: deferred})
 		},
 	}
 	cmd.Flags().BoolVar(&deferred, "deferred", false, "remove when the last user closes the device")
 	return cmd
+}
+
+// openMapped opens device-mapper and checks that the device name exists.
+func openMapped(name string) (*dm.Client, error) {
+	client, err := dm.Open(dm.DefaultControl)
+	if err != nil {
+		return nil, fmt.Errorf("device-mapper: %w", err)
+	}
+	info, err := client.Info(name)
+	if err == nil && !info.Exists {
+		err = fmt.Errorf("no device-mapper device named %q", name)
+	}
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return client, nil
 }
