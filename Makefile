@@ -40,6 +40,7 @@ demo: deps build
 bench: build
 	@bench/verity.sh
 	@bench/luks.sh
+	@bench/broker.sh
 
 # Short fuzzing run of every fuzz target (FUZZTIME=30s by default).
 FUZZTIME ?= 30s

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/labdisk"
 	"github.com/confidisk/confidisk/internal/testutil"
@@ -158,6 +160,43 @@ check umount umount /sysroot
 		}
 		if out["KeyID"] != hex.EncodeToString(digest) {
 			t.Errorf("boot's key id %v, want %x", out["KeyID"], digest)
+		}
+	})
+
+	// creation-record: first boot left a vTPM quote over the volume key id in
+	// the header; a verifier with the reference values accepts it.
+	t.Run("creation-record", func(t *testing.T) {
+		start := time.Now()
+		h, _, err := luks2.Read(d.StateDevice())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw json.RawMessage
+		for _, tok := range h.Metadata.Tokens {
+			var ct struct {
+				Type   string          `json:"type"`
+				Record json.RawMessage `json:"record"`
+			}
+			if json.Unmarshal(tok, &ct) == nil && ct.Type == "confidisk-creation" {
+				raw = ct.Record
+			}
+		}
+		if raw == nil {
+			t.Fatal("no confidisk-creation token in the header")
+		}
+		rec, err := attest.ParseCreationRecord(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol, err := attest.ParsePolicy([]byte(fmt.Sprintf(`{"version":1,"bank":"sha256","pcrs":{"7":[%q]},"volume_name":"state"}`, hex.EncodeToString(pcr7))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := attest.VerifyCreation(context.Background(), rec, pol, time.Now())
+		ok := err == nil && c.UUID == uuid && c.KeyID == out["KeyID"]
+		fmt.Printf("LAB creation-record %s %.1fs\n", map[bool]string{true: "PASS", false: "FAIL"}[ok], time.Since(start).Seconds())
+		if !ok {
+			t.Fatalf("creation record: %+v %v, want volume %s key %v", c, err, uuid, out["KeyID"])
 		}
 	})
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/confidisk/confidisk/activate"
+	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/luks2"
@@ -139,11 +140,64 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("measure the volume key into PCR 15: %w", err)
 	}
 	b.point("measured")
+	if b.res.FirstBoot || b.res.ResumedFrom != "" {
+		if err := b.storeCreationRecord(lay.State, h); err != nil {
+			return nil, err
+		}
+	}
 	if err := b.mountRoot(); err != nil {
 		return nil, err
 	}
 	b.point("mounted")
 	return b.res, nil
+}
+
+// CreationTokenType is the LUKS2 token that holds the creation record: the
+// evidence (a vTPM quote of PCR 15 and the policy PCRs, with systemd's
+// measurement log) whose qualifying data is the volume key id, made right
+// after first boot measured the new volume (the idea of systemd issue
+// 40410). A verifier checks it with attest.VerifyCreation.
+const CreationTokenType = "confidisk-creation"
+
+// storeCreationRecord quotes the vTPM and keeps the record in the header.
+func (b *booter) storeCreationRecord(dev string, h *luks2.Header) error {
+	iss, err := attest.NewIssuer(b.tpm, attest.IssuerOptions{
+		PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: "-",
+	})
+	if err != nil {
+		return fmt.Errorf("creation record: %w", err)
+	}
+	rec, err := iss.IssueCreation(context.Background(), b.res.KeyID)
+	if err != nil {
+		return fmt.Errorf("creation record: %w", err)
+	}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	tok, err := json.Marshal(map[string]any{"type": CreationTokenType, "keyslots": []string{}, "record": json.RawMessage(raw)})
+	if err != nil {
+		return err
+	}
+	for id, t := range h.Metadata.Tokens {
+		var th luks2.TokenHeader
+		if json.Unmarshal(t, &th) == nil && th.Type == CreationTokenType {
+			_ = h.RemoveToken(id)
+		}
+	}
+	if _, err := h.AddToken(tok, -1); err != nil {
+		return fmt.Errorf("creation record: %w", err)
+	}
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := h.Write(f); err != nil {
+		return fmt.Errorf("store the creation record: %w", err)
+	}
+	b.logf("creation record stored (vTPM quote over the volume key id)")
+	return f.Sync()
 }
 
 // Discover finds the root data, root verity and state partitions: the
