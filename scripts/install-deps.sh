@@ -36,7 +36,25 @@ done
 if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q 'statically linked'; then
   missing+=(busybox-static)
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The lab boots Debian's 6.12 kernel, which bookworm ships through its
+# security suite: make sure apt knows that suite (a minimal install may list
+# only the main suite). The security archive sits beside the main one.
+ensure_kernel_suite() {
+  apt-cache search --names-only '^linux-image-6\.12\..*-amd64-unsigned$' 2>/dev/null | grep -q . && return 0
+  [ "$(id -u)" -eq 0 ] || { echo "the lab kernel (linux-image-6.12.*-amd64-unsigned) is not in apt's lists: run apt-get update as root" >&2; return 1; }
+  apt-get update -q >/dev/null
+  apt-cache search --names-only '^linux-image-6\.12\..*-amd64-unsigned$' | grep -q . && return 0
+  uri=$(grep -hE '^deb [^ ]+/debian bookworm( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1 | awk '{print $2}')
+  if [ -n "$uri" ]; then
+    echo "deb ${uri}-security bookworm-security main" >/etc/apt/sources.list.d/confidisk-bookworm-security.list
+    echo "added bookworm-security to apt's sources (the lab kernel is there)"
+    apt-get update -q >/dev/null
+  fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  ensure_kernel_suite
+  exit $?
+fi
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: $pkgs" >&2
@@ -47,3 +65,4 @@ echo "installing: $pkgs"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends $pkgs file >/dev/null
+ensure_kernel_suite
