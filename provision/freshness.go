@@ -204,3 +204,31 @@ type luks2ReadWriter interface {
 	ReadAt([]byte, int64) (int, error)
 	WriteAt([]byte, int64) (int, error)
 }
+
+// ReadEpoch returns the verified freshness epoch of an unlocked volume and
+// the vTPM counter that anchors it.
+func ReadEpoch(t transport.TPM, h *luks2.Header, vk []byte) (epoch, counter uint64, err error) {
+	e, id, err := readEpoch(h, vk)
+	if err != nil {
+		return 0, 0, err
+	}
+	if id < 0 {
+		return 0, 0, fmt.Errorf("%w: no freshness token", ErrFreshnessTampered)
+	}
+	c, err := tpm.ReadCounter(t, FreshnessCounter)
+	if err != nil {
+		return e, 0, fmt.Errorf("read the freshness counter: %w", err)
+	}
+	return e, c, nil
+}
+
+// AdvanceEpoch runs the check and the two-phase advance outside the boot
+// flow (`confidisk epoch advance`): afterwards every copy of the volume taken
+// before this call is refused at boot. dev must be the volume's device,
+// opened for writing.
+func AdvanceEpoch(t transport.TPM, dev interface {
+	luks2ReadWriter
+	Sync() error
+}, h *luks2.Header, vk []byte) (*Freshness, error) {
+	return (&booter{}).advanceFreshness(t, dev, h, vk, false)
+}

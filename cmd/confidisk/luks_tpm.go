@@ -88,8 +88,7 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 				}
 				so.PolicyKeyPCRs = []int{11}
 			}
-			dev, err := tpm.ParseDevice(tpmDevice)
-			if err != nil {
+			if _, err := tpm.ParseDevice(tpmDevice); err != nil {
 				return usageError{err}
 			}
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
@@ -106,9 +105,9 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 						return false, err
 					}
 				}
-				t, err := tpm.Open(dev)
+				t, err := openTPMFlag(tpmDevice)
 				if err != nil {
-					return false, fmt.Errorf("open TPM %s: %w", dev, err)
+					return false, fmt.Errorf("open TPM %s: %w", tpmDevice, err)
 				}
 				defer t.Close()
 				slot, tok, err := tpm.Enroll(t, d.f, h, vk, tpm.EnrollOptions{SealOptions: so, SaltPIN: withPIN && !legacy, Keyslot: -1, TokenID: -1})
@@ -133,13 +132,9 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 // unlockWithTPM2 opens a volume with its systemd-tpm2 token, asking for the
 // PIN when the token needs one.
 func unlockWithTPM2(cmd *cobra.Command, device string, d *device, h *luks2.Header) ([]byte, error) {
-	dev, err := tpm.ParseDevice(device)
+	t, err := openTPMFlag(device)
 	if err != nil {
-		return nil, usageError{err}
-	}
-	t, err := tpm.Open(dev)
-	if err != nil {
-		return nil, fmt.Errorf("open TPM %s: %w", dev, err)
+		return nil, fmt.Errorf("open TPM %s: %w", device, err)
 	}
 	defer t.Close()
 	vk, _, err := tpm.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{})

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/provision"
+	"github.com/confidisk/confidisk/tpm"
+)
+
+func newEpochCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "epoch",
+		Short: "Show or advance a state volume's freshness epoch (roll-back protection)",
+		Long: `A provisioned state volume carries a freshness epoch, authenticated with a key
+derived from its volume key, anchored in a monotonic vTPM counter: at boot an
+older copy of the volume (epoch below the counter) is refused. confidisk boot
+advances it once per boot; "epoch advance" does it now, so that every copy
+taken before becomes invalid (for example after a snapshot the operator wants
+to be the only valid state). See docs/rollback.md.
+
+The volume key is needed: give a passphrase (the recovery key) with --key-file,
+or --token-only to unseal with the TPM (only possible before the boot measured
+the volume into PCR 15).`,
+	}
+	var (
+		keyFile, tpmDevice string
+		tokenOnly, asJSON  bool
+	)
+	unlock := func(cmd *cobra.Command, d *device, h *luks2.Header) ([]byte, error) {
+		if tokenOnly {
+			return unlockWithTPM2(cmd, tpmDevice, d, h)
+		}
+		pass, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter a passphrase of the volume: ", false)
+		if err != nil {
+			return nil, err
+		}
+		vk, _, err := h.Unlock(d.f, pass, -1)
+		return vk, err
+	}
+	show := &cobra.Command{
+		Use:   "show DEVICE",
+		Short: "Print the volume's epoch and the vTPM counter",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openDevice(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			h, err := d.readHeader(args[0], cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			vk, err := unlock(cmd, d, h)
+			if err != nil {
+				return err
+			}
+			t, err := openTPMFlag(tpmDevice)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			e, c, err := provision.ReadEpoch(t, h, vk)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string]uint64{"epoch": e, "counter": c})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d, vTPM counter %d\n", e, c)
+			return nil
+		},
+	}
+	advance := &cobra.Command{
+		Use:   "advance DEVICE",
+		Short: "Advance the epoch now: older copies of the volume become invalid",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				vk, err := unlock(cmd, d, h)
+				if err != nil {
+					return false, err
+				}
+				t, err := openTPMFlag(tpmDevice)
+				if err != nil {
+					return false, err
+				}
+				defer t.Close()
+				fr, err := provision.AdvanceEpoch(t, d.f, h, vk)
+				if err != nil {
+					return false, err
+				}
+				if asJSON {
+					return false, writeJSON(cmd.OutOrStdout(), fr)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "epoch advanced to %d\n", fr.Epoch)
+				return false, nil // AdvanceEpoch wrote and synced the header
+			})
+		},
+	}
+	for _, c := range []*cobra.Command{show, advance} {
+		c.Flags().StringVarP(&keyFile, "key-file", "d", "", "read a passphrase of the volume from this file (- for standard input)")
+		c.Flags().BoolVar(&tokenOnly, "token-only", false, "unseal the volume key with the TPM instead")
+		c.Flags().StringVar(&tpmDevice, "tpm", tpm.DefaultDevice, "TPM: /dev/tpmrm0, or swtpm:PATH")
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	}
+	cmd.AddCommand(show, advance)
+	return cmd
+}
