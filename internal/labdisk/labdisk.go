@@ -27,10 +27,16 @@ type Disk struct {
 	State    gpt.Partition
 }
 
-// Build makes a 128 MiB disk in dir: an ext4 root holding the files of
-// files (path → content), formatted with the confidisk binary bin; its
-// verity partition; an 80 MiB blank state partition.
+// Build makes a disk in dir: an ext4 root holding the files of files
+// (path → content), formatted with the confidisk binary bin; its verity
+// partition; a 160 MiB blank state partition (two ext4 block groups, so that
+// mkfs writes a second group's metadata).
 func Build(dir, bin string, files map[string]string) (*Disk, error) {
+	return BuildSized(dir, bin, files, 160<<20)
+}
+
+// BuildSized is [Build] with a state partition of stateSize bytes.
+func BuildSized(dir, bin string, files map[string]string, stateSize int64) (*Disk, error) {
 	tree := filepath.Join(dir, "tree")
 	for p, c := range files {
 		full := filepath.Join(tree, p)
@@ -59,7 +65,7 @@ func Build(dir, bin string, files map[string]string) (*Disk, error) {
 	d := &Disk{Path: filepath.Join(dir, "disk.img"), RootHash: string(m[1])}
 	rh, _ := hex.DecodeString(d.RootHash)
 	dataUUID, hashUUID := gpt.VerityUUIDs(rh)
-	const size = 128 << 20
+	size := int64(48<<20) + stateSize
 	f, err := os.Create(d.Path)
 	if err != nil {
 		return nil, err
@@ -88,7 +94,7 @@ func Build(dir, bin string, files map[string]string) (*Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.State, err = tbl.Add(gpt.Partition{Type: gpt.TypeVar, Name: "state", Size: 80 << 20}); err != nil {
+	if d.State, err = tbl.Add(gpt.Partition{Type: gpt.TypeVar, Name: "state", Size: stateSize}); err != nil {
 		return nil, err
 	}
 	if err := tbl.Write(f, size); err != nil {
