@@ -44,7 +44,7 @@ ensure_kernel_suite() {
   [ "$(id -u)" -eq 0 ] || { echo "the lab kernel (linux-image-6.12.*-amd64-unsigned) is not in apt's lists: run apt-get update as root" >&2; return 1; }
   apt-get update -q >/dev/null
   apt-cache search --names-only '^linux-image-6\.12\..*-amd64-unsigned$' | grep -q . && return 0
-  uri=$(grep -hE '^deb [^ ]+/debian bookworm( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1 | awk '{print $2}')
+  uri=$(grep -hE '^deb [^ ]+/debian bookworm( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1 | awk '{print $2}' || true)
   if [ -n "$uri" ]; then
     echo "deb ${uri}-security bookworm-security main" >/etc/apt/sources.list.d/confidisk-bookworm-security.list
     echo "added bookworm-security to apt's sources (the lab kernel is there)"
