@@ -207,13 +207,21 @@ func (c *Config) ApplyCmdline(cmdline string) error {
 }
 
 // ApplyFile applies a config file: one "key=value" per line (keys as on the
-// command line, with or without the "confidisk." prefix), "#" comments and
-// blank lines ignored. Unknown keys are refused, naming the line.
+// command line, with or without the "confidisk." prefix), or a veritytab /
+// crypttab line where one expresses the setting (see applyTabLine); "#"
+// comments and blank lines ignored. Unknown keys are refused, naming the
+// line.
 func (c *Config) ApplyFile(b []byte) error {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) >= 3 && !strings.Contains(f[0], "=") && !strings.HasPrefix(f[1], "=") {
+			if err := c.applyTabLine(f); err != nil {
+				return fmt.Errorf("line %d: %w", n, err)
+			}
 			continue
 		}
 		key, value, ok := strings.Cut(line, "=")
@@ -229,6 +237,62 @@ func (c *Config) ApplyFile(b []byte) error {
 		}
 	}
 	return sc.Err()
+}
+
+// applyTabLine takes a veritytab(5) or crypttab(5) line where it says what
+// boot needs:
+//
+//	root <data> <hash> <roothash> [options]          (veritytab: the root hash)
+//	<name> PARTLABEL=<label> - tpm2-device=…,tpm2-pcrs=7+11[,…]   (crypttab: the state volume)
+//
+// A veritytab line for "root" sets the root hash; a crypttab line with a
+// PARTLABEL= device names the state partition, and its tpm2-pcrs= option
+// the sealing PCRs. Other devices or options are refused, so that nothing in
+// the file is silently ignored.
+func (c *Config) applyTabLine(f []string) error {
+	switch {
+	case len(f) >= 4 && f[0] == "root":
+		if len(f) > 5 || (len(f) == 5 && f[4] != "-" && f[4] != "") {
+			return fmt.Errorf("%w: veritytab options %q are not supported", ErrBadConfig, strings.Join(f[4:], " "))
+		}
+		return c.set("roothash", f[3], false)
+	case len(f) <= 4 && strings.HasPrefix(f[1], "PARTLABEL="):
+		if f[2] != "-" && f[2] != "none" {
+			return fmt.Errorf("%w: crypttab key file %q: the state volume's key comes from the vTPM", ErrBadConfig, f[2])
+		}
+		if err := c.set("confidisk.state", strings.TrimPrefix(f[1], "PARTLABEL="), false); err != nil {
+			return err
+		}
+		if len(f) == 4 {
+			for _, o := range strings.Split(f[3], ",") {
+				k, v, _ := strings.Cut(o, "=")
+				switch k {
+				case "tpm2-device":
+					if v != "auto" {
+						if err := c.set("confidisk.tpm", v, false); err != nil {
+							return err
+						}
+					}
+				case "tpm2-pcrs":
+					pcrs := strings.Split(v, "+")
+					kept := pcrs[:0]
+					for _, p := range pcrs { // PCR 15 is always part of the policy
+						if p != "15" {
+							kept = append(kept, p)
+						}
+					}
+					if err := c.set("confidisk.tpm2-pcrs", strings.Join(kept, "+"), false); err != nil {
+						return err
+					}
+				case "luks", "discard", "tpm2-measure-pcr", "headless", "integrity":
+				default:
+					return fmt.Errorf("%w: crypttab option %q is not supported", ErrBadConfig, k)
+				}
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %q is neither key=value nor a veritytab line for root or a crypttab line with PARTLABEL=", ErrBadConfig, strings.Join(f, " "))
 }
 
 // Validate checks that the configuration can boot.

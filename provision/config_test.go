@@ -83,3 +83,35 @@ func TestApplyFile(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyFileTabLines(t *testing.T) {
+	c := DefaultConfig()
+	err := c.ApplyFile([]byte("root PARTUUID=a PARTUUID=b " + rh + " -\n" +
+		"state PARTLABEL=data - tpm2-device=auto,tpm2-pcrs=7+11+15,tpm2-measure-pcr=yes\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.RootHash = mustDecode(rh)
+	want.StateLabel = "data"
+	want.PCRs = []int{7, 11}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{
+		"root a b " + rh + " panic-on-corruption\n",
+		"state /dev/vda3 - tpm2-device=auto\n",
+		"state PARTLABEL=x /etc/key\n",
+		"state PARTLABEL=x - fido2-device=auto\n",
+		"usr a b c\n",
+	} {
+		if err := applyNew(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func applyNew(s string) error {
+	c := DefaultConfig()
+	return c.ApplyFile([]byte(s))
+}
