@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -368,4 +369,39 @@ check kernel-integrity-error sh -c 'dmesg | grep -i "integrity" | grep -iE "erro
 `),
 		Expect: []string{"boot", "tamper-detected", "kernel-integrity-error"},
 	})
+}
+
+// TestLabBootRefusesBadInput: no roothash= on the command line, or a state
+// partition that holds something confidisk did not make (here an ext4 file
+// system the host put there) → a refusal naming the problem, and the disk
+// exactly as it was.
+func TestLabBootRefusesBadInput(t *testing.T) {
+	d := buildBootDisk(t)
+	mkfs := testutil.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	state := filepath.Join(t.TempDir(), "state.img")
+	if out, err := exec.Command(mkfs, "-q", "-F", state, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs: %v\n%s", err, out)
+	}
+	fs, _ := os.ReadFile(state)
+	if _, err := d.StateDevice().WriteAt(fs, 0); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(d.Path)
+	lab.RunScenario(t, lab.Scenario{
+		Name: "boot-bad-input", Disks: []lab.Disk{{Path: d.Path}},
+		Files: map[string]string{"/bin/confidisk": d.confidisk}, Tools: []string{"mkfs.ext4"}, Append: d.appendArgs,
+		Script: `
+mkdir -p /run/log/systemd
+echo "console=ttyS0 confidisk.switch-root=0" > /tmp/no-roothash
+if confidisk boot --cmdline /tmp/no-roothash 2>/tmp/a.log; then result no-roothash fail accepted; else result no-roothash ok "$(cat /tmp/a.log)"; fi
+check names-missing-roothash grep -q 'no roothash=' /tmp/a.log
+if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/b.log; then result foreign-state fail accepted; else result foreign-state ok "$(tail -1 /tmp/b.log)"; fi
+check names-what-it-found grep -q 'holds ext2/3/4' /tmp/b.log
+check nothing-mapped sh -c '! test -e /dev/mapper/state'
+`,
+		Expect: []string{"no-roothash", "names-missing-roothash", "foreign-state", "names-what-it-found", "nothing-mapped"},
+	})
+	if after, _ := os.ReadFile(d.Path); !bytes.Equal(before, after) {
+		t.Error("a refused boot changed the disk")
+	}
 }
