@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/confidisk/confidisk/broker"
 	"time"
 
 	"github.com/confidisk/confidisk/tpm"
@@ -111,4 +112,19 @@ func VerifyCreation(ctx context.Context, rec *CreationRecord, p *Policy, now tim
 		return nil, err
 	}
 	return v.VerifyCreation(ctx, rec)
+}
+
+// VerifyCreationRecord implements broker.CreationVerifier: it parses and
+// checks a creation record and returns the volume it proves was created in
+// an attested guest.
+func (v *Validator) VerifyCreationRecord(ctx context.Context, record []byte) (*broker.Claims, error) {
+	rec, err := ParseCreationRecord(record)
+	if err != nil {
+		return nil, err
+	}
+	c, err := v.VerifyCreation(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return &broker.Claims{Volume: c.UUID, KeyID: c.KeyID, Measurements: c.Measurements}, nil
 }

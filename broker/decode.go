@@ -215,6 +215,12 @@ func validateRegister(r *api.RegisterRequest) *apiError {
 	if r.Volume.Measurements, e = compactMeasurements(r.Volume.Measurements); e != nil {
 		return e
 	}
+	if r.CreationRecord != nil {
+		if r.Nonce != nil || r.Evidence != nil {
+			return badRequest("invalid_field", "give either creation_record or nonce and evidence, not both")
+		}
+		return nil
+	}
 	if r.Nonce == nil && r.Evidence == nil {
 		return nil // an operator registration; the handler checks the certificate
 	}

@@ -282,13 +282,39 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	v := store.Volume{UUID: req.Volume.UUID, KeyID: req.Volume.KeyID, CreatedAt: s.cfg.Now().UTC()}
-	if req.Nonce == nil {
+	switch {
+	case req.CreationRecord != nil:
+		cv, ok := s.cfg.Verifier.(CreationVerifier)
+		if !ok {
+			s.fail(w, r, &apiError{status: http.StatusNotImplemented, code: "creation_records_unsupported",
+				msg: "this broker's verifier cannot check creation records"})
+			return
+		}
+		c, err := cv.VerifyCreationRecord(ctx, req.CreationRecord)
+		var e *apiError
+		if err != nil {
+			e = &apiError{status: http.StatusForbidden, code: "evidence_rejected", msg: err.Error()}
+		} else if req.Volume.Measurements != nil {
+			e = badRequest("unexpected_measurements", "a creation record brings its own measurements")
+		} else if c.Volume != v.UUID || c.KeyID != v.KeyID {
+			e = &apiError{status: http.StatusForbidden, code: "evidence_key_mismatch",
+				msg: "the creation record is of volume " + c.Volume + " key " + truncate(c.KeyID) + ", not " + v.UUID + " key " + truncate(v.KeyID)}
+		}
+		if e != nil {
+			s.fail(w, r, e)
+			return
+		}
+		if v.Measurements, e = compactMeasurements(c.Measurements); e != nil {
+			s.fail(w, r, internal("verifier measurements", e))
+			return
+		}
+	case req.Nonce == nil:
 		// Operator registration (a pre-encrypted volume).
 		if !s.requireOperator(w, r) {
 			return
 		}
 		v.Measurements = req.Volume.Measurements
-	} else {
+	default:
 		c, e := s.attest(ctx, req.Nonce, req.Evidence)
 		if e == nil {
 			e = claimsFor(c, v.UUID)
@@ -314,7 +340,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, storeError("register volume", err))
 		return
 	}
-	s.log.Info("volume registered", "uuid", v.UUID, "key_id", v.KeyID, "by_operator", req.Nonce == nil)
+	s.log.Info("volume registered", "uuid", v.UUID, "key_id", v.KeyID,
+		"by_operator", req.Nonce == nil && req.CreationRecord == nil, "from_creation_record", req.CreationRecord != nil)
 	s.writeJSON(w, http.StatusCreated, toAPI(v))
 }
 

@@ -15,6 +15,14 @@ type Verifier interface {
 	Verify(ctx context.Context, evidence, nonce []byte) (*Claims, error)
 }
 
+// CreationVerifier is implemented by verifiers that can check a creation
+// record (a quote whose qualifying data is the volume key id, made when the
+// volume was created) without a broker nonce. With one, POST /v1/volumes
+// accepts {"creation_record": …, "volume": …}.
+type CreationVerifier interface {
+	VerifyCreationRecord(ctx context.Context, record []byte) (*Claims, error)
+}
+
 // Claims is what verified evidence proves about the guest.
 type Claims struct {
 	// Volume is the UUID of the volume the guest attests to (for example the

@@ -59,6 +59,11 @@ type RegisterRequest struct {
 	Nonce    []byte     `json:"nonce,omitempty"`
 	Evidence []byte     `json:"evidence,omitempty"`
 	Volume   VolumeSpec `json:"volume"`
+	// CreationRecord, instead of nonce and evidence, is the record first
+	// boot stored with the volume (a vTPM quote whose qualifying data is the
+	// volume key id; attest.CreationRecord JSON). Anyone may submit it: it
+	// proves by itself where the volume was created.
+	CreationRecord json.RawMessage `json:"creation_record,omitempty"`
 }
 
 // Volume is a creation record (GET /v1/volumes/{uuid}, POST /v1/volumes).
