@@ -33,7 +33,7 @@ the volume into PCR 15).`,
 		if tokenOnly {
 			return unlockWithTPM2(cmd, tpmDevice, d, h)
 		}
-		pass, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter a passphrase of the volume: ", false)
+		pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
 		if err != nil {
 			return nil, err
 		}
@@ -45,15 +45,11 @@ the volume into PCR 15).`,
 		Short: "Print the volume's epoch and the vTPM counter",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(args[0], false)
+			d, h, err := openHeader(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer d.close()
-			h, err := d.readHeader(args[0], cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
 			vk, err := unlock(cmd, d, h)
 			if err != nil {
 				return err

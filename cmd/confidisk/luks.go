@@ -244,8 +244,7 @@ and device-mapper:
 			if err := confirmOverwrite(cmd, d.f, path, batch); err != nil {
 				return err
 			}
-			ki := &keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}
-			pass, err := ki.read(fmt.Sprintf("Enter passphrase for %s: ", path), true)
+			pass, err := readKey(cmd, keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
 			if err != nil {
 				return err
 			}
@@ -365,13 +364,8 @@ the volume key reaches the kernel through the kernel keyring. With
 			if !testPassphrase && len(args) != 2 {
 				return usageError{errors.New("missing NAME (or give --test-passphrase)")}
 			}
-			d, err := openDevice(path, false)
+			d, h, err := openHeader(cmd, path)
 			if err != nil {
-				return err
-			}
-			h, err := d.readHeader(path, cmd.ErrOrStderr(), false)
-			if err != nil {
-				d.close()
 				return err
 			}
 			var vk []byte
@@ -379,8 +373,7 @@ the volume key reaches the kernel through the kernel keyring. With
 				vk, err = unlockWithTPM2(cmd, tpmDevice, d, h)
 			} else {
 				var pass []byte
-				ki := &keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}
-				if pass, err = ki.read(fmt.Sprintf("Enter passphrase for %s: ", path), false); err == nil {
+				if pass, err = readKey(cmd, keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), false); err == nil {
 					vk, _, err = h.Unlock(d.f, pass, keySlot)
 				}
 			}
@@ -448,15 +441,11 @@ func newLUKSDumpCmd() *cobra.Command {
 --dump-json-metadata its JSON metadata exactly as cryptsetup prints it.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := openDevice(args[0], false)
+			d, h, err := openHeader(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer d.close()
-			h, err := d.readHeader(args[0], cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
 			if dumpJSON {
 				b, err := h.DumpJSON()
 				if err != nil {
@@ -496,6 +485,26 @@ func withHeader(cmd *cobra.Command, path string, fn func(d *device, h *luks2.Hea
 	return d.f.Sync()
 }
 
+// openHeader opens DEVICE read-only with a shared lock and reads its header
+// (warning about a damaged copy); the caller closes the device.
+func openHeader(cmd *cobra.Command, path string) (*device, *luks2.Header, error) {
+	d, err := openDevice(path, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := d.readHeader(path, cmd.ErrOrStderr(), false)
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	return d, h, nil
+}
+
+// readKey reads a passphrase from keyFile, or asks with prompt.
+func readKey(cmd *cobra.Command, keyFile, prompt string, confirm bool) ([]byte, error) {
+	return (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read(prompt, confirm)
+}
+
 func newLUKSAddKeyCmd() *cobra.Command {
 	var (
 		kdf              pbkdfFlags
@@ -513,7 +522,7 @@ one (from NEW_KEY_FILE, or asked) in a free keyslot (or --key-slot).`,
 				newFile = args[1]
 			}
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				old, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter any existing passphrase: ", false)
+				old, err := readKey(cmd, keyFile, "Enter any existing passphrase: ", false)
 				if err != nil {
 					return false, err
 				}
@@ -521,7 +530,7 @@ one (from NEW_KEY_FILE, or asked) in a free keyslot (or --key-slot).`,
 				if err != nil {
 					return false, err
 				}
-				nk, err := (&keyInput{keyFile: newFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter new passphrase for key slot: ", true)
+				nk, err := readKey(cmd, newFile, "Enter new passphrase for key slot: ", true)
 				if err != nil {
 					return false, err
 				}
@@ -561,11 +570,11 @@ wiped, so an interruption never leaves the volume without either.`,
 				newFile = args[1]
 			}
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				old, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter passphrase to be changed: ", false)
+				old, err := readKey(cmd, keyFile, "Enter passphrase to be changed: ", false)
 				if err != nil {
 					return false, err
 				}
-				nk, err := (&keyInput{keyFile: newFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter new passphrase: ", true)
+				nk, err := readKey(cmd, newFile, "Enter new passphrase: ", true)
 				if err != nil {
 					return false, err
 				}
@@ -595,7 +604,7 @@ func newLUKSRemoveKeyCmd() *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				p, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter passphrase to be deleted: ", false)
+				p, err := readKey(cmd, keyFile, "Enter passphrase to be deleted: ", false)
 				if err != nil {
 					return false, err
 				}
@@ -658,15 +667,11 @@ free id); export prints token --token-id; remove deletes it.`,
 				if tokenID < 0 {
 					return usageError{errors.New("export needs --token-id")}
 				}
-				d, err := openDevice(path, false)
+				d, h, err := openHeader(cmd, path)
 				if err != nil {
 					return err
 				}
 				defer d.close()
-				h, err := d.readHeader(path, cmd.ErrOrStderr(), false)
-				if err != nil {
-					return err
-				}
 				t := h.Metadata.Tokens[tokenID]
 				if t == nil {
 					return fmt.Errorf("token %d does not exist", tokenID)
@@ -720,15 +725,11 @@ passphrase that was valid at backup time can unlock the volume: keep it safe.`,
 			if file == "" {
 				return usageError{errors.New("--header-backup-file is required")}
 			}
-			d, err := openDevice(args[0], false)
+			d, h, err := openHeader(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer d.close()
-			h, err := d.readHeader(args[0], cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
 			n := int64(h.Metadata.Segments[0].Offset)
 			buf := make([]byte, n)
 			if _, err := d.f.ReadAt(buf, 0); err != nil {

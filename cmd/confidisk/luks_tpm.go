@@ -92,7 +92,7 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 				return usageError{err}
 			}
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				pass, err := (&keyInput{keyFile: keyFile, in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter any existing passphrase: ", false)
+				pass, err := readKey(cmd, keyFile, "Enter any existing passphrase: ", false)
 				if err != nil {
 					return false, err
 				}
@@ -101,7 +101,7 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 					return false, err
 				}
 				if withPIN {
-					if so.PIN, err = (&keyInput{in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter new TPM2 PIN: ", true); err != nil {
+					if so.PIN, err = readKey(cmd, "", "Enter new TPM2 PIN: ", true); err != nil {
 						return false, err
 					}
 				}
@@ -139,7 +139,7 @@ func unlockWithTPM2(cmd *cobra.Command, device string, d *device, h *luks2.Heade
 	defer t.Close()
 	vk, _, err := tpm.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{})
 	if errors.Is(err, tpm.ErrPINRequired) {
-		pin, perr := (&keyInput{in: cmd.InOrStdin(), stderr: cmd.ErrOrStderr()}).read("Enter TPM2 PIN: ", false)
+		pin, perr := readKey(cmd, "", "Enter TPM2 PIN: ", false)
 		if perr != nil {
 			return nil, perr
 		}
