@@ -281,7 +281,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	v := store.Volume{UUID: req.Volume.UUID, KeyID: req.Volume.KeyID, CreatedAt: s.cfg.Now().UTC()}
+	// Stores keep microseconds (PostgreSQL's timestamptz): answer what is stored.
+	v := store.Volume{UUID: req.Volume.UUID, KeyID: req.Volume.KeyID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
 	switch {
 	case req.CreationRecord != nil:
 		cv, ok := s.cfg.Verifier.(CreationVerifier)

@@ -3,7 +3,6 @@ package broker_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -23,8 +22,8 @@ import (
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/broker/store"
-	"github.com/confidisk/confidisk/broker/store/bolt"
 )
 
 const (
@@ -64,55 +63,23 @@ type env struct {
 
 func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "broker.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	files, generated, err := broker.EnsureTLS(filepath.Join(dir, "tls"), nil, time.Now())
-	if err != nil || !generated {
-		t.Fatalf("EnsureTLS: generated %v, %v", generated, err)
-	}
-	tlsCfg, err := broker.ServerTLSConfig(files.ServerCert, files.ServerKey, files.OperatorCA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := broker.LoadOrCreateKEK(filepath.Join(dir, "kek"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{now: time.Now()}
-	cfg := broker.Config{
-		Store:    st,
-		Verifier: brokertest.Verifier{},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TLS:      tlsCfg,
-		KEK:      kek,
-		Now:      clk.Now,
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := broker.New(cfg)
+	l, err := brokertest.StartLocal(t.TempDir(), nil, func(c *broker.Config) {
+		c.Now = clk.Now
+		if mutate != nil {
+			mutate(c)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := l.Close(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	client := func(cert, key string) *http.Client {
-		c, err := broker.ClientTLSConfig(files.ServerCert, cert, key)
+	httpClient := func(cert, key string) *http.Client {
+		c, err := client.TLSConfig(l.TLS.ServerCert, cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,11 +88,11 @@ func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
 		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	}
 	return &env{
-		url:      "https://" + ln.Addr().String(),
-		addr:     ln.Addr().String(),
-		guest:    client("", ""),
-		operator: client(files.OperatorCert, files.OperatorKey),
-		files:    files,
+		url:      l.URL,
+		addr:     l.Addr.String(),
+		guest:    httpClient("", ""),
+		operator: httpClient(l.TLS.OperatorCert, l.TLS.OperatorKey),
+		files:    l.TLS,
 		clock:    clk,
 	}
 }
@@ -412,7 +379,7 @@ func TestOperatorAndKeyRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := broker.ClientTLSConfig(e.files.ServerCert, other.OperatorCert, other.OperatorKey)
+	cfg, err := client.TLSConfig(e.files.ServerCert, other.OperatorCert, other.OperatorKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +452,7 @@ func TestSlowClients(t *testing.T) {
 		c.ReadTimeout = 500 * time.Millisecond
 	})
 	dial := func() *tls.Conn {
-		cfg, err := broker.ClientTLSConfig(e.files.ServerCert, "", "")
+		cfg, err := client.TLSConfig(e.files.ServerCert, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}

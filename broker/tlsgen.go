@@ -199,27 +199,3 @@ func ServerTLSConfig(certFile, keyFile, operatorCAFile string) (*tls.Config, err
 		ClientCAs:    pool,
 	}, nil
 }
-
-// ClientTLSConfig is the configuration of a client of the broker: it
-// trusts only the certificates in serverCAFile (for a generated broker, its
-// self-signed server.crt) and, when certFile is set, presents that client
-// certificate (an operator).
-func ClientTLSConfig(serverCAFile, certFile, keyFile string) (*tls.Config, error) {
-	caPEM, err := os.ReadFile(serverCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("load broker certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("load broker certificate: no PEM certificate in %s", serverCAFile)
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}

@@ -20,16 +20,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,9 +37,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/broker/client"
 )
 
 type options struct {
@@ -87,57 +84,10 @@ func (o options) check() error {
 }
 
 // client talks to the broker.
-type client struct {
-	base string
-	http *http.Client
-}
-
-// call POSTs body (JSON, or no body when nil) to path and decodes a 2xx
-// answer into out.
-func (c *client) call(ctx context.Context, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("POST %s: %w", path, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, rd)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("POST %s: read answer: %w", path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var ae api.Error
-		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
-			return fmt.Errorf("POST %s: %s: %s (%s)", path, resp.Status, ae.Error, ae.Code)
-		}
-		return fmt.Errorf("POST %s: %s", path, resp.Status)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("POST %s: decode answer: %w", path, err)
-		}
-	}
-	return nil
-}
-
 // evidence gets a nonce and returns it with test evidence for volume.
-func (c *client) evidence(ctx context.Context, volume, keyID string) (nonce, ev []byte, err error) {
-	var nr api.NonceResponse
-	if err := c.call(ctx, "/v1/nonce", nil, &nr); err != nil {
+func evidence(ctx context.Context, c *client.Client, volume, keyID string) (nonce, ev []byte, err error) {
+	nr, err := c.Nonce(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
 	ev, err = brokertest.Evidence{Nonce: nr.Nonce, Volume: volume, KeyID: keyID}.Marshal()
@@ -149,7 +99,7 @@ func (c *client) evidence(ctx context.Context, volume, keyID string) (nonce, ev 
 
 // worker is one concurrent client with its own volume.
 type worker struct {
-	c           *client
+	c           *client.Client
 	volume, key string
 	epoch       uint64
 	epochs      bool
@@ -175,15 +125,15 @@ func (w *worker) setup(ctx context.Context) error {
 	if !w.epochs {
 		// Warm the connection so the first timed operation does not pay
 		// for the TLS handshake.
-		_, _, err := w.c.evidence(ctx, w.volume, w.key)
+		_, _, err := evidence(ctx, w.c, w.volume, w.key)
 		return err
 	}
-	nonce, ev, err := w.c.evidence(ctx, w.volume, w.key)
+	nonce, ev, err := evidence(ctx, w.c, w.volume, w.key)
 	if err != nil {
 		return err
 	}
 	reg := api.RegisterRequest{Nonce: nonce, Evidence: ev, Volume: api.VolumeSpec{UUID: w.volume, KeyID: w.key}}
-	if err := w.c.call(ctx, "/v1/volumes", reg, nil); err != nil {
+	if _, err := w.c.Register(ctx, reg); err != nil {
 		return fmt.Errorf("register volume: %w", err)
 	}
 	return nil
@@ -191,13 +141,13 @@ func (w *worker) setup(ctx context.Context) error {
 
 // op is one timed operation.
 func (w *worker) op(ctx context.Context) error {
-	nonce, ev, err := w.c.evidence(ctx, w.volume, w.key)
+	nonce, ev, err := evidence(ctx, w.c, w.volume, w.key)
 	if err != nil {
 		return err
 	}
 	if !w.epochs {
-		var claims api.Claims
-		if err := w.c.call(ctx, "/v1/evidence", api.EvidenceRequest{Nonce: nonce, Evidence: ev}, &claims); err != nil {
+		claims, err := w.c.Verify(ctx, nonce, ev)
+		if err != nil {
 			return err
 		}
 		if claims.Volume != w.volume {
@@ -205,13 +155,8 @@ func (w *worker) op(ctx context.Context) error {
 		}
 		return nil
 	}
-	var got api.Epoch
-	req := api.AdvanceEpochRequest{Nonce: nonce, Evidence: ev, Old: w.epoch, New: w.epoch + 1}
-	if err := w.c.call(ctx, "/v1/volumes/"+w.volume+"/epoch", req, &got); err != nil {
+	if err := w.c.AdvanceEpoch(ctx, w.volume, nonce, ev, w.epoch, w.epoch+1); err != nil {
 		return err
-	}
-	if got.Epoch != w.epoch+1 {
-		return fmt.Errorf("epoch is %d after advancing %d, want %d", got.Epoch, w.epoch, w.epoch+1)
 	}
 	w.epoch++
 	return nil
@@ -233,19 +178,15 @@ func run(o options) error {
 	if certFile == "" {
 		certFile = filepath.Join(o.data, "tls", "server.crt")
 	}
-	tlsCfg, err := broker.ClientTLSConfig(certFile, "", "")
+	tlsCfg, err := client.TLSConfig(certFile, "", "")
 	if err != nil {
 		return fmt.Errorf("pin broker certificate: %w", err)
 	}
-	tr := &http.Transport{
-		TLSClientConfig:     tlsCfg,
-		MaxIdleConns:        o.c,
-		MaxIdleConnsPerHost: o.c,
-		MaxConnsPerHost:     o.c,
-		IdleConnTimeout:     30 * time.Second,
+	c, err := client.New(o.url, client.Options{TLS: tlsCfg, Conns: o.c})
+	if err != nil {
+		return err
 	}
-	defer tr.CloseIdleConnections()
-	c := &client{base: strings.TrimRight(o.url, "/"), http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	defer c.Close()
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

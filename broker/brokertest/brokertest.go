@@ -12,8 +12,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
 
 	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/store"
+	"github.com/confidisk/confidisk/broker/store/bolt"
 )
 
 // Evidence is what the double accepts as evidence (JSON).
@@ -62,4 +69,77 @@ func (Verifier) Verify(_ context.Context, evidence, nonce []byte) (*broker.Claim
 		return nil, errors.New("test evidence is bound to another nonce")
 	}
 	return &broker.Claims{Volume: e.Volume, KeyID: e.KeyID, Measurements: e.Measurements, ReleaseKey: e.ReleaseKey}, nil
+}
+
+// Local is a broker serving TLS on a loopback port, with a bbolt store,
+// generated certificates and a key-encryption key in one directory: the
+// broker of client tests and of the lab (guests reach it through QEMU's
+// user networking).
+type Local struct {
+	// URL is "https://127.0.0.1:PORT".
+	URL string
+	// Addr is the listener's address.
+	Addr net.Addr
+	// TLS are the generated certificates (TLS.ServerCert pins the broker).
+	TLS broker.TLSFiles
+	// Store is the broker's store.
+	Store store.Store
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartLocal starts a broker on 127.0.0.1 with its files in dir. Its
+// certificate names the extra hosts too; the verifier is [Verifier] unless
+// mutate changes it (mutate may change any of the configuration).
+func StartLocal(dir string, hosts []string, mutate func(*broker.Config)) (l *Local, err error) {
+	st, err := bolt.Open(filepath.Join(dir, "broker.db"), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	files, _, err := broker.EnsureTLS(filepath.Join(dir, "tls"), hosts, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := broker.ServerTLSConfig(files.ServerCert, files.ServerKey, files.OperatorCA)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := broker.LoadOrCreateKEK(filepath.Join(dir, "kek"))
+	if err != nil {
+		return nil, err
+	}
+	cfg := broker.Config{
+		Store: st, Verifier: Verifier{}, TLS: tlsCfg, KEK: kek,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := broker.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l = &Local{URL: "https://" + ln.Addr().String(), Addr: ln.Addr(), TLS: files, Store: st, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := srv.Serve(ctx, ln)
+		l.done <- errors.Join(err, st.Close())
+	}()
+	return l, nil
+}
+
+// Close stops the broker gracefully and closes its store.
+func (l *Local) Close() error {
+	l.cancel()
+	return <-l.done
 }

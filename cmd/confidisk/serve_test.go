@@ -21,6 +21,7 @@ import (
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
@@ -111,7 +112,7 @@ func startServe(t *testing.T, bin string, env []string, args ...string) *servePr
 // serveClient pins the broker's generated certificate in data.
 func serveClient(t *testing.T, data string) *http.Client {
 	t.Helper()
-	cfg, err := broker.ClientTLSConfig(broker.TLSPaths(filepath.Join(data, "tls")).ServerCert, "", "")
+	cfg, err := client.TLSConfig(broker.TLSPaths(filepath.Join(data, "tls")).ServerCert, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

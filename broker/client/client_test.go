@@ -1,0 +1,130 @@
+package client_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/confidisk/confidisk/broker/api"
+	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/broker/client"
+)
+
+const (
+	volume = "0c9b7a65-1f4e-4d2b-9a51-3e1d2c7b8a90"
+	keyID  = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed"
+)
+
+func start(t *testing.T) (*brokertest.Local, *client.Client) {
+	t.Helper()
+	l, err := brokertest.StartLocal(t.TempDir(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("broker: %v", err)
+		}
+	})
+	cfg, err := client.TLSConfig(l.TLS.ServerCert, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(l.URL, client.Options{TLS: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return l, c
+}
+
+// evidence returns a fresh nonce and test evidence for the volume.
+func evidence(t *testing.T, c *client.Client) ([]byte, []byte) {
+	t.Helper()
+	nr, err := c.Nonce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := brokertest.Evidence{Nonce: nr.Nonce, Volume: volume, KeyID: keyID}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nr.Nonce, ev
+}
+
+func TestGuestCalls(t *testing.T) {
+	_, c := start(t)
+	ctx := context.Background()
+	if err := c.Healthy(ctx); err != nil {
+		t.Fatalf("Healthy: %v", err)
+	}
+	if _, err := c.Epoch(ctx, volume); !client.IsCode(err, "volume_not_found") {
+		t.Fatalf("Epoch of an unknown volume: %v, want volume_not_found", err)
+	}
+	n, ev := evidence(t, c)
+	claims, err := c.Verify(ctx, n, ev)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if diff := cmp.Diff(&api.Claims{Volume: volume, KeyID: keyID}, claims); diff != "" {
+		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+	if _, err := c.Verify(ctx, n, ev); !client.IsCode(err, "nonce_used") {
+		t.Errorf("replayed nonce: %v, want nonce_used", err)
+	}
+	n, ev = evidence(t, c)
+	v, err := c.Register(ctx, api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volume, KeyID: keyID}})
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	got, err := c.Volume(ctx, volume)
+	if err != nil {
+		t.Fatalf("Volume: %v", err)
+	}
+	if diff := cmp.Diff(v, got); diff != "" {
+		t.Errorf("Volume after Register (-registered +read):\n%s", diff)
+	}
+	n, ev = evidence(t, c)
+	if err := c.AdvanceEpoch(ctx, volume, n, ev, 0, 7); err != nil {
+		t.Fatalf("AdvanceEpoch 0→7: %v", err)
+	}
+	if e, err := c.Epoch(ctx, volume); err != nil || e != 7 {
+		t.Errorf("Epoch = %d, %v; want 7", e, err)
+	}
+	n, ev = evidence(t, c)
+	err = c.AdvanceEpoch(ctx, volume, n, ev, 3, 8)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Code != "epoch_conflict" || ce.Current == nil || *ce.Current != 7 || ce.Status != 409 {
+		t.Errorf("stale AdvanceEpoch: %#v, want epoch_conflict with current 7", err)
+	}
+}
+
+func TestRefusesUntrustedBroker(t *testing.T) {
+	l, _ := start(t)
+	c, err := client.New(l.URL, client.Options{}) // system roots: the generated certificate is not trusted
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ue x509.UnknownAuthorityError
+	if _, err := c.Nonce(context.Background()); !errors.As(err, &ue) {
+		t.Errorf("Nonce from an unpinned broker: %v, want an unknown-authority error", err)
+	}
+}
+
+func TestNewRefusesBadURL(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8443", "127.0.0.1:8443", "https://", "https://h/?x=1", "::"} {
+		if _, err := client.New(u, client.Options{}); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+}
+
+func TestTLSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := client.TLSConfig(dir+"/missing.pem", "", ""); err == nil {
+		t.Error("missing certificate file accepted")
+	}
+}
