@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/confidisk/confidisk/activate"
-	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/luks2"
@@ -83,6 +83,10 @@ type booter struct {
 	dm  *dm.Client
 	tpm transport.TPM
 	res *Result
+	// broker is the broker client when one is configured.
+	broker *client.Client
+	// pending is the broker half of this boot's freshness advance.
+	pending *brokerAdvance
 }
 
 func (b *booter) logf(format string, args ...any) {
@@ -132,24 +136,47 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		defer tc.Close()
 		b.tpm = tc
 	}
+	if cfg.Broker != "" {
+		tc, err := client.TLSConfig(cfg.BrokerCA, "", "")
+		if err != nil {
+			return nil, fmt.Errorf("broker %s: %w", cfg.Broker, err)
+		}
+		if b.broker, err = client.New(cfg.Broker, client.Options{TLS: tc}); err != nil {
+			return nil, err
+		}
+		defer b.broker.Close()
+	}
 	h, vk, err := b.stateVolume(ctx, lay.State)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tpm.MeasureVolumeKey(b.tpm, vk, StateName, h.UUID, tpm.MeasureOptions{LogPath: o.MeasureLog}); err != nil {
-		return nil, fmt.Errorf("measure the volume key into PCR 15: %w", err)
-	}
-	b.point("measured")
-	if b.res.FirstBoot || b.res.ResumedFrom != "" {
-		if err := b.storeCreationRecord(lay.State, h); err != nil {
-			return nil, err
+	if err := b.opened(ctx, lay.State, h, vk); err != nil {
+		// Nothing may use a volume that failed its checks.
+		if rerr := b.dm.Remove(StateName); rerr != nil {
+			b.logf("remove %s: %v", StateName, rerr)
 		}
+		return nil, err
 	}
 	if err := b.mountRoot(); err != nil {
 		return nil, err
 	}
 	b.point("mounted")
 	return b.res, nil
+}
+
+// opened runs what follows the activation of the state volume: the PCR 15
+// measurement, the creation record on first boot, the broker.
+func (b *booter) opened(ctx context.Context, dev string, h *luks2.Header, vk []byte) error {
+	if _, err := tpm.MeasureVolumeKey(b.tpm, vk, StateName, h.UUID, tpm.MeasureOptions{LogPath: b.o.MeasureLog}); err != nil {
+		return fmt.Errorf("measure the volume key into PCR 15: %w", err)
+	}
+	b.point("measured")
+	if b.res.FirstBoot || b.res.ResumedFrom != "" {
+		if err := b.storeCreationRecord(dev, h); err != nil {
+			return err
+		}
+	}
+	return b.advanceBroker(ctx, h)
 }
 
 // CreationTokenType is the LUKS2 token that holds the creation record: the
@@ -161,9 +188,7 @@ const CreationTokenType = "confidisk-creation"
 
 // storeCreationRecord quotes the vTPM and keeps the record in the header.
 func (b *booter) storeCreationRecord(dev string, h *luks2.Header) error {
-	iss, err := attest.NewIssuer(b.tpm, attest.IssuerOptions{
-		PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: "-",
-	})
+	iss, err := b.issuer()
 	if err != nil {
 		return fmt.Errorf("creation record: %w", err)
 	}
@@ -386,7 +411,7 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 			return nil, nil, err
 		}
 	}
-	fr, err := b.advanceFreshness(b.tpm, f, h, vk, false)
+	fr, err := b.advanceFreshness(ctx, b.tpm, f, h, vk, false)
 	if err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
@@ -491,7 +516,7 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, err
 	}
 	b.res.KeyID = tpm.FixateValue(vk, StateName, h.UUID)
-	fr, err := b.advanceFreshness(b.tpm, f, h, vk, true)
+	fr, err := b.advanceFreshness(ctx, b.tpm, f, h, vk, true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the freshness epoch: %w", err)
 	}

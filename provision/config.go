@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -70,6 +71,33 @@ type Config struct {
 	Init string
 	// SwitchRoot is false to stop after mounting (confidisk.switch-root=0).
 	SwitchRoot bool
+	// Broker is the URL of the confidisk broker (confidisk.broker=
+	// https://HOST:PORT): when set, first boot registers the volume's
+	// creation record there and every boot presents evidence and advances
+	// the volume's freshness epoch there.
+	Broker string
+	// BrokerCA is the PEM file of the certificate(s) the broker's TLS
+	// certificate must chain to (confidisk.broker-ca=, default
+	// /etc/confidisk/broker.pem). It is part of the initrd, so it is
+	// measured with the image.
+	BrokerCA string
+	// Anchor names the roll-back anchors (confidisk.rollback-anchor=):
+	// "tpm" (the vTPM's NV counter), "broker" (the broker's epoch) or
+	// "tpm+broker"; "" means tpm+broker with a broker, tpm without.
+	Anchor string
+}
+
+// Anchors says which roll-back anchors the boot uses.
+func (c *Config) Anchors() (useTPM, useBroker bool) {
+	switch c.Anchor {
+	case "tpm":
+		return true, false
+	case "broker":
+		return false, true
+	case "tpm+broker", "broker+tpm":
+		return true, true
+	}
+	return true, c.Broker != ""
 }
 
 // DefaultConfig returns the defaults documented on [Config].
@@ -77,6 +105,7 @@ func DefaultConfig() Config {
 	return Config{
 		RW: RWOverlay, StateLabel: "state", PCRs: []int{7}, TPM: "/dev/tpmrm0",
 		Integrity: "hmac-sha256", FastInit: true, Root: "/sysroot", Init: "/sbin/init", SwitchRoot: true,
+		BrokerCA: "/etc/confidisk/broker.pem",
 	}
 }
 
@@ -156,6 +185,24 @@ func (c *Config) set(key, value string, fromCmdline bool) error {
 			return bad("want 0 or 1")
 		}
 		c.SwitchRoot = v
+	case k == "broker" && key != k:
+		u, err := url.Parse(value)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return bad("want https://HOST[:PORT]")
+		}
+		c.Broker = value
+	case k == "broker-ca" && key != k:
+		if !strings.HasPrefix(value, "/") {
+			return bad("want an absolute path")
+		}
+		c.BrokerCA = value
+	case k == "rollback-anchor" && key != k:
+		switch value {
+		case "tpm", "broker", "tpm+broker", "broker+tpm":
+			c.Anchor = value
+		default:
+			return bad("want tpm, broker or tpm+broker")
+		}
 	case strings.HasPrefix(key, "confidisk."):
 		return fmt.Errorf("%w: unknown option %s", ErrBadConfig, key)
 	case !fromCmdline:
@@ -299,6 +346,9 @@ func (c *Config) applyTabLine(f []string) error {
 func (c *Config) Validate() error {
 	if c.RootHash == nil {
 		return fmt.Errorf("%w: no roothash= on the kernel command line: refusing to boot an unverified root", ErrBadConfig)
+	}
+	if _, broker := c.Anchors(); broker && c.Broker == "" {
+		return fmt.Errorf("%w: confidisk.rollback-anchor=%s needs confidisk.broker=URL", ErrBadConfig, c.Anchor)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ const rh = "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076"
 func TestApplyCmdline(t *testing.T) {
 	c := DefaultConfig()
 	err := c.ApplyCmdline("BOOT_IMAGE=/vmlinuz console=ttyS0 roothash=" + rh +
-		" confidisk.rw=copy confidisk.tpm2-pcrs=7+11+12 confidisk.state=data confidisk.integrity-init=full quiet systemd.foo=bar")
+		" confidisk.rw=copy confidisk.tpm2-pcrs=7+11+12 confidisk.state=data confidisk.integrity-init=full quiet systemd.foo=bar confidisk.broker=https://10.0.2.2:8443")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +23,7 @@ func TestApplyCmdline(t *testing.T) {
 	want.PCRs = []int{7, 11, 12}
 	want.StateLabel = "data"
 	want.FastInit = false
+	want.Broker = "https://10.0.2.2:8443"
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
@@ -52,6 +53,10 @@ func TestConfigErrors(t *testing.T) {
 		{"option without value", "confidisk.rw", "needs a value"},
 		{"bad volatile", "systemd.volatile=state", "overlay and no"},
 		{"relative sysroot", "confidisk.sysroot=sysroot", "absolute"},
+		{"plain http broker", "confidisk.broker=http://10.0.2.2:8443", "https://"},
+		{"broker without scheme", "confidisk.broker=10.0.2.2:8443", "https://"},
+		{"relative broker ca", "confidisk.broker-ca=ca.pem", "absolute"},
+		{"unknown anchor", "confidisk.rollback-anchor=disk", "tpm, broker or tpm+broker"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,6 +70,36 @@ func TestConfigErrors(t *testing.T) {
 	c := DefaultConfig()
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "no roothash=") {
 		t.Errorf("missing roothash: %v", err)
+	}
+	c = DefaultConfig()
+	if err := c.ApplyCmdline("roothash=" + rh + " confidisk.rollback-anchor=broker"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "needs confidisk.broker=") {
+		t.Errorf("broker anchor without a broker: %v", err)
+	}
+}
+
+// TestAnchors checks which roll-back anchors each setting selects.
+func TestAnchors(t *testing.T) {
+	tests := []struct {
+		cmdline        string
+		useTPM, useBkr bool
+	}{
+		{"", true, false},
+		{"confidisk.broker=https://10.0.2.2:8443", true, true},
+		{"confidisk.broker=https://b confidisk.rollback-anchor=tpm", true, false},
+		{"confidisk.broker=https://b confidisk.rollback-anchor=broker", false, true},
+		{"confidisk.rollback-anchor=tpm+broker confidisk.broker=https://b", true, true},
+	}
+	for _, tc := range tests {
+		c := DefaultConfig()
+		if err := c.ApplyCmdline("roothash=" + rh + " " + tc.cmdline); err != nil {
+			t.Fatalf("%q: %v", tc.cmdline, err)
+		}
+		if gotT, gotB := c.Anchors(); gotT != tc.useTPM || gotB != tc.useBkr {
+			t.Errorf("%q: anchors tpm=%v broker=%v, want %v %v", tc.cmdline, gotT, gotB, tc.useTPM, tc.useBkr)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"context"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/tpm"
 )
@@ -51,9 +53,10 @@ const FreshnessTokenType = "confidisk-freshness"
 // ErrRolledBack means the volume is an older copy than the anchor allows.
 var ErrRolledBack = errors.New("the state volume is older than its freshness anchor: an old copy was restored")
 
-// ErrAnchorBehind means the anchor is behind the volume by more than one
-// interrupted advance (the vTPM state was replaced or reset).
-var ErrAnchorBehind = errors.New("the vTPM freshness counter is behind the volume: the vTPM state was replaced or reset")
+// ErrAnchorBehind means an anchor is behind the volume by more than one
+// interrupted advance (the vTPM state was replaced or reset, or the broker
+// lost its records).
+var ErrAnchorBehind = errors.New("a freshness anchor is behind the volume: its state was replaced or reset")
 
 // ErrFreshnessTampered means the freshness token is missing or its MAC does
 // not verify under the volume key.
@@ -126,60 +129,121 @@ func writeEpoch(h *luks2.Header, vk []byte, epoch uint64) error {
 
 // Freshness is what the freshness check saw and did.
 type Freshness struct {
-	Epoch   uint64 // the volume's epoch after this boot's advance
-	Counter uint64 // the anchor after this boot's advance
+	Epoch uint64 // the volume's epoch after this boot's advance
+	// Counter is the vTPM counter after this boot's advance (0 when the
+	// vTPM is not an anchor).
+	Counter uint64
+	// Broker is the broker's epoch before this boot's advance (nil when the
+	// broker is not an anchor); the advance itself follows the PCR 15
+	// measurement (see [booter.advanceBroker]).
+	Broker *uint64 `json:",omitempty"`
 	// CaughtUp is set when the previous advance had been interrupted.
 	CaughtUp bool
 }
 
-// advanceFreshness runs the check and the two-phase advance. formatted is
-// true when this boot formatted the volume. A volume without a freshness
-// token is accepted only then, or when the vTPM counter was never started
-// (a provisioning that was interrupted after sealing, before its first
-// epoch): otherwise a host could strip the token from an old copy.
-func (b *booter) advanceFreshness(t transport.TPM, dev interface {
+// brokerAdvance is the broker half of a freshness advance, done once the
+// volume is measured (the evidence it needs names the volume).
+type brokerAdvance struct {
+	uuid       string
+	old, new   uint64
+	register bool // the broker does not know the volume yet
+}
+
+// anchorBehind explains an anchor that is behind the volume.
+func anchorBehind(anchor string, e, a uint64) error {
+	return fmt.Errorf("%w: the volume is at epoch %d, %s at %d", ErrAnchorBehind, e, anchor, a)
+}
+
+// advanceFreshness runs the check and the two-phase advance against the
+// anchors of the configuration. formatted is true when this boot formatted
+// the volume. A volume without a freshness token is accepted only then, or
+// when the vTPM counter was never started (a provisioning that was
+// interrupted after sealing, before its first epoch): otherwise a host could
+// strip the token from an old copy.
+//
+// With the broker as an anchor its epoch is read and checked here, before
+// anything is written; the compare-and-swap that advances it needs evidence
+// about the opened volume and is left in b.pending for [booter.advanceBroker].
+func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev interface {
 	luks2ReadWriter
 	Sync() error
 }, h *luks2.Header, vk []byte, formatted bool) (*Freshness, error) {
+	useTPM, useBroker := b.cfg.Anchors()
 	e, id, err := readEpoch(h, vk)
 	if err != nil {
 		return nil, err
 	}
-	fresh := false // the counter was never started
-	c, err := tpm.ReadCounter(t, FreshnessCounter)
-	switch {
-	case errors.Is(err, tpm.ErrNVIndexMissing) && id < 0:
-		if err := tpm.DefineCounter(t, FreshnessCounter); err != nil {
-			return nil, fmt.Errorf("define the freshness counter: %w", err)
-		}
-		fallthrough
-	case errors.Is(err, tpm.ErrCounterUninitialised) && id < 0:
-		fresh = true
-		if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
-			return nil, fmt.Errorf("start the freshness counter: %w", err)
-		}
-	case err != nil:
-		return nil, fmt.Errorf("%w (reading the freshness counter: %v)", ErrAnchorBehind, err)
-	}
 	f := &Freshness{}
+	fresh := false // the counter was never started
+	var c uint64
+	if useTPM {
+		c, err = tpm.ReadCounter(t, FreshnessCounter)
+		switch {
+		case errors.Is(err, tpm.ErrNVIndexMissing) && id < 0:
+			if err := tpm.DefineCounter(t, FreshnessCounter); err != nil {
+				return nil, fmt.Errorf("define the freshness counter: %w", err)
+			}
+			fallthrough
+		case errors.Is(err, tpm.ErrCounterUninitialised) && id < 0:
+			fresh = true
+			if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
+				return nil, fmt.Errorf("start the freshness counter: %w", err)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("%w (reading the freshness counter: %v)", ErrAnchorBehind, err)
+		}
+	}
+	var be uint64
+	registered := true
+	if useBroker {
+		if b.broker == nil {
+			return nil, errors.New("the broker is a freshness anchor but no broker is configured")
+		}
+		be, err = b.broker.Epoch(ctx, h.UUID)
+		if client.IsCode(err, "volume_not_found") {
+			registered, err = false, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the volume's epoch from the broker (a freshness anchor: boot cannot go on without it): %w", err)
+		}
+		f.Broker = &be
+	}
 	switch {
 	case id < 0 && (formatted || fresh):
-		e = c // the new volume starts at the anchor
+		e = c // the new volume starts at the anchor (0 without the vTPM)
 	case id < 0:
 		return nil, fmt.Errorf("%w: no freshness token on a provisioned volume", ErrFreshnessTampered)
-	case e < c:
-		return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrRolledBack, e, c)
-	case e == c+1:
-		f.CaughtUp = true
-		b.logf("freshness: the previous boot's advance to epoch %d was interrupted; completing it", e)
-		if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
-			return nil, err
-		}
-	case e > c+1:
-		return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrAnchorBehind, e, c)
 	}
+	if useTPM {
+		switch {
+		case e < c:
+			return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrRolledBack, e, c)
+		case e == c+1:
+			f.CaughtUp = true
+			b.logf("freshness: the previous boot's advance to epoch %d was interrupted before the vTPM counter; completing it", e)
+			if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
+				return nil, err
+			}
+		case e > c+1:
+			return nil, anchorBehind("the vTPM counter", e, c)
+		}
+	}
+	if useBroker {
+		switch {
+		case e < be:
+			return nil, fmt.Errorf("%w: the volume is at epoch %d, the broker at %d", ErrRolledBack, e, be)
+		case e == be+1:
+			f.CaughtUp = true
+			b.logf("freshness: the previous boot's advance to epoch %d was interrupted before the broker; completing it", e)
+		case e > be+1 && be != 0:
+			// 0 is the epoch of a volume the broker has never advanced:
+			// it may start anywhere.
+			return nil, anchorBehind("the broker", e, be)
+		}
+	}
+	next := e + 1
 	// Phase 1: the volume first.
-	if err := writeEpoch(h, vk, c+1); err != nil {
+	if err := writeEpoch(h, vk, next); err != nil {
 		return nil, err
 	}
 	if err := h.Write(dev); err != nil {
@@ -189,13 +253,22 @@ func (b *booter) advanceFreshness(t transport.TPM, dev interface {
 		return nil, err
 	}
 	b.point("epoch-written")
-	// Phase 2: the anchor.
-	if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
-		return nil, fmt.Errorf("advance the freshness counter: %w", err)
+	f.Epoch = next
+	// Phase 2: the anchors.
+	if useTPM {
+		if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
+			return nil, fmt.Errorf("advance the freshness counter: %w", err)
+		}
+		if c != next {
+			return nil, fmt.Errorf("%w: the vTPM counter moved to %d, not %d, while this boot advanced it", ErrAnchorBehind, c, next)
+		}
+		f.Counter = c
+		b.point("anchor-advanced")
+		b.logf("freshness: volume and vTPM counter at epoch %d", c)
 	}
-	f.Epoch, f.Counter = c, c
-	b.point("anchor-advanced")
-	b.logf("freshness: volume and vTPM counter at epoch %d", c)
+	if useBroker {
+		b.pending = &brokerAdvance{uuid: h.UUID, old: be, new: next, register: !registered}
+	}
 	return f, nil
 }
 
@@ -230,5 +303,5 @@ func AdvanceEpoch(t transport.TPM, dev interface {
 	luks2ReadWriter
 	Sync() error
 }, h *luks2.Header, vk []byte) (*Freshness, error) {
-	return (&booter{}).advanceFreshness(t, dev, h, vk, false)
+	return (&booter{cfg: Config{Anchor: "tpm"}}).advanceFreshness(context.Background(), t, dev, h, vk, false)
 }

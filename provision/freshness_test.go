@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -45,13 +46,14 @@ func reread(t *testing.T, f *os.File) *luks2.Header {
 // advances, an old copy refused, an interrupted advance accepted, a stripped
 // or altered token refused, a replaced vTPM refused.
 func TestFreshness(t *testing.T) {
+	ctx := context.Background()
 	sw := tpmtest.Start(t)
 	tp := sw.Open()
 	defer tp.Close()
 	b := &booter{}
 	f, h, vk := freshVolume(t)
 
-	fr, err := b.advanceFreshness(tp, f, h, vk, true)
+	fr, err := b.advanceFreshness(ctx, tp, f, h, vk, true)
 	if err != nil {
 		t.Fatalf("first epoch: %v", err)
 	}
@@ -59,7 +61,7 @@ func TestFreshness(t *testing.T) {
 	old := snapshot(t, f) // the host copies the disk here
 
 	sw.Reboot()
-	if fr, err = b.advanceFreshness(tp, f, reread(t, f), vk, false); err != nil || fr.Epoch != first+1 {
+	if fr, err = b.advanceFreshness(ctx, tp, f, reread(t, f), vk, false); err != nil || fr.Epoch != first+1 {
 		t.Fatalf("second boot: %+v %v, want epoch %d", fr, err, first+1)
 	}
 
@@ -67,7 +69,7 @@ func TestFreshness(t *testing.T) {
 	current := snapshot(t, f)
 	f.WriteAt(old, 0)
 	sw.Reboot()
-	_, err = b.advanceFreshness(tp, f, reread(t, f), vk, false)
+	_, err = b.advanceFreshness(ctx, tp, f, reread(t, f), vk, false)
 	if !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("old copy: %v, want ErrRolledBack", err)
 	}
@@ -77,7 +79,7 @@ func TestFreshness(t *testing.T) {
 	_, id, _ := readEpoch(hs, vk)
 	hs.RemoveToken(id)
 	hs.Write(f)
-	if _, err := b.advanceFreshness(tp, f, reread(t, f), vk, false); !errors.Is(err, ErrFreshnessTampered) {
+	if _, err := b.advanceFreshness(ctx, tp, f, reread(t, f), vk, false); !errors.Is(err, ErrFreshnessTampered) {
 		t.Errorf("stripped token: %v, want ErrFreshnessTampered", err)
 	}
 	f.WriteAt(current, 0)
@@ -88,7 +90,7 @@ func TestFreshness(t *testing.T) {
 	writeEpoch(hc, vk, e+1)
 	hc.Write(f)
 	sw.Reboot()
-	fr, err = b.advanceFreshness(tp, f, reread(t, f), vk, false)
+	fr, err = b.advanceFreshness(ctx, tp, f, reread(t, f), vk, false)
 	if err != nil || !fr.CaughtUp || fr.Epoch != e+2 {
 		t.Fatalf("after an interrupted advance: %+v %v, want caught up at %d", fr, err, e+2)
 	}
@@ -99,7 +101,7 @@ func TestFreshness(t *testing.T) {
 	ht.RemoveToken(id)
 	ht.AddToken([]byte(`{"type":"confidisk-freshness","keyslots":[],"epoch":"999","mac":"AAAA"}`), -1)
 	ht.Write(f)
-	if _, err := b.advanceFreshness(tp, f, reread(t, f), vk, false); !errors.Is(err, ErrFreshnessTampered) {
+	if _, err := b.advanceFreshness(ctx, tp, f, reread(t, f), vk, false); !errors.Is(err, ErrFreshnessTampered) {
 		t.Errorf("edited epoch: %v, want ErrFreshnessTampered", err)
 	}
 
@@ -108,7 +110,7 @@ func TestFreshness(t *testing.T) {
 	other := tpmtest.Start(t)
 	op := other.Open()
 	defer op.Close()
-	if _, err := b.advanceFreshness(op, f, reread(t, f), vk, false); !errors.Is(err, ErrAnchorBehind) {
+	if _, err := b.advanceFreshness(ctx, op, f, reread(t, f), vk, false); !errors.Is(err, ErrAnchorBehind) {
 		t.Errorf("replaced vTPM: %v, want ErrAnchorBehind", err)
 	}
 }

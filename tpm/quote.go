@@ -42,15 +42,18 @@ var (
 // akAttributes are a restricted signing key's (Part 1, section 25.2.2
 // "Restricted signing keys"; Part 2, section 8.3): the TPM signs only data
 // it generated itself (TPMS_ATTEST beginning with TPM_GENERATED_VALUE) or
-// digests it computed, so a quote cannot be forged with TPM2_Sign.
+// digests it computed, so a quote cannot be forged with TPM2_Sign. The key
+// has no authorization value, so it is noDA: otherwise every reset without
+// TPM2_Shutdown (a power cut, a killed VM) would count towards the
+// dictionary-attack lockout and the guest would soon be unable to attest.
 var akAttributes = tpm2.TPMAObject{
 	FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
-	Restricted: true, SignEncrypt: true,
+	NoDA: true, Restricted: true, SignEncrypt: true,
 }
 
 // AKTemplate is the attestation key's template: ECC NIST P-256, ECDSA with
 // SHA-256, restricted signing, fixedTPM, fixedParent, sensitiveDataOrigin,
-// userWithAuth, sha256 names, empty authPolicy and unique (Part 2, sections
+// userWithAuth, noDA, sha256 names, empty authPolicy and unique (Part 2, sections
 // 12.2.4 and 12.2.3.6).
 func AKTemplate() tpm2.TPMTPublic {
 	return tpm2.TPMTPublic{

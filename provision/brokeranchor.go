@@ -1,0 +1,99 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/broker/api"
+	"github.com/confidisk/confidisk/broker/client"
+	"github.com/confidisk/confidisk/luks2"
+)
+
+// ErrBrokerRefused means the broker refused this boot's evidence or
+// registration: the guest does not run what the broker's policy allows, or
+// the volume is not the one the broker knows.
+var ErrBrokerRefused = errors.New("the broker refused this guest")
+
+// issuer returns the evidence issuer of the boot flow: the policy PCRs and
+// PCR 15 with systemd's measurement log (an initrd has no firmware log to
+// send; the firmware's measurements are in the quoted PCRs).
+func (b *booter) issuer() (*attest.Issuer, error) {
+	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: "-"})
+}
+
+// creationRecord returns the creation record stored in the header.
+func creationRecord(h *luks2.Header) (json.RawMessage, error) {
+	for _, raw := range h.Metadata.Tokens {
+		var tok struct {
+			Type   string          `json:"type"`
+			Record json.RawMessage `json:"record"`
+		}
+		if json.Unmarshal(raw, &tok) == nil && tok.Type == CreationTokenType && len(tok.Record) > 0 {
+			return tok.Record, nil
+		}
+	}
+	return nil, errors.New("the volume has no creation record (a confidisk-creation token)")
+}
+
+// advanceBroker finishes the freshness advance at the broker once the volume
+// is measured: it registers the volume from its creation record when the
+// broker does not know it yet, then moves the broker's epoch from the value
+// advanceFreshness checked to the volume's new epoch, with evidence (a vTPM
+// quote over a broker nonce) that names the volume. Any refusal stops the
+// boot: a conflict means that another copy of this volume advanced the epoch
+// in between.
+func (b *booter) advanceBroker(ctx context.Context, h *luks2.Header) error {
+	p := b.pending
+	if p == nil {
+		return nil
+	}
+	if p.register {
+		rec, err := creationRecord(h)
+		if err != nil {
+			return fmt.Errorf("register the volume with the broker: %w", err)
+		}
+		_, err = b.broker.Register(ctx, api.RegisterRequest{CreationRecord: rec, Volume: api.VolumeSpec{UUID: h.UUID, KeyID: b.res.KeyID}})
+		switch {
+		case client.IsCode(err, "volume_exists"):
+			// Registered since the epoch was read: the advance below
+			// fails unless the epoch is still the one checked.
+		case err != nil:
+			return fmt.Errorf("%w: register the volume's creation record: %w", ErrBrokerRefused, err)
+		default:
+			b.logf("volume %s registered with the broker (creation record)", h.UUID)
+		}
+	}
+	iss, err := b.issuer()
+	if err != nil {
+		return err
+	}
+	nr, err := b.broker.Nonce(ctx)
+	if err != nil {
+		return fmt.Errorf("get a nonce from the broker: %w", err)
+	}
+	ev, err := iss.Issue(ctx, nr.Nonce, nil)
+	if err != nil {
+		return err
+	}
+	raw, err := ev.Marshal()
+	if err != nil {
+		return err
+	}
+	err = b.broker.AdvanceEpoch(ctx, p.uuid, nr.Nonce, raw, p.old, p.new)
+	var ce *client.Error
+	switch {
+	case errors.As(err, &ce) && ce.Code == "epoch_conflict" && ce.Current != nil:
+		return fmt.Errorf("%w: the broker's epoch moved from %d to %d while this boot advanced it to %d (another copy of this volume is booting)",
+			ErrRolledBack, p.old, *ce.Current, p.new)
+	case errors.As(err, &ce) && ce.Status/100 == 4:
+		return fmt.Errorf("%w: %w", ErrBrokerRefused, err)
+	case err != nil:
+		return fmt.Errorf("advance the volume's epoch at the broker: %w", err)
+	}
+	b.point("broker-advanced")
+	b.logf("freshness: broker at epoch %d (evidence accepted)", p.new)
+	return nil
+}
