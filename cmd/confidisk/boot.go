@@ -31,8 +31,13 @@ func newBootCmd() *cobra.Command {
      fixation digest in the vTPM, and show a recovery key;
      on later boots: unseal, check the fixation digest (a swapped volume is
      refused), open;
-  3. measure the volume key into PCR 15 as systemd-cryptsetup does;
-  4. mount the read-write root (overlay over the verity root, or a copy) and
+  3. check the volume's freshness epoch against its anchors (the vTPM counter
+     and, with confidisk.broker=URL, the broker): an older copy is refused;
+     advance it;
+  4. measure the volume key into PCR 15 as systemd-cryptsetup does; with a
+     broker, register the creation record (first boot) and advance the
+     broker's epoch with fresh evidence;
+  5. mount the read-write root (overlay over the verity root, or a copy) and
      switch to it.
 
 Every provisioning step is recorded in the volume's header, so a power cut

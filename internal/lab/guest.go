@@ -85,7 +85,15 @@ echo "LAB-INIT $(cut -d' ' -f1 /proc/uptime)"
 	for _, rel := range load {
 		fmt.Fprintf(&b, "lab_load %s %s\n", moduleName(rel), guestModulePath(version, rel))
 	}
-	b.WriteString(`cd /root
+	// A machine with UserNet has eth0 on QEMU's user network: the host's
+	// loopback is 10.0.2.2 from the guest.
+	b.WriteString(`if [ -e /sys/class/net/eth0 ]; then
+	ip link set lo up
+	ip link set eth0 up
+	ip addr add ` + GuestIP + `/24 dev eth0
+	ip route add default via ` + HostIP + `
+fi
+cd /root
 ( . /lab/scenario.sh )
 _rc=$?
 cd /

@@ -14,10 +14,11 @@ import (
 )
 
 // DefaultModules returns the kernel modules the project's scenarios need:
-// device-mapper targets, the file systems, the virtio disk and the TPM
-// drivers. Names may use '-' or '_'; those built into the kernel are skipped.
+// device-mapper targets, the file systems, the virtio disk and network
+// devices and the TPM drivers. Names may use '-' or '_'; those built into
+// the kernel are skipped.
 func DefaultModules() []string {
-	return []string{"dm-mod", "dm-verity", "dm-crypt", "dm-integrity", "overlay", "erofs", "ext4", "virtio_blk", "tpm_crb", "tpm_tis", "loop"}
+	return []string{"dm-mod", "dm-verity", "dm-crypt", "dm-integrity", "overlay", "erofs", "ext4", "virtio_blk", "virtio_net", "tpm_crb", "tpm_tis", "loop"}
 }
 
 // DefaultModuleDirs returns the module subtrees shipped (but not loaded) so

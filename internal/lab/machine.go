@@ -70,6 +70,11 @@ type Machine struct {
 	CPUs int
 	// Accel is "tcg" or "kvm"; empty means [Accelerator].
 	Accel string
+	// UserNet gives the guest a virtio network card on QEMU's user
+	// network (slirp): the guest is [GuestIP] and reaches the host's
+	// loopback at [HostIP] (a server the test listens with on 127.0.0.1,
+	// e.g. a broker); nothing else of the host or outside is reachable.
+	UserNet bool
 
 	boots int
 }
@@ -112,6 +117,12 @@ func NewMachine(dir string, k *KernelInfo, disks ...Disk) (*Machine, error) {
 	}
 	return m, nil
 }
+
+// Addresses on the lab's user network (see [Machine.UserNet]).
+const (
+	GuestIP = "10.0.2.15"
+	HostIP  = "10.0.2.2"
+)
 
 // TPMStateDir is the swtpm state directory kept across boots.
 func (m *Machine) TPMStateDir() string { return filepath.Join(m.Dir, "tpm") }
@@ -360,6 +371,13 @@ func (m *Machine) qemuArgs(accel, sock string, opts BootOptions) []string {
 	}
 	for i, d := range m.Disks {
 		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,cache=writeback,index=%d", d.Path, i))
+	}
+	if m.UserNet {
+		// Slirp maps HostIP to the host's 127.0.0.1 (restrict=on would
+		// cut that too). romfile= skips the iPXE option ROM (direct kernel
+		// boot needs none, and it may not be installed).
+		args = append(args, "-netdev", "user,id=net0,net=10.0.2.0/24,host="+HostIP+",restrict=off",
+			"-device", "virtio-net-pci,netdev=net0,romfile=")
 	}
 	args = append(args,
 		"-chardev", "socket,id=chrtpm,path="+sock,
