@@ -18,8 +18,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )

@@ -144,8 +144,8 @@ type Freshness struct {
 // brokerAdvance is the broker half of a freshness advance, done once the
 // volume is measured (the evidence it needs names the volume).
 type brokerAdvance struct {
-	uuid       string
-	old, new   uint64
+	uuid     string
+	old, new uint64
 	register bool // the broker does not know the volume yet
 }
 
