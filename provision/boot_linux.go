@@ -176,7 +176,7 @@ func (b *booter) opened(ctx context.Context, dev string, h *luks2.Header, vk []b
 			return err
 		}
 	}
-	return b.advanceBroker(ctx, h)
+	return b.reportToBroker(ctx, h)
 }
 
 // CreationTokenType is the LUKS2 token that holds the creation record: the

@@ -38,19 +38,29 @@ func creationRecord(h *luks2.Header) (json.RawMessage, error) {
 	return nil, errors.New("the volume has no creation record (a confidisk-creation token)")
 }
 
-// advanceBroker finishes the freshness advance at the broker once the volume
-// is measured: it registers the volume from its creation record when the
-// broker does not know it yet, then moves the broker's epoch from the value
-// advanceFreshness checked to the volume's new epoch, with evidence (a vTPM
-// quote over a broker nonce) that names the volume. Any refusal stops the
-// boot: a conflict means that another copy of this volume advanced the epoch
-// in between.
-func (b *booter) advanceBroker(ctx context.Context, h *luks2.Header) error {
-	p := b.pending
-	if p == nil {
+// reportToBroker does this boot's part with the broker, once the volume is
+// measured: it registers the volume from its creation record when the
+// broker does not know it yet, then presents evidence (a vTPM quote over a
+// broker nonce, naming the volume) — with the broker as a roll-back anchor,
+// as the compare-and-swap that moves the broker's epoch from the value
+// advanceFreshness checked to the volume's new epoch; otherwise on its own.
+// Any refusal stops the boot: a conflict means that another copy of this
+// volume advanced the epoch in between.
+func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
+	if b.broker == nil {
 		return nil
 	}
-	if p.register {
+	p := b.pending
+	var register bool
+	if p != nil {
+		register = p.register
+	} else {
+		_, err := b.broker.Volume(ctx, h.UUID)
+		if register = client.IsCode(err, "volume_not_found"); err != nil && !register {
+			return fmt.Errorf("ask the broker about the volume: %w", err)
+		}
+	}
+	if register {
 		rec, err := creationRecord(h)
 		if err != nil {
 			return fmt.Errorf("register the volume with the broker: %w", err)
@@ -81,6 +91,17 @@ func (b *booter) advanceBroker(ctx context.Context, h *luks2.Header) error {
 	raw, err := ev.Marshal()
 	if err != nil {
 		return err
+	}
+	if p == nil {
+		c, err := b.broker.Verify(ctx, nr.Nonce, raw)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrBrokerRefused, err)
+		}
+		if c.Volume != h.UUID {
+			return fmt.Errorf("%w: it attests volume %q, not %s", ErrBrokerRefused, c.Volume, h.UUID)
+		}
+		b.logf("evidence accepted by the broker")
+		return nil
 	}
 	err = b.broker.AdvanceEpoch(ctx, p.uuid, nr.Nonce, raw, p.old, p.new)
 	var ce *client.Error

@@ -78,7 +78,7 @@ func (b *booter) freshnessBoot(t *testing.T, f interface {
 			t.Fatal(err)
 		}
 	}
-	return fr, b.advanceBroker(context.Background(), h)
+	return fr, b.reportToBroker(context.Background(), h)
 }
 
 // TestBrokerAnchor walks the broker as a freshness anchor against a real
@@ -140,7 +140,7 @@ func TestBrokerAnchor(t *testing.T) {
 		t.Fatalf("the winning copy: %v", err)
 	}
 	b.pending = &racing
-	if err := b.advanceBroker(ctx, h1); !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "another copy") {
+	if err := b.reportToBroker(ctx, h1); !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "another copy") {
 		t.Errorf("the losing copy: %v, want ErrRolledBack (another copy)", err)
 	}
 
@@ -151,5 +151,25 @@ func TestBrokerAnchor(t *testing.T) {
 	f2, _, vk2 := freshVolume(t)
 	if _, err := b2.freshnessBoot(t, f2, vk2, true); !errors.Is(err, ErrBrokerRefused) || !strings.Contains(err.Error(), "pcr 7") {
 		t.Errorf("guest outside the policy: %v, want ErrBrokerRefused naming pcr 7", err)
+	}
+
+	// With the vTPM as the only anchor a broker still gets the creation
+	// record and evidence on every boot, and its epoch is left alone.
+	sw.Reboot()
+	b3, l3 := brokerFor(t, zero, "tpm", tp)
+	f3, h3, vk3 := freshVolume(t)
+	for i, first := range []bool{true, false} {
+		if i > 0 {
+			sw.Reboot()
+		}
+		if fr, err := b3.freshnessBoot(t, f3, vk3, first); err != nil || fr.Broker != nil {
+			t.Fatalf("tpm-anchored boot %d with a broker: %+v, %v", i+1, fr, err)
+		}
+	}
+	if v, err := l3.Store.Volume(ctx, h3.UUID); err != nil || v.KeyID != b3.res.KeyID {
+		t.Errorf("tpm-anchored volume at the broker: %+v, %v", v, err)
+	}
+	if e, err := l3.Store.Epoch(ctx, h3.UUID); err != nil || e != 0 {
+		t.Errorf("tpm-anchored volume's broker epoch = %d, %v; want 0 (untouched)", e, err)
 	}
 }

@@ -135,7 +135,7 @@ type Freshness struct {
 	Counter uint64
 	// Broker is the broker's epoch before this boot's advance (nil when the
 	// broker is not an anchor); the advance itself follows the PCR 15
-	// measurement (see [booter.advanceBroker]).
+	// measurement (see [booter.reportToBroker]).
 	Broker *uint64 `json:",omitempty"`
 	// CaughtUp is set when the previous advance had been interrupted.
 	CaughtUp bool
@@ -163,7 +163,7 @@ func anchorBehind(anchor string, e, a uint64) error {
 //
 // With the broker as an anchor its epoch is read and checked here, before
 // anything is written; the compare-and-swap that advances it needs evidence
-// about the opened volume and is left in b.pending for [booter.advanceBroker].
+// about the opened volume and is left in b.pending for [booter.reportToBroker].
 func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev interface {
 	luks2ReadWriter
 	Sync() error
