@@ -85,8 +85,9 @@ func (b *booter) freshnessBoot(t *testing.T, f interface {
 // broker (bbolt store, attest.Validator with a PCR policy) and swtpm: first
 // boot registers the creation record and moves the epoch, later boots
 // advance it with fresh evidence, an old copy is refused by the broker even
-// when the vTPM agrees with it, a concurrent copy loses the race, and a
-// guest outside the policy is refused.
+// when the vTPM agrees with it, a concurrent copy loses the race, an epoch
+// advanced without the broker is caught up, and a guest outside the policy
+// is refused.
 func TestBrokerAnchor(t *testing.T) {
 	sw := tpmtest.Start(t)
 	tp := sw.Open()
@@ -128,6 +129,7 @@ func TestBrokerAnchor(t *testing.T) {
 		t.Error("the refused boot wrote to the old copy")
 	}
 	f.WriteAt(current, 0)
+	b.cfg.Anchor = "tpm+broker"
 
 	// Two copies boot at once: both pass the check, one advance wins.
 	sw.Reboot()
@@ -142,6 +144,22 @@ func TestBrokerAnchor(t *testing.T) {
 	b.pending = &racing
 	if err := b.reportToBroker(ctx, h1); !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "another copy") {
 		t.Errorf("the losing copy: %v, want ErrRolledBack (another copy)", err)
+	}
+
+	// `confidisk epoch advance` moves the volume and the vTPM only: the
+	// next boot brings the broker along instead of refusing the volume.
+	sw.Reboot()
+	ha, _, _ := luks2.Read(f)
+	adv, err := AdvanceEpoch(tp, f, ha, vk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.Reboot()
+	if fr, err := b.freshnessBoot(t, f, vk, false); err != nil || fr.Epoch != adv.Epoch+1 {
+		t.Fatalf("boot after epoch advance: %+v, %v; want epoch %d", fr, err, adv.Epoch+1)
+	}
+	if got, _ := l.Store.Epoch(ctx, h.UUID); got != adv.Epoch+1 {
+		t.Errorf("broker epoch %d after catching up, want %d", got, adv.Epoch+1)
 	}
 
 	// A guest whose PCR 7 is not what the policy allows is refused.

@@ -53,10 +53,9 @@ const FreshnessTokenType = "confidisk-freshness"
 // ErrRolledBack means the volume is an older copy than the anchor allows.
 var ErrRolledBack = errors.New("the state volume is older than its freshness anchor: an old copy was restored")
 
-// ErrAnchorBehind means an anchor is behind the volume by more than one
-// interrupted advance (the vTPM state was replaced or reset, or the broker
-// lost its records).
-var ErrAnchorBehind = errors.New("a freshness anchor is behind the volume: its state was replaced or reset")
+// ErrAnchorBehind means the vTPM counter is behind the volume by more than
+// one interrupted advance (the vTPM state was replaced or reset).
+var ErrAnchorBehind = errors.New("the vTPM freshness counter is behind the volume: the vTPM state was replaced or reset")
 
 // ErrFreshnessTampered means the freshness token is missing or its MAC does
 // not verify under the volume key.
@@ -149,11 +148,6 @@ type brokerAdvance struct {
 	register bool // the broker does not know the volume yet
 }
 
-// anchorBehind explains an anchor that is behind the volume.
-func anchorBehind(anchor string, e, a uint64) error {
-	return fmt.Errorf("%w: the volume is at epoch %d, %s at %d", ErrAnchorBehind, e, anchor, a)
-}
-
 // advanceFreshness runs the check and the two-phase advance against the
 // anchors of the configuration. formatted is true when this boot formatted
 // the volume. A volume without a freshness token is accepted only then, or
@@ -225,20 +219,20 @@ func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev inte
 				return nil, err
 			}
 		case e > c+1:
-			return nil, anchorBehind("the vTPM counter", e, c)
+			return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrAnchorBehind, e, c)
 		}
 	}
 	if useBroker {
 		switch {
 		case e < be:
 			return nil, fmt.Errorf("%w: the volume is at epoch %d, the broker at %d", ErrRolledBack, e, be)
-		case e == be+1:
-			f.CaughtUp = true
-			b.logf("freshness: the previous boot's advance to epoch %d was interrupted before the broker; completing it", e)
-		case e > be+1 && be != 0:
-			// 0 is the epoch of a volume the broker has never advanced:
-			// it may start anywhere.
-			return nil, anchorBehind("the broker", e, be)
+		case e > be && be != 0:
+			// The last advance stopped before the broker's, or `confidisk
+			// epoch advance` moved the volume and the vTPM only. Not a
+			// roll-back (the broker never goes back, so the volume is
+			// newer than anything it saw): the broker catches up. (0 is a
+			// volume the broker never advanced.)
+			b.logf("freshness: the broker's epoch %d is behind the volume's %d (an interrupted advance, or one without the broker); it catches up", be, e)
 		}
 	}
 	next := e + 1

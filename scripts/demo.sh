@@ -4,7 +4,8 @@
 # shows the change caught: first in userspace on the host, then by the kernel
 # of a guest booted under QEMU (with swtpm as its vTPM). Then the guest's boot:
 # it encrypts its state volume on first boot, opens it on the second, and
-# refuses the volume the host swaps in.
+# refuses an old copy of disk and vTPM (the broker remembers) and the volume
+# the host swaps in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin/confidisk
@@ -52,7 +53,7 @@ echo "bytes returned before the error: $(stat -c %s "$work/checked.img") (= bloc
 say "7. In a guest: the kernel's dm-verity, set up by 'confidisk verity open'"
 go run ./internal/labdemo verity "$bin" "$work/root.good.img" "$work/root.verity" "$work/root.img" "$root" $((off / 4096))
 
-say "8. A confidential guest's own state volume: self-encryption, unlock, swap attack"
+say "8. A confidential guest's own state volume: self-encryption, unlock, the broker, roll-back and swap attacks"
 go run ./internal/labdemo boot "$bin"
 
 say "Done: the tampered byte was never handed out, and the guest only ever opened its own volume."

@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
+	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/labdisk"
 )
@@ -26,7 +31,45 @@ else
 fi
 `
 
-// runBoot is the second act: first boot, second boot, swap attack.
+// startBroker starts a broker on the host's loopback whose policy pins PCR 7.
+func startBroker(dir, pcr7 string) (*brokertest.Local, error) {
+	pol, err := attest.ParsePolicy([]byte(`{"version":1,"pcrs":{"7":["` + pcr7 + `"]}}`))
+	if err != nil {
+		return nil, err
+	}
+	v, err := attest.NewValidator(pol, attest.ValidatorOptions{})
+	if err != nil {
+		return nil, err
+	}
+	bdir := filepath.Join(dir, "broker")
+	if err := os.MkdirAll(bdir, 0o700); err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(brokerLog{}, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == slog.LevelKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	return brokertest.StartLocal(bdir, []string{lab.HostIP}, func(c *broker.Config) { c.Verifier, c.Logger = v, log })
+}
+
+// brokerLog prints the broker's log lines about volumes and epochs.
+type brokerLog struct{}
+
+func (brokerLog) Write(p []byte) (int, error) {
+	if line := strings.TrimSpace(string(p)); !strings.Contains(line, "msg=request") {
+		fmt.Println("  broker│ " + line)
+	}
+	return len(p), nil
+}
+
+func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+
+// runBoot is the second act: first boot, the broker, second boot, roll-back
+// of disk and vTPM, swap attack.
 func runBoot(bin string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -47,15 +90,26 @@ func runBoot(bin string) error {
 	if err != nil {
 		return err
 	}
+	m.UserNet = true
+	files := map[string]string{"/bin/confidisk": bin}
+	var brokerArgs []string
 	boot := func(title, checks string) (*lab.BootResult, error) {
 		fmt.Printf("\n  ── %s ──\n", title)
 		initrd := filepath.Join(dir, "initrd.cpio")
-		ir := lab.Initramfs{Modules: lab.DefaultModules(), Files: map[string]string{"/bin/confidisk": bin},
+		ir := lab.Initramfs{Modules: lab.DefaultModules(), Files: files,
 			Tools: []string{"mkfs.ext4"}, Init: bootScript + checks}
 		if err := ir.Build(ctx, k, initrd); err != nil {
 			return nil, err
 		}
-		return m.Boot(ctx, lab.BootOptions{Initrd: initrd, Append: d.Cmdline(), Console: console{}})
+		return m.Boot(ctx, lab.BootOptions{Initrd: initrd, Append: append(d.Cmdline(), brokerArgs...), Console: console{}})
+	}
+	refused := func(res *lab.BootResult) bool {
+		for _, r := range res.Results {
+			if r.Name == "boot" && r.OK {
+				return false
+			}
+		}
+		return true
 	}
 
 	fmt.Println("  The host hands the guest a disk: a dm-verity root (roothash= on the kernel")
@@ -80,7 +134,20 @@ umount /sysroot
 	}
 	pcr7, _ := hex.DecodeString(string(mm[1]))
 
-	res, err = boot("second boot: unsealed by the vTPM, checked, opened", `
+	fmt.Println("\n  The operator starts the broker (confidisk serve) on the host, with a policy")
+	fmt.Printf("  that pins PCR 7 to what this firmware measures (%.16s…), and points the guest\n", mm[1])
+	fmt.Println("  at it: confidisk.broker=https://10.0.2.2:PORT, its certificate in the initrd.")
+	fmt.Println("  The guest reaches it through QEMU's user network; the host cannot forge its")
+	fmt.Println("  answers (TLS pinned) and cannot roll its store back.")
+	b, err := startBroker(dir, string(mm[1]))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	files["/etc/confidisk/broker.pem"] = b.TLS.ServerCert
+	brokerArgs = []string{"confidisk.broker=https://" + lab.HostIP + ":" + port(b.Addr.String())}
+
+	res, err = boot("second boot: unsealed by the vTPM, checked, opened; registered with the broker", `
 say "# cat /sysroot/etc/secret"
 say "  $(cat /sysroot/etc/secret)"
 umount /sysroot
@@ -91,6 +158,46 @@ umount /sysroot
 	if f := res.Failed(); len(f) > 0 {
 		return fmt.Errorf("second boot failed: %v (console: %s)", f, res.ConsoleLog)
 	}
+
+	fmt.Println("\n  ── the host copies the disk AND the vTPM state ──")
+	img, err := os.ReadFile(d.Path)
+	if err != nil {
+		return err
+	}
+	saved := filepath.Join(dir, "saved-tpm")
+	if err := os.CopyFS(saved, os.DirFS(m.TPMStateDir())); err != nil {
+		return err
+	}
+	res, err = boot("third boot: the guest writes something new", `
+say "# echo 'new secret' > /sysroot/etc/secret"
+echo 'new secret' > /sysroot/etc/secret && sync
+umount /sysroot
+`)
+	if err != nil {
+		return err
+	}
+	if f := res.Failed(); len(f) > 0 {
+		return fmt.Errorf("third boot failed: %v (console: %s)", f, res.ConsoleLog)
+	}
+	fmt.Println("\n  ── the host restores the old disk and the old vTPM state together ──")
+	if err := os.WriteFile(d.Path, img, 0o600); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(m.TPMStateDir()); err != nil {
+		return err
+	}
+	if err := os.CopyFS(m.TPMStateDir(), os.DirFS(saved)); err != nil {
+		return err
+	}
+	res, err = boot("fourth boot: the rolled-back disk", "")
+	if err != nil {
+		return err
+	}
+	if !refused(res) {
+		return fmt.Errorf("UNEXPECTED: the guest accepted the rolled-back volume")
+	}
+	fmt.Println("\n  The restored vTPM agreed with the old copy (its counter went back too), but")
+	fmt.Println("  the broker's epoch did not: the old secret was never handed out.")
 
 	fmt.Println("\n  ── the host swaps the state volume ──")
 	fmt.Println("  The host formats the state partition itself (so it knows the key), marks it")
@@ -106,14 +213,12 @@ umount /sysroot
 	if err != nil {
 		return err
 	}
-	res, err = boot("third boot: the swapped volume", "")
+	res, err = boot("fifth boot: the swapped volume", "")
 	if err != nil {
 		return err
 	}
-	for _, r := range res.Results {
-		if r.Name == "boot" && r.OK {
-			return fmt.Errorf("UNEXPECTED: the guest accepted the swapped volume")
-		}
+	if !refused(res) {
+		return fmt.Errorf("UNEXPECTED: the guest accepted the swapped volume")
 	}
 	fmt.Println("\n  The vTPM unsealed the host's keyslot, but the volume's key does not match the")
 	fmt.Println("  fixation digest this guest stored in the vTPM at first boot: refused.")
