@@ -24,6 +24,9 @@ import (
 	"github.com/confidisk/confidisk/broker/store/postgres"
 )
 
+// insecureTestEnv must be 1 for --verifier insecure-test.
+const insecureTestEnv = "CONFIDISK_INSECURE_TEST_VERIFIER"
+
 type serveOptions struct {
 	listen, data, storeKind, postgresURL string
 	tlsCert, tlsKey, operatorCA          string
@@ -75,7 +78,7 @@ It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
 	f.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM); default: generated DATA/tls/server.crt")
 	f.StringVar(&o.tlsKey, "tls-key", "", "server private key (PEM) for --tls-cert")
 	f.StringVar(&o.operatorCA, "operator-ca", "", "CA (PEM) that issues operator client certificates; default: DATA/tls/operator-ca.crt")
-	f.StringVar(&o.verifier, "verifier", "none", "evidence verifier: tpm (vTPM quote + logs checked against --policy; the default when --policy is given), none (refuse all evidence) or insecure-test (accepts forged test evidence; tests only, NEVER in production)")
+	f.StringVar(&o.verifier, "verifier", "none", "evidence verifier: tpm (vTPM quote + logs checked against --policy; the default when --policy is given) or none (refuse all evidence)")
 	f.StringVar(&o.policy, "policy", "", "reference-value policy (JSON, see docs/attestation.md) for --verifier tpm")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -133,10 +136,16 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	case "none":
 		verifier = refuseVerifier{}
 	case "insecure-test":
+		// The broker's own process tests (kill -9 crash test, load
+		// benchmark) need a verifier that accepts forged evidence. It is
+		// not in --help and needs the environment to say so as well.
+		if os.Getenv(insecureTestEnv) != "1" {
+			return usageError{fmt.Errorf("--verifier insecure-test accepts forged evidence and is for the broker's own tests: it needs %s=1 in the environment", insecureTestEnv)}
+		}
 		verifier = brokertest.Verifier{}
 		log.Warn("INSECURE: --verifier insecure-test accepts forged evidence; use it only in tests")
 	default:
-		return usageError{fmt.Errorf("--verifier %q: want tpm, none or insecure-test", o.verifier)}
+		return usageError{fmt.Errorf("--verifier %q: want tpm or none", o.verifier)}
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return usageError{errors.New("--tls-cert and --tls-key go together")}

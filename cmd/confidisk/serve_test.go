@@ -208,6 +208,7 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--tls-cert", "x.crt"},
 		{"serve", "--verifier", "tpm"},
 		{"serve", "--verifier", "insecure-test", "--policy", "p.json"},
+		{"serve", "--verifier", "insecure-test"}, // without CONFIDISK_INSECURE_TEST_VERIFIER=1
 	}
 	for _, args := range tests {
 		_, _, err := runIn(t, "", append(args, "--data", t.TempDir())...)
@@ -226,10 +227,11 @@ func TestServeCrashEpochs(t *testing.T) {
 	bin := buildServeBinary(t)
 	data := t.TempDir()
 	args := []string{"--listen", "127.0.0.1:0", "--data", data, "--verifier", "insecure-test"}
+	insecure := []string{insecureTestEnv + "=1"}
 	const vol = "11111111-2222-4333-8444-555555555555"
 	const kills = 3
 
-	p := startServe(t, bin, nil, args...)
+	p := startServe(t, bin, insecure, args...)
 	c := serveClient(t, data)
 	n, ev, err := evidenceFor(c, p.url, vol)
 	if err != nil {
@@ -288,7 +290,7 @@ func TestServeCrashEpochs(t *testing.T) {
 		}
 		acked += ackedNow.Load()
 
-		p = startServe(t, bin, nil, args...)
+		p = startServe(t, bin, insecure, args...)
 		got := getEpoch(t, c, p.url, vol)
 		if got < acked || got > acked+1 {
 			t.Fatalf("round %d: epoch %d after restart, want %d acknowledged advances (+1 in flight at most)", round, got, acked)
