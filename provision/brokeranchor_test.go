@@ -150,7 +150,7 @@ func TestBrokerAnchor(t *testing.T) {
 	// next boot brings the broker along instead of refusing the volume.
 	sw.Reboot()
 	ha, _, _ := luks2.Read(f)
-	adv, err := AdvanceEpoch(tp, f, ha, vk)
+	adv, err := AdvanceEpoch(ctx, tp, f, ha, vk, EpochOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +160,15 @@ func TestBrokerAnchor(t *testing.T) {
 	}
 	if got, _ := l.Store.Epoch(ctx, h.UUID); got != adv.Epoch+1 {
 		t.Errorf("broker epoch %d after catching up, want %d", got, adv.Epoch+1)
+	}
+	// In the running guest (PCR 15 holds the volume) it can move the
+	// broker too.
+	ha, _, _ = luks2.Read(f)
+	if adv, err = AdvanceEpoch(ctx, tp, f, ha, vk, EpochOptions{Broker: b.broker, MeasureLog: b.o.MeasureLog}); err != nil {
+		t.Fatalf("epoch advance with the broker: %v", err)
+	}
+	if got, _ := l.Store.Epoch(ctx, h.UUID); got != adv.Epoch {
+		t.Errorf("broker epoch %d after epoch advance with it, want %d", got, adv.Epoch)
 	}
 
 	// A guest whose PCR 7 is not what the policy allows is refused.

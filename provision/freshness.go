@@ -289,13 +289,36 @@ func ReadEpoch(t transport.TPM, h *luks2.Header, vk []byte) (epoch, counter uint
 	return e, c, nil
 }
 
+// EpochOptions tune [AdvanceEpoch].
+type EpochOptions struct {
+	// Broker, when set, is advanced too (as by a boot with the broker as
+	// an anchor): with evidence from the TPM, whose PCR 15 must hold this
+	// volume's measurement — run it in the guest that opened the volume.
+	Broker *client.Client
+	// MeasureLog is systemd's measurement log for that evidence ("" for
+	// its default).
+	MeasureLog string
+}
+
 // AdvanceEpoch runs the check and the two-phase advance outside the boot
 // flow (`confidisk epoch advance`): afterwards every copy of the volume taken
 // before this call is refused at boot. dev must be the volume's device,
 // opened for writing.
-func AdvanceEpoch(t transport.TPM, dev interface {
+func AdvanceEpoch(ctx context.Context, t transport.TPM, dev interface {
 	luks2ReadWriter
 	Sync() error
-}, h *luks2.Header, vk []byte) (*Freshness, error) {
-	return (&booter{cfg: Config{Anchor: "tpm"}}).advanceFreshness(context.Background(), t, dev, h, vk, false)
+}, h *luks2.Header, vk []byte, o EpochOptions) (*Freshness, error) {
+	b := &booter{cfg: Config{Anchor: "tpm"}, tpm: t, broker: o.Broker, o: Options{MeasureLog: o.MeasureLog},
+		res: &Result{KeyID: tpm.FixateValue(vk, StateName, h.UUID)}}
+	if o.Broker != nil {
+		b.cfg.Anchor = "tpm+broker"
+	}
+	fr, err := b.advanceFreshness(ctx, t, dev, h, vk, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.reportToBroker(ctx, h); err != nil {
+		return fr, fmt.Errorf("the volume and the vTPM are at epoch %d, the broker was not advanced (the next boot will): %w", fr.Epoch, err)
+	}
+	return fr, nil
 }

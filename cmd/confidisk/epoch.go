@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
 	"github.com/confidisk/confidisk/tpm"
@@ -16,7 +17,8 @@ func newEpochCmd() *cobra.Command {
 		Short: "Show or advance a state volume's freshness epoch (roll-back protection)",
 		Long: `A provisioned state volume carries a freshness epoch, authenticated with a key
 derived from its volume key, anchored in a monotonic vTPM counter: at boot an
-older copy of the volume (epoch below the counter) is refused. confidisk boot
+older copy of the volume (epoch below the counter) is refused; with --broker the
+broker's epoch for the volume is an anchor too. confidisk boot
 advances it once per boot; "epoch advance" does it now, so that every copy
 taken before becomes invalid (for example after a snapshot the operator wants
 to be the only valid state). See docs/rollback.md.
@@ -26,9 +28,19 @@ or --token-only to unseal with the TPM (only possible before the boot measured
 the volume into PCR 15).`,
 	}
 	var (
-		keyFile, tpmDevice string
-		tokenOnly, asJSON  bool
+		keyFile, tpmDevice, brokerURL, brokerCA string
+		tokenOnly, asJSON                       bool
 	)
+	brokerClient := func() (*client.Client, error) {
+		if brokerURL == "" {
+			return nil, nil
+		}
+		tc, err := client.TLSConfig(brokerCA, "", "")
+		if err != nil {
+			return nil, err
+		}
+		return client.New(brokerURL, client.Options{TLS: tc})
+	}
 	unlock := func(cmd *cobra.Command, d *device, h *luks2.Header) ([]byte, error) {
 		if tokenOnly {
 			return unlockWithTPM2(cmd, tpmDevice, d, h)
@@ -63,10 +75,25 @@ the volume into PCR 15).`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]uint64{"epoch": e, "counter": c})
+			out := map[string]uint64{"epoch": e, "counter": c}
+			line := fmt.Sprintf("epoch %d, vTPM counter %d", e, c)
+			bc, err := brokerClient()
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d, vTPM counter %d\n", e, c)
+			if bc != nil {
+				defer bc.Close()
+				be, err := bc.Epoch(cmd.Context(), h.UUID)
+				if err != nil {
+					return err
+				}
+				out["broker"] = be
+				line += fmt.Sprintf(", broker %d", be)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), line)
 			return nil
 		},
 	}
@@ -85,7 +112,14 @@ the volume into PCR 15).`,
 					return false, err
 				}
 				defer t.Close()
-				fr, err := provision.AdvanceEpoch(t, d.f, h, vk)
+				bc, err := brokerClient()
+				if err != nil {
+					return false, err
+				}
+				if bc != nil {
+					defer bc.Close()
+				}
+				fr, err := provision.AdvanceEpoch(cmd.Context(), t, d.f, h, vk, provision.EpochOptions{Broker: bc})
 				if err != nil {
 					return false, err
 				}
@@ -102,6 +136,8 @@ the volume into PCR 15).`,
 		c.Flags().BoolVar(&tokenOnly, "token-only", false, "unseal the volume key with the TPM instead")
 		c.Flags().StringVar(&tpmDevice, "tpm", tpm.DefaultDevice, "TPM: /dev/tpmrm0, or swtpm:PATH")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+		c.Flags().StringVar(&brokerURL, "broker", "", "the broker anchoring the volume too (https://HOST:PORT); advance needs this guest's evidence (PCR 15 holding the volume)")
+		c.Flags().StringVar(&brokerCA, "broker-ca", "/etc/confidisk/broker.pem", "PEM certificate(s) the broker's TLS certificate must chain to")
 	}
 	cmd.AddCommand(show, advance)
 	return cmd
