@@ -42,12 +42,11 @@ bench: build
 	@bench/luks.sh
 	@bench/broker.sh
 
-# Short fuzzing run of every fuzz target (FUZZTIME=30s by default).
+# Short fuzzing run of every fuzz target (FUZZTIME=30s by default): every
+# "func FuzzX" in a _test.go file of the module.
 FUZZTIME ?= 30s
 fuzz:
-	@for t in verity:FuzzParseSuperblock luks2:FuzzParseMetadata luks2:FuzzRead integrity:FuzzParseSuperblock \
-	          dm:FuzzParseTargets dm:FuzzParseNameList gpt:FuzzRead tpm:FuzzParseToken tpm:FuzzParseMeasureLog \
-	          $$(cd broker && grep -ho '^func Fuzz[A-Za-z]*' *_test.go | sed 's/^func /broker:/'); do \
+	@for t in $$(git grep -o -e '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's#^\(.*\)/[^/]*_test.go:func #\1:#'); do \
 	  echo "fuzz $$t"; $(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s || exit 1; done
 
 clean:

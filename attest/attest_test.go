@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,16 +42,49 @@ func newGuest(t *testing.T, vk string) *guest {
 	if err := tpm.ExtendPCR(g.tp, 7, map[tpm.Bank][]byte{tpm.SHA256: d[:]}); err != nil {
 		t.Fatal(err)
 	}
+	fwLog := filepath.Join(t.TempDir(), "binary_bios_measurements")
+	if err := os.WriteFile(fwLog, firmwareLog(7, 0x80000001 /* EV_EFI_VARIABLE_DRIVER_CONFIG */, d[:]), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := tpm.MeasureVolumeKey(g.tp, g.vk, "state", testUUID, tpm.MeasureOptions{
 		LogPath: g.log, BootID: strings.Repeat("ab", 16), Timestamp: 1}); err != nil {
 		t.Fatal(err)
 	}
 	g.keyID = tpm.FixateValue(g.vk, "state", testUUID)
 	var err error
-	if g.iss, err = NewIssuer(g.tp, IssuerOptions{PCRs: []int{0, 4, 7}, MeasureLog: g.log, FirmwareLog: "-"}); err != nil {
+	if g.iss, err = NewIssuer(g.tp, IssuerOptions{PCRs: []int{0, 4, 7}, MeasureLog: g.log, FirmwareLog: fwLog}); err != nil {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// firmwareLog is a crypto-agile TCG event log (PFP section 10) with the
+// sha256 bank only: the Spec ID Event03, then one event extending pcr with
+// digest.
+func firmwareLog(pcr int, eventType uint32, digest []byte) []byte {
+	le := binary.LittleEndian
+	var spec []byte
+	spec = append(spec, "Spec ID Event03\x00"...)
+	spec = le.AppendUint32(spec, 0)      // platformClass
+	spec = append(spec, 0, 2, 2, 2)      // version 2.0 errata 2, uintnSize 2 (64-bit)
+	spec = le.AppendUint32(spec, 1)      // numberOfAlgorithms
+	spec = le.AppendUint16(spec, 0x000b) // sha256
+	spec = le.AppendUint16(spec, 32)
+	spec = append(spec, 0) // vendorInfoSize
+	var b []byte
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 3) // EV_NO_ACTION
+	b = append(b, make([]byte, 20)...)
+	b = le.AppendUint32(b, uint32(len(spec)))
+	b = append(b, spec...)
+	data := []byte("SecureBoot")
+	b = le.AppendUint32(b, uint32(pcr))
+	b = le.AppendUint32(b, eventType)
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint16(b, 0x000b)
+	b = append(b, digest...)
+	b = le.AppendUint32(b, uint32(len(data)))
+	return append(b, data...)
 }
 
 // measureString extends PCR 15 (sha256) with the hash of s and logs it, as
@@ -129,7 +163,7 @@ func TestAttestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("claims (-want +got):\n%s", diff)
 	}
-	wantM := Measurements{Bank: tpm.SHA256, AK: AKFingerprint(e.AKPublic), RootHash: "unverified", TEE: "none", FirmwareLog: "none",
+	wantM := Measurements{Bank: tpm.SHA256, AK: AKFingerprint(e.AKPublic), RootHash: "unverified", TEE: "none", FirmwareLog: "verified:7",
 		PCRs: map[int]string{}, ResetCount: m.ResetCount, RestartCount: m.RestartCount}
 	for i, v := range e.PCRs {
 		wantM.PCRs[i] = hex.EncodeToString(v)
@@ -221,6 +255,11 @@ func TestAttestRefusals(t *testing.T) {
 			editLog(e, volumeDigest(t, good), strings.Repeat("0", 64))
 		}, want: ErrLogTampered},
 		{name: "log record removed", evidence: good, edit: func(e *Evidence) { e.MeasureLog = nil }, want: ErrLogTampered},
+		{name: "tampered firmware log", evidence: good, edit: func(e *Evidence) {
+			e.FirmwareLog[len(e.FirmwareLog)-len("SecureBoot")-5] ^= 1 // last byte of the PCR 7 digest
+		}, want: ErrLogTampered},
+		{name: "truncated firmware log", evidence: good, edit: func(e *Evidence) { e.FirmwareLog = e.FirmwareLog[:40] }, want: ErrMalformedEvidence},
+		{name: "firmware log removed", evidence: good, edit: func(e *Evidence) { e.FirmwareLog = nil }, want: ErrBindingMismatch},
 		{name: "tampered log volume uuid", evidence: good, edit: func(e *Evidence) {
 			editLog(e, testUUID, "00000000-0000-0000-0000-000000000000")
 		}, want: ErrBindingMismatch},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/tpm"
+	"github.com/confidisk/confidisk/tpm/eventlog"
 )
 
 // TEEVerifier checks a SEV-SNP or TDX report: its signature chain up to the
@@ -89,7 +91,9 @@ type Measurements struct {
 	TEE string `json:"tee"`
 	// TEEClaims are the TEE verifier's findings, if any.
 	TEEClaims json.RawMessage `json:"tee_claims,omitempty"`
-	// FirmwareLog is "none" or "carried" (not replayed yet).
+	// FirmwareLog is "none" (no log), "verified:<pcrs>" (the log replays
+	// to the quoted values of those PCRs) or "not-quoted" (the log
+	// extends none of the quoted PCRs).
 	FirmwareLog string `json:"firmware_log"`
 	// ResetCount and RestartCount are the TPM's boot counters from the
 	// quote's TPMS_CLOCK_INFO (TPM 2.0 Part 2, section 10.11.1).
@@ -217,6 +221,10 @@ func (v *Validator) check(ctx context.Context, e *Evidence, qualifying []byte) (
 	if err != nil {
 		return nil, err
 	}
+	fwPCRs, err := checkFirmwareLog(e)
+	if err != nil {
+		return nil, err
+	}
 	if !bytes.Equal(attest.ExtraData.Buffer, qualifying) {
 		return nil, fmt.Errorf("%w: the quote has %x", ErrBindingMismatch, attest.ExtraData.Buffer)
 	}
@@ -232,8 +240,15 @@ func (v *Validator) check(ctx context.Context, e *Evidence, qualifying []byte) (
 	for i, val := range e.PCRs {
 		c.m.PCRs[i] = hex.EncodeToString(val)
 	}
-	if len(e.FirmwareLog) > 0 {
-		c.m.FirmwareLog = "carried"
+	switch {
+	case len(fwPCRs) > 0:
+		names := make([]string, len(fwPCRs))
+		for i, p := range fwPCRs {
+			names[i] = strconv.Itoa(p)
+		}
+		c.m.FirmwareLog = "verified:" + strings.Join(names, ",")
+	case len(e.FirmwareLog) > 0:
+		c.m.FirmwareLog = "not-quoted"
 	}
 	if c.m.RootHash, err = v.checkRootHash(verity); err != nil {
 		return nil, err
@@ -245,6 +260,42 @@ func (v *Validator) check(ctx context.Context, e *Evidence, qualifying []byte) (
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkFirmwareLog replays the TCG firmware event log, if any, in the
+// quoted bank and compares it with every quoted PCR it extends
+// (eventlog.Log.Verify); it returns those PCRs, sorted. A log that does not
+// parse is [ErrMalformedEvidence], one that does not replay to the quote
+// [ErrLogTampered].
+func checkFirmwareLog(e *Evidence) ([]int, error) {
+	if len(e.FirmwareLog) == 0 {
+		return nil, nil
+	}
+	fw, err := eventlog.Parse(e.FirmwareLog)
+	if err != nil {
+		return nil, fmt.Errorf("%w: firmware log: %w", ErrMalformedEvidence, err)
+	}
+	alg, err := e.Bank.Alg()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedEvidence, err)
+	}
+	replayed, err := fw.Replay(alg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: firmware log: %w", ErrMalformedEvidence, err)
+	}
+	if err := fw.Verify(alg, e.PCRs); errors.Is(err, eventlog.ErrMismatch) {
+		return nil, fmt.Errorf("%w: firmware log: %w", ErrLogTampered, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: firmware log: %w", ErrMalformedEvidence, err)
+	}
+	var covered []int
+	for i := range replayed {
+		if _, ok := e.PCRs[i]; ok {
+			covered = append(covered, i)
+		}
+	}
+	slices.Sort(covered)
+	return covered, nil
 }
 
 // checkPCRs compares the quoted PCRs with the policy.

@@ -114,8 +114,10 @@ check umount umount /sysroot
 			t.Fatalf("%s: the broker's epoch of %s is %d (%v), the guest's %v", name, uuid, got, err, epoch)
 		}
 		v, err := b.Store.Volume(ctx, uuid)
-		if err != nil || v.KeyID != out["KeyID"] || !strings.Contains(string(v.Measurements), "pcrs") {
-			t.Fatalf("%s: registered volume %+v, %v; want key id %v and the creation record's measurements", name, v, err, out["KeyID"])
+		// The creation record carries the firmware's event log (SeaBIOS
+		// under QEMU), replayed by the broker against the quoted PCR 7.
+		if err != nil || v.KeyID != out["KeyID"] || !strings.Contains(string(v.Measurements), `"firmware_log":"verified:7"`) {
+			t.Fatalf("%s: registered volume %+v, %v; want key id %v and measurements with the firmware log verified", name, v, err, out["KeyID"])
 		}
 		return got
 	}

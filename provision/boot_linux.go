@@ -46,6 +46,9 @@ type Options struct {
 	Checkpoint func(point string)
 	// MeasureLog is systemd's userspace measurement log ("" for its default).
 	MeasureLog string
+	// FirmwareLog is the TCG firmware event log sent with evidence (""
+	// for attest.DefaultFirmwareLog, "-" for none).
+	FirmwareLog string
 	// Mkfs is the mkfs.ext4 program (default: found in PATH).
 	Mkfs string
 	// TPM, when set, is used instead of opening Config.TPM.

@@ -18,10 +18,10 @@ import (
 var ErrBrokerRefused = errors.New("the broker refused this guest")
 
 // issuer returns the evidence issuer of the boot flow: the policy PCRs and
-// PCR 15 with systemd's measurement log (an initrd has no firmware log to
-// send; the firmware's measurements are in the quoted PCRs).
+// PCR 15 with systemd's measurement log and the firmware's event log (from
+// securityfs, when it is mounted; Options.FirmwareLog overrides).
 func (b *booter) issuer() (*attest.Issuer, error) {
-	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: "-"})
+	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: b.o.FirmwareLog})
 }
 
 // creationRecord returns the creation record stored in the header.

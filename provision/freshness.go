@@ -218,6 +218,9 @@ func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev inte
 			if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
 				return nil, err
 			}
+			if c != e {
+				return nil, fmt.Errorf("%w: the vTPM counter moved to %d, not %d, while this boot caught it up", ErrAnchorBehind, c, e)
+			}
 		case e > c+1:
 			return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrAnchorBehind, e, c)
 		}
@@ -298,6 +301,9 @@ type EpochOptions struct {
 	// MeasureLog is systemd's measurement log for that evidence ("" for
 	// its default).
 	MeasureLog string
+	// FirmwareLog is the firmware event log for that evidence ("" for
+	// attest.DefaultFirmwareLog, "-" for none).
+	FirmwareLog string
 }
 
 // AdvanceEpoch runs the check and the two-phase advance outside the boot
@@ -308,7 +314,7 @@ func AdvanceEpoch(ctx context.Context, t transport.TPM, dev interface {
 	luks2ReadWriter
 	Sync() error
 }, h *luks2.Header, vk []byte, o EpochOptions) (*Freshness, error) {
-	b := &booter{cfg: Config{Anchor: "tpm"}, tpm: t, broker: o.Broker, o: Options{MeasureLog: o.MeasureLog},
+	b := &booter{cfg: Config{Anchor: "tpm"}, tpm: t, broker: o.Broker, o: Options{MeasureLog: o.MeasureLog, FirmwareLog: o.FirmwareLog},
 		res: &Result{KeyID: tpm.FixateValue(vk, StateName, h.UUID)}}
 	if o.Broker != nil {
 		b.cfg.Anchor = "tpm+broker"

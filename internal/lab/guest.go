@@ -79,6 +79,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
+mount -t securityfs securityfs /sys/kernel/security
 echo "LAB-INIT $(cut -d' ' -f1 /proc/uptime)"
 . /lab/preamble.sh
 `)
