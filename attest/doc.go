@@ -62,10 +62,9 @@
 // of PCR 15, and returns a [Creation] (volume, key id, measurements, the
 // verifier's time).
 //
-// # Not yet
+// # SEV-SNP and TDX
 //
-// The firmware event log is carried and bound but not replayed, so PCRs 0–14
-// are checked only against the policy's values. No [TEEVerifier] or
-// [TEEReporter] exists yet (go-sev-guest / go-tdx-guest); the hooks and the
-// report_data binding are in place.
+// A [TEEReporter] (guest) and a [TEEVerifier] (verifier) for each live in
+// packages attest/snp and attest/tdx, which wrap go-sev-guest and
+// go-tdx-guest; register the verifiers in [ValidatorOptions.TEE].
 package attest

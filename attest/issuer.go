@@ -28,7 +28,7 @@ func DefaultPCRs() []int {
 
 // TEEReporter gets a SEV-SNP or TDX report with the given report_data from
 // the guest's hardware (/dev/sev-guest, /dev/tdx_guest or configfs-tsm).
-// No implementation exists yet; see [IssuerOptions.TEE].
+// Packages attest/snp and attest/tdx implement it.
 type TEEReporter interface {
 	Report(ctx context.Context, reportData [64]byte) (*TEEReport, error)
 }

@@ -44,6 +44,25 @@ type Policy struct {
 	// VolumeName is the volume whose measurement gives the claims when PCR
 	// 15 holds several; "" means [DefaultVolumeName].
 	VolumeName string `json:"volume_name,omitempty"`
+	// SEVSNP are reference values for SEV-SNP reports (checked by the
+	// verifier registered for [TEESEVSNP], package attest/snp).
+	SEVSNP *SEVSNPPolicy `json:"sev_snp,omitempty"`
+	// TDX are reference values for TDX quotes (package attest/tdx).
+	TDX *TDXPolicy `json:"tdx,omitempty"`
+}
+
+// SEVSNPPolicy are reference values for SEV-SNP reports.
+type SEVSNPPolicy struct {
+	// Measurements are the launch MEASUREMENT values allowed (hex, 48
+	// bytes; SEV-SNP ABI, ATTESTATION_REPORT offset 0x90); empty allows any.
+	Measurements []string `json:"measurements,omitempty"`
+}
+
+// TDXPolicy are reference values for TDX quotes.
+type TDXPolicy struct {
+	// MRTDs are the MRTD values allowed (hex, 48 bytes: the measurement
+	// of the TD's initial contents, its firmware); empty allows any.
+	MRTDs []string `json:"mrtds,omitempty"`
 }
 
 // AKFingerprint is the lowercase hex SHA-256 of an attestation key's
@@ -129,6 +148,20 @@ func (p *Policy) normalize() error {
 	}
 	if p.VolumeName == "" {
 		p.VolumeName = DefaultVolumeName
+	}
+	if p.SEVSNP != nil {
+		for i, v := range p.SEVSNP.Measurements {
+			if p.SEVSNP.Measurements[i], err = hexOf(v, 48); err != nil {
+				return fmt.Errorf("sev_snp measurement: %w", err)
+			}
+		}
+	}
+	if p.TDX != nil {
+		for i, v := range p.TDX.MRTDs {
+			if p.TDX.MRTDs[i], err = hexOf(v, 48); err != nil {
+				return fmt.Errorf("tdx mrtd: %w", err)
+			}
+		}
 	}
 	return nil
 }

@@ -23,9 +23,8 @@ import (
 // TEEVerifier checks a SEV-SNP or TDX report: its signature chain up to the
 // vendor root, the platform's TCB against policy, and that its report_data
 // is reportData. It returns what the report proves (for example the launch
-// measurement) as JSON for [Measurements.TEEClaims]. Implementations are to
-// come (go-sev-guest verify/validate, go-tdx-guest verify); register them
-// in [ValidatorOptions.TEE].
+// measurement) as JSON for [Measurements.TEEClaims]. Packages attest/snp
+// and attest/tdx implement it; register them in [ValidatorOptions.TEE].
 type TEEVerifier interface {
 	Verify(ctx context.Context, r *TEEReport, reportData [64]byte) (json.RawMessage, error)
 }

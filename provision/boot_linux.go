@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/confidisk/confidisk/activate"
+	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/gpt"
@@ -53,6 +54,9 @@ type Options struct {
 	Mkfs string
 	// TPM, when set, is used instead of opening Config.TPM.
 	TPM transport.TPM
+	// TEE, when set, gives evidence its SEV-SNP/TDX report instead of the
+	// hardware Config.TEE selects.
+	TEE attest.TEEReporter
 }
 
 // Result says what a boot did.
@@ -86,6 +90,8 @@ type booter struct {
 	dm  *dm.Client
 	tpm transport.TPM
 	res *Result
+	// tee is the guest's SEV-SNP/TDX reporter, nil without one.
+	tee attest.TEEReporter
 	// broker is the broker client when one is configured.
 	broker *client.Client
 	// pending is the broker half of this boot's freshness advance.
@@ -148,6 +154,11 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		defer b.broker.Close()
+	}
+	if b.tee = o.TEE; b.tee == nil {
+		if b.tee, err = openTEE(cfg.TEE); err != nil {
+			return nil, fmt.Errorf("confidisk.tee=%s: %w", cfg.TEE, err)
+		}
 	}
 	h, vk, err := b.stateVolume(ctx, lay.State)
 	if err != nil {

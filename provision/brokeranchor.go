@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/attest/snp"
+	"github.com/confidisk/confidisk/attest/tdx"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/luks2"
@@ -21,7 +24,30 @@ var ErrBrokerRefused = errors.New("the broker refused this guest")
 // PCR 15 with systemd's measurement log and the firmware's event log (from
 // securityfs, when it is mounted; Options.FirmwareLog overrides).
 func (b *booter) issuer() (*attest.Issuer, error) {
-	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: b.o.FirmwareLog})
+	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: b.o.FirmwareLog, TEE: b.tee})
+}
+
+// openTEE returns the reporter of the guest's SEV-SNP or TDX hardware for
+// mode (Config.TEE), or nil for none.
+func openTEE(mode string) (attest.TEEReporter, error) {
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	if mode == "" || mode == "auto" {
+		switch {
+		case exists("/dev/sev-guest"):
+			mode = "sev-snp"
+		case exists("/dev/tdx_guest"):
+			mode = "tdx"
+		default:
+			mode = "none"
+		}
+	}
+	switch mode {
+	case "sev-snp":
+		return snp.OpenReporter()
+	case "tdx":
+		return tdx.OpenReporter()
+	}
+	return nil, nil
 }
 
 // creationRecord returns the creation record stored in the header.

@@ -81,6 +81,10 @@ type Config struct {
 	// /etc/confidisk/broker.pem). It is part of the initrd, so it is
 	// measured with the image.
 	BrokerCA string
+	// TEE is where evidence gets its hardware report (confidisk.tee=):
+	// "sev-snp", "tdx", "none", or "" (auto: SEV-SNP when /dev/sev-guest
+	// exists, TDX when /dev/tdx_guest exists, else none).
+	TEE string
 	// Anchor names the roll-back anchors (confidisk.rollback-anchor=):
 	// "tpm" (the vTPM's NV counter), "broker" (the broker's epoch) or
 	// "tpm+broker"; "" means tpm+broker with a broker, tpm without.
@@ -196,6 +200,13 @@ func (c *Config) set(key, value string, fromCmdline bool) error {
 			return bad("want an absolute path")
 		}
 		c.BrokerCA = value
+	case k == "tee" && key != k:
+		switch value {
+		case "auto", "none", "sev-snp", "tdx":
+			c.TEE = value
+		default:
+			return bad("want auto, none, sev-snp or tdx")
+		}
 	case k == "rollback-anchor" && key != k:
 		switch value {
 		case "tpm", "broker", "tpm+broker", "broker+tpm":

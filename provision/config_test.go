@@ -57,6 +57,7 @@ func TestConfigErrors(t *testing.T) {
 		{"broker without scheme", "confidisk.broker=10.0.2.2:8443", "https://"},
 		{"relative broker ca", "confidisk.broker-ca=ca.pem", "absolute"},
 		{"unknown anchor", "confidisk.rollback-anchor=disk", "tpm, broker or tpm+broker"},
+		{"unknown tee", "confidisk.tee=sgx", "auto, none, sev-snp or tdx"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/attest/snp"
+	"github.com/confidisk/confidisk/attest/tdx"
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/broker/store"
@@ -57,8 +59,10 @@ With no flags it listens on https://127.0.0.1:8443 with the embedded store
 them the same kek file and certificates.
 
 Evidence is checked by --verifier tpm against the reference values in
---policy FILE (a vTPM quote, systemd's userspace measurement log, and later a
-SEV-SNP/TDX report; format in docs/attestation.md). Without --policy the
+--policy FILE (a vTPM quote, systemd's userspace measurement log, the
+firmware's event log, and a SEV-SNP report or TDX quote verified offline
+against AMD's or Intel's root, which binds the vTPM's attestation key;
+format in docs/attestation.md). Without --policy the
 broker refuses all evidence (--verifier none).
 
 It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
@@ -95,6 +99,28 @@ func defaultDataDir() (string, error) {
 	return filepath.Join(home, ".local", "state", "confidisk"), nil
 }
 
+// teeVerifiers are the SEV-SNP and TDX verifiers with the policy's
+// reference values, trusting AMD's and Intel's roots, offline.
+func teeVerifiers(p *attest.Policy) (map[string]attest.TEEVerifier, error) {
+	var so snp.Options
+	if p.SEVSNP != nil {
+		so.Measurements = p.SEVSNP.Measurements
+	}
+	sv, err := snp.NewVerifier(so)
+	if err != nil {
+		return nil, err
+	}
+	var to tdx.Options
+	if p.TDX != nil {
+		to.MRTDs = p.TDX.MRTDs
+	}
+	tv, err := tdx.NewVerifier(to)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]attest.TEEVerifier{attest.TEESEVSNP: sv, attest.TEETDX: tv}, nil
+}
+
 // refuseVerifier stands in until a real verifier is configured.
 type refuseVerifier struct{}
 
@@ -125,7 +151,11 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		if err != nil {
 			return err
 		}
-		if verifier, err = attest.NewValidator(p, attest.ValidatorOptions{}); err != nil {
+		tee, err := teeVerifiers(p)
+		if err != nil {
+			return err
+		}
+		if verifier, err = attest.NewValidator(p, attest.ValidatorOptions{TEE: tee}); err != nil {
 			return err
 		}
 		if len(p.AttestationKeys) == 0 && !p.RequireTEE {
