@@ -188,6 +188,32 @@ func TestLabGuestPanicEndsBoot(t *testing.T) {
 	if res == nil || res.Done {
 		t.Errorf("boot result %+v, want one without LAB-DONE", res)
 	}
+	if errors.Is(err, ErrPanicBeforeInit) || res.Retried != nil {
+		t.Errorf("a panic of the scenario (after /init) was taken for an early one: %v", err)
+	}
+}
+
+// TestLabPanicBeforeInitRetried checks that a kernel that panics before
+// /init (here: no init at all) is booted a second time, and that the error
+// says so when it panics again.
+func TestLabPanicBeforeInitRetried(t *testing.T) {
+	m := TestMachine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	defer cancel()
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	if err := (&Initramfs{Modules: []string{}, ModuleDirs: []string{}, Init: "true\n"}).Build(ctx, m.Kernel, initrd); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Boot(ctx, BootOptions{Initrd: initrd, Append: []string{"rdinit=/no/such/init"}})
+	if !errors.Is(err, ErrPanicBeforeInit) {
+		t.Fatalf("Boot: %v, want ErrPanicBeforeInit", err)
+	}
+	if res == nil || !errors.Is(res.Retried, ErrPanicBeforeInit) {
+		t.Fatalf("boot result %+v: want a retried first attempt", res)
+	}
+	if m.boots != 2 {
+		t.Errorf("%d boots, want 2", m.boots)
+	}
 }
 
 // cancelOn cancels a context when a console line contains a marker.

@@ -171,6 +171,9 @@ type BootResult struct {
 	Duration time.Duration
 	// ConsoleLog is the file with this boot's complete console output.
 	ConsoleLog string
+	// Retried is the error of a first attempt that panicked before /init,
+	// when Boot booted again.
+	Retried error
 
 	tail []string
 }
@@ -189,12 +192,32 @@ func (r *BootResult) Failed() []Result {
 	return f
 }
 
+// ErrPanicBeforeInit is a guest kernel that panicked before it ran /init.
+// Under TCG the 6.12 kernel very rarely does (an int3 oops while it patches
+// its own code on SMP); [Machine.Boot] then boots once more.
+var ErrPanicBeforeInit = errors.New("guest kernel panicked before /init")
+
 // Boot starts swtpm and QEMU, runs the guest until it powers off (or prints
 // LAB-DONE), the power is cut at opts.CutAt, or ctx ends, and returns what
 // the guest reported. The error is non-nil when the guest did not finish
 // normally (no LAB-DONE and no cut: panic, timeout, QEMU failure); it then
 // carries the last console lines, and the BootResult is still returned.
+//
+// A kernel that panics before /init ([ErrPanicBeforeInit]) has run nothing
+// of the scenario and written nothing to the disks: Boot then boots again,
+// once, and sets [BootResult.Retried].
 func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*BootResult, error) {
+	res, err := m.boot(ctx, opts)
+	if errors.Is(err, ErrPanicBeforeInit) && ctx.Err() == nil {
+		first := err
+		if res, err = m.boot(ctx, opts); res != nil {
+			res.Retried = first
+		}
+	}
+	return res, err
+}
+
+func (m *Machine) boot(ctx context.Context, opts BootOptions) (*BootResult, error) {
 	start := time.Now()
 	accel := m.Accel
 	if accel == "" {
@@ -327,6 +350,8 @@ loop:
 		return res, fmt.Errorf("boot timed out or was cancelled (%w); last console lines:\n%s", ctx.Err(), res.Tail())
 	case kvmFailed:
 		return res, fmt.Errorf("kvm failed to run the guest; last console lines:\n%s", res.Tail())
+	case panicLine != "" && res.InitTime == 0:
+		return res, fmt.Errorf("%w: %s; last console lines:\n%s", ErrPanicBeforeInit, strings.TrimSpace(panicLine), res.Tail())
 	case opts.CutAt != "":
 		return res, fmt.Errorf("guest stopped before reaching cut point %q (qemu: %v); last console lines:\n%s", opts.CutAt, werr, res.Tail())
 	case panicLine != "":
