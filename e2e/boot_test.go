@@ -62,6 +62,21 @@ cat /tmp/boot.log
 ` + checks
 }
 
+// refusedBootScript runs setup, then `confidisk boot`, which must refuse
+// (RESULT refused: ok when it did, fail with accepted otherwise), then the
+// checks; /tmp/boot.log holds what boot said.
+func refusedBootScript(setup, accepted, checks string) string {
+	return `
+mkdir -p /run/log/systemd
+` + setup + `
+if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log; then
+	result refused fail "` + accepted + `"
+else
+	result refused ok "$(tail -4 /tmp/boot.log | tr '\n' ' ')"
+fi
+` + checks
+}
+
 // stateBytes reads the state partition of the disk image.
 func (d *bootDisk) stateBytes(t *testing.T) []byte {
 	b := make([]byte, d.State.Size)
@@ -216,19 +231,14 @@ check umount umount /sysroot
 	before := d.stateBytes(t)
 	lab.RunScenario(t, lab.Scenario{
 		Name: "policy-change", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
-		Script: `
-mkdir -p /run/log/systemd
+		Script: refusedBootScript(`
 printf 'not the volume key' > /k
 check extend-pcr15 confidisk tpm measure-volume --key-file /k --name other --uuid 00000000-0000-0000-0000-000000000000
-if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log; then
-	result refused fail "boot succeeded with a changed policy PCR"
-else
-	result refused ok "$(tail -4 /tmp/boot.log | tr '\n' ' ')"
-fi
+`, "boot succeeded with a changed policy PCR", `
 check clear-message grep -q 'unseal\|policy' /tmp/boot.log
 check recovery-path grep -q 'recovery key' /tmp/boot.log
 check state-not-mapped sh -c '! test -e /dev/mapper/state'
-`,
+`),
 		Expect: []string{"extend-pcr15", "refused", "clear-message", "recovery-path", "state-not-mapped"},
 	})
 	if !bytes.Equal(before, d.stateBytes(t)) {
@@ -252,16 +262,10 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 	forged := d.stateBytes(t)
 	lab.RunScenario(t, lab.Scenario{
 		Name: "swap-attack", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
-		Script: `
-mkdir -p /run/log/systemd
-if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log; then
-	result refused fail "the forged volume was accepted"
-else
-	result refused ok "$(tail -3 /tmp/boot.log | tr '\n' ' ')"
-fi
+		Script: refusedBootScript("", "the forged volume was accepted", `
 check names-the-attack grep -q 'not the volume this guest created' /tmp/boot.log
 check state-not-mapped sh -c '! test -e /dev/mapper/state'
-`,
+`),
 		Expect: []string{"refused", "names-the-attack", "state-not-mapped"},
 	})
 	if !bytes.Equal(forged, d.stateBytes(t)) {

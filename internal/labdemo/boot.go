@@ -103,6 +103,17 @@ func runBoot(bin string) error {
 		}
 		return m.Boot(ctx, lab.BootOptions{Initrd: initrd, Append: append(d.Cmdline(), brokerArgs...), Console: console{}})
 	}
+	// bootOK boots and requires every RESULT to be ok.
+	bootOK := func(title, checks string) (*lab.BootResult, error) {
+		res, err := boot(title, checks)
+		if err != nil {
+			return nil, err
+		}
+		if f := res.Failed(); len(f) > 0 {
+			return nil, fmt.Errorf("%s: %v (console: %s)", title, f, res.ConsoleLog)
+		}
+		return res, nil
+	}
 	refused := func(res *lab.BootResult) bool {
 		for _, r := range res.Results {
 			if r.Name == "boot" && r.OK {
@@ -124,9 +135,6 @@ umount /sysroot
 	if err != nil {
 		return err
 	}
-	if f := res.Failed(); len(f) > 0 {
-		return fmt.Errorf("first boot failed: %v (console: %s)", f, res.ConsoleLog)
-	}
 	console, _ := os.ReadFile(res.ConsoleLog)
 	mm := regexp.MustCompile(`"7":"([0-9a-f]{64})"`).FindSubmatch(console)
 	if mm == nil {
@@ -147,16 +155,12 @@ umount /sysroot
 	files["/etc/confidisk/broker.pem"] = b.TLS.ServerCert
 	brokerArgs = []string{"confidisk.broker=https://" + lab.HostIP + ":" + port(b.Addr.String())}
 
-	res, err = boot("second boot: unsealed by the vTPM, checked, opened; registered with the broker", `
+	if _, err := bootOK("second boot: unsealed by the vTPM, checked, opened; registered with the broker", `
 say "# cat /sysroot/etc/secret"
 say "  $(cat /sysroot/etc/secret)"
 umount /sysroot
-`)
-	if err != nil {
+`); err != nil {
 		return err
-	}
-	if f := res.Failed(); len(f) > 0 {
-		return fmt.Errorf("second boot failed: %v (console: %s)", f, res.ConsoleLog)
 	}
 
 	fmt.Println("\n  ── the host copies the disk AND the vTPM state ──")
@@ -168,16 +172,12 @@ umount /sysroot
 	if err := os.CopyFS(saved, os.DirFS(m.TPMStateDir())); err != nil {
 		return err
 	}
-	res, err = boot("third boot: the guest writes something new", `
+	if _, err := bootOK("third boot: the guest writes something new", `
 say "# echo 'new secret' > /sysroot/etc/secret"
 echo 'new secret' > /sysroot/etc/secret && sync
 umount /sysroot
-`)
-	if err != nil {
+`); err != nil {
 		return err
-	}
-	if f := res.Failed(); len(f) > 0 {
-		return fmt.Errorf("third boot failed: %v (console: %s)", f, res.ConsoleLog)
 	}
 	fmt.Println("\n  ── the host restores the old disk and the old vTPM state together ──")
 	if err := os.WriteFile(d.Path, img, 0o600); err != nil {
