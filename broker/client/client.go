@@ -241,3 +241,21 @@ func (c *Client) AdvanceEpoch(ctx context.Context, uuid string, nonce, evidence 
 	req := api.AdvanceEpochRequest{Nonce: nonce, Evidence: evidence, Old: old, New: new}
 	return c.call(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(uuid)+"/epoch", req, nil)
 }
+
+// PutKey stores the key of a pre-encrypted volume (operators: the client
+// needs the operator certificate in its TLS configuration).
+func (c *Client) PutKey(ctx context.Context, uuid, keyID string, key []byte) error {
+	return c.call(ctx, http.MethodPut, "/v1/volumes/"+url.PathEscape(uuid)+"/key", api.PutKeyRequest{KeyID: keyID, Key: key}, nil)
+}
+
+// ReleaseKey asks for a volume's key with evidence bound to nonce that
+// binds the guest's release key (see api.NewReleaseKey); open the answer
+// with api.OpenKey.
+func (c *Client) ReleaseKey(ctx context.Context, uuid string, nonce, evidence []byte) (*api.ReleasedKey, error) {
+	var rk api.ReleasedKey
+	req := api.ReleaseKeyRequest{Nonce: nonce, Evidence: evidence}
+	if err := c.call(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(uuid)+"/key", req, &rk); err != nil {
+		return nil, err
+	}
+	return &rk, nil
+}

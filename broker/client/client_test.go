@@ -128,3 +128,49 @@ func TestTLSConfigErrors(t *testing.T) {
 		t.Error("missing certificate file accepted")
 	}
 }
+
+// TestKeyRelease stores a key as an operator and has a guest fetch it,
+// sealed to the release key its evidence binds.
+func TestKeyRelease(t *testing.T) {
+	l, guest := start(t)
+	ctx := context.Background()
+	opTLS, err := client.TLSConfig(l.TLS.ServerCert, l.TLS.OperatorCert, l.TLS.OperatorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := client.New(l.URL, client.Options{TLS: opTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	if _, err := op.Register(ctx, api.RegisterRequest{Volume: api.VolumeSpec{UUID: volume, KeyID: keyID}}); err != nil {
+		t.Fatalf("operator Register: %v", err)
+	}
+	key := []byte("0123456789abcdef0123456789abcdef")
+	if err := guest.PutKey(ctx, volume, keyID, key); !client.IsCode(err, "operator_certificate_required") {
+		t.Errorf("PutKey without a client certificate: %v, want operator_certificate_required", err)
+	}
+	if err := op.PutKey(ctx, volume, keyID, key); err != nil {
+		t.Fatalf("PutKey: %v", err)
+	}
+	priv, err := api.NewReleaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nr, err := guest.Nonce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := brokertest.Evidence{Nonce: nr.Nonce, Volume: volume, KeyID: keyID, ReleaseKey: priv.PublicKey().Bytes()}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := guest.ReleaseKey(ctx, volume, nr.Nonce, ev)
+	if err != nil {
+		t.Fatalf("ReleaseKey: %v", err)
+	}
+	got, err := api.OpenKey(priv, volume, *rk)
+	if err != nil || string(got) != string(key) {
+		t.Errorf("released key %q, %v; want %q", got, err, key)
+	}
+}
