@@ -56,4 +56,4 @@ go run ./internal/labdemo verity "$bin" "$work/root.good.img" "$work/root.verity
 say "8. A confidential guest's own state volume: self-encryption, unlock, the broker, roll-back and swap attacks"
 go run ./internal/labdemo boot "$bin"
 
-say "Done: the tampered byte was never handed out, and the guest only ever opened its own volume."
+say "Done: the tampered byte was never handed out, and the guest only ever opened its own, current volume."
