@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -109,65 +108,30 @@ func startServe(t *testing.T, bin string, env []string, args ...string) *servePr
 	return p
 }
 
-// serveClient pins the broker's generated certificate in data.
-func serveClient(t *testing.T, data string) *http.Client {
+// serveClient is a client of the broker at url with the generated
+// certificate in data pinned.
+func serveClient(t *testing.T, data, url string) *client.Client {
 	t.Helper()
 	cfg, err := client.TLSConfig(broker.TLSPaths(filepath.Join(data, "tls")).ServerCert, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 10 * time.Second}
-}
-
-func postJSON(c *http.Client, url string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	resp, err := c.Post(url, "application/json", body)
+	c, err := client.New(url, client.Options{TLS: cfg, Timeout: 10 * time.Second})
 	if err != nil {
-		return 0, err
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, raw)
-	}
-	if out != nil {
-		return resp.StatusCode, json.Unmarshal(raw, out)
-	}
-	return resp.StatusCode, nil
+	t.Cleanup(c.Close)
+	return c
 }
 
 // evidenceFor gets a nonce and test evidence for vol.
-func evidenceFor(c *http.Client, base, vol string) ([]byte, []byte, error) {
-	var n api.NonceResponse
-	if _, err := postJSON(c, base+"/v1/nonce", nil, &n); err != nil {
+func evidenceFor(ctx context.Context, c *client.Client, vol string) ([]byte, []byte, error) {
+	n, err := c.Nonce(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
 	ev, err := brokertest.Evidence{Nonce: n.Nonce, Volume: vol}.Marshal()
 	return n.Nonce, ev, err
-}
-
-func getEpoch(t *testing.T, c *http.Client, base, vol string) uint64 {
-	t.Helper()
-	resp, err := c.Get(base + "/v1/volumes/" + vol + "/epoch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var e api.Epoch
-	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET epoch: %s %v", resp.Status, err)
-	}
-	return e.Epoch
 }
 
 // TestServeDefaults starts `confidisk serve` with only --listen (port 0, so
@@ -182,13 +146,8 @@ func TestServeDefaults(t *testing.T) {
 	if want := "(store: bolt " + filepath.Join(data, "broker.db") + ", data: " + data + ")"; !strings.HasSuffix(p.line, want) {
 		t.Errorf("listening line %q does not end in %q", p.line, want)
 	}
-	resp, err := serveClient(t, data).Get(p.url + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("GET /healthz: %s", resp.Status)
+	if err := serveClient(t, data, p.url).Healthy(context.Background()); err != nil {
+		t.Errorf("GET /healthz: %v", err)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.wait(); err != nil {
@@ -232,13 +191,14 @@ func TestServeCrashEpochs(t *testing.T) {
 	const kills = 3
 
 	p := startServe(t, bin, insecure, args...)
-	c := serveClient(t, data)
-	n, ev, err := evidenceFor(c, p.url, vol)
+	bg := context.Background()
+	c := serveClient(t, data, p.url)
+	n, ev, err := evidenceFor(bg, c, vol)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: vol, KeyID: "abcd"}}
-	if _, err := postJSON(c, p.url+"/v1/volumes", reg, nil); err != nil {
+	if _, err := c.Register(bg, reg); err != nil {
 		t.Fatalf("register: %v", err)
 	}
 
@@ -251,19 +211,13 @@ func TestServeCrashEpochs(t *testing.T) {
 		go func() {
 			cur := start
 			for ctx.Err() == nil {
-				n, ev, err := evidenceFor(c, p.url, vol)
+				n, ev, err := evidenceFor(bg, c, vol)
 				if err != nil {
 					streamDone <- err
 					return
 				}
-				req := api.AdvanceEpochRequest{Nonce: n, Evidence: ev, Old: cur, New: cur + 1}
-				var out api.Epoch
-				if _, err := postJSON(c, p.url+"/v1/volumes/"+vol+"/epoch", req, &out); err != nil {
+				if err := c.AdvanceEpoch(bg, vol, n, ev, cur, cur+1); err != nil {
 					streamDone <- err
-					return
-				}
-				if out.Epoch != cur+1 {
-					streamDone <- fmt.Errorf("advance to %d answered %d", cur+1, out.Epoch)
 					return
 				}
 				cur++
@@ -291,7 +245,11 @@ func TestServeCrashEpochs(t *testing.T) {
 		acked += ackedNow.Load()
 
 		p = startServe(t, bin, insecure, args...)
-		got := getEpoch(t, c, p.url, vol)
+		c = serveClient(t, data, p.url)
+		got, err := c.Epoch(bg, vol)
+		if err != nil {
+			t.Fatalf("round %d: epoch after restart: %v", round, err)
+		}
 		if got < acked || got > acked+1 {
 			t.Fatalf("round %d: epoch %d after restart, want %d acknowledged advances (+1 in flight at most)", round, got, acked)
 		}
@@ -328,12 +286,12 @@ func TestServeVerifierTPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startServe(t, bin, nil, "--listen", "127.0.0.1:0", "--data", data, "--policy", policy)
-	c := serveClient(t, data)
+	c := serveClient(t, data, p.url)
 
-	post := func() (int, api.Claims, error) {
-		var n api.NonceResponse
-		if _, err := postJSON(c, p.url+"/v1/nonce", nil, &n); err != nil {
-			return 0, api.Claims{}, err
+	post := func() (*api.Claims, error) {
+		n, err := c.Nonce(context.Background())
+		if err != nil {
+			return nil, err
 		}
 		e, err := iss.Issue(context.Background(), n.Nonce, nil)
 		if err != nil {
@@ -343,13 +301,11 @@ func TestServeVerifierTPM(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var cl api.Claims
-		code, err := postJSON(c, p.url+"/v1/evidence", api.EvidenceRequest{Nonce: n.Nonce, Evidence: ev}, &cl)
-		return code, cl, err
+		return c.Verify(context.Background(), n.Nonce, ev)
 	}
-	code, cl, err := post()
+	cl, err := post()
 	if err != nil {
-		t.Fatalf("POST /v1/evidence: %d %v\n%s", code, err, p.stderr)
+		t.Fatalf("POST /v1/evidence: %v\n%s", err, p.stderr)
 	}
 	if cl.Volume != vol || cl.KeyID != tpm.FixateValue(vk, "state", vol) {
 		t.Errorf("claims %+v, want volume %s with key id %s", cl, vol, tpm.FixateValue(vk, "state", vol))
@@ -362,7 +318,8 @@ func TestServeVerifierTPM(t *testing.T) {
 	if err := tpm.ExtendPCR(tp, 7, map[tpm.Bank][]byte{tpm.SHA256: d}); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, err := post(); code != http.StatusForbidden || err == nil || !strings.Contains(err.Error(), "not allowed by the policy") {
-		t.Errorf("evidence with another pcr 7: %d %v, want 403 naming the policy", code, err)
+	var ce *client.Error
+	if _, err := post(); !errors.As(err, &ce) || ce.Status != http.StatusForbidden || !strings.Contains(err.Error(), "not allowed by the policy") {
+		t.Errorf("evidence with another pcr 7: %v, want 403 naming the policy", err)
 	}
 }
