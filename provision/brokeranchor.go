@@ -50,8 +50,10 @@ func openTEE(mode string) (attest.TEEReporter, error) {
 	return nil, nil
 }
 
-// creationRecord returns the creation record stored in the header.
-func creationRecord(h *luks2.Header) (json.RawMessage, error) {
+// CreationRecord returns the creation record first boot stored in the
+// header (the record of its confidisk-creation token, attest.CreationRecord
+// JSON).
+func CreationRecord(h *luks2.Header) (json.RawMessage, error) {
 	for _, raw := range h.Metadata.Tokens {
 		var tok struct {
 			Type   string          `json:"type"`
@@ -87,7 +89,7 @@ func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
 		}
 	}
 	if register {
-		rec, err := creationRecord(h)
+		rec, err := CreationRecord(h)
 		if err != nil {
 			return fmt.Errorf("register the volume with the broker: %w", err)
 		}

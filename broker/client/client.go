@@ -259,3 +259,12 @@ func (c *Client) ReleaseKey(ctx context.Context, uuid string, nonce, evidence []
 	}
 	return &rk, nil
 }
+
+// Volumes lists every registered volume (operators).
+func (c *Client) Volumes(ctx context.Context) ([]api.Volume, error) {
+	var vl api.VolumeList
+	if err := c.call(ctx, http.MethodGet, "/v1/volumes", nil, &vl); err != nil {
+		return nil, err
+	}
+	return vl.Volumes, nil
+}
