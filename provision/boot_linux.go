@@ -513,6 +513,16 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, err
 	}
 
+	// The first freshness epoch, before sealing: a failure or power cut
+	// until its token is written (the vTPM counter already started, the
+	// broker unreachable) then leads to a new provisioning, never to a
+	// sealed volume without an epoch, which later boots would refuse.
+	fr, err := b.advanceFreshness(ctx, b.tpm, f, h, vk, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the freshness epoch: %w", err)
+	}
+	b.res.Freshness = fr
+
 	// Seal to the policy PCRs at their current values, and to PCR 15 at its
 	// value before any volume key is measured (zeros): once this boot
 	// measures the volume, nothing can unseal the key again until reboot.
@@ -530,11 +540,6 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, err
 	}
 	b.res.KeyID = tpm.FixateValue(vk, StateName, h.UUID)
-	fr, err := b.advanceFreshness(ctx, b.tpm, f, h, vk, true)
-	if err != nil {
-		return nil, nil, fmt.Errorf("start the freshness epoch: %w", err)
-	}
-	b.res.Freshness = fr
 	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
 		return nil, nil, fmt.Errorf("open the state volume: %w", err)
 	}

@@ -201,3 +201,25 @@ func TestBrokerAnchor(t *testing.T) {
 		t.Errorf("tpm-anchored volume's broker epoch = %d, %v; want 0 (untouched)", e, err)
 	}
 }
+
+// TestBrokerUnreachable: when the broker (an anchor) cannot be reached,
+// the freshness check fails before anything changed — the vTPM counter is
+// not even defined — so the next boot can start over.
+func TestBrokerUnreachable(t *testing.T) {
+	sw := tpmtest.Start(t)
+	tp := sw.Open()
+	defer tp.Close()
+	b, l := brokerFor(t, strings.Repeat("00", 32), "tpm+broker", tp)
+	l.Close() // the broker is gone
+	f, h, vk := freshVolume(t)
+	before := snapshot(t, f)
+	if _, err := b.advanceFreshness(context.Background(), tp, f, h, vk, true); err == nil || !strings.Contains(err.Error(), "broker") {
+		t.Fatalf("advanceFreshness without the broker: %v, want an error naming the broker", err)
+	}
+	if _, err := tpm.ReadCounter(tp, FreshnessCounter); !errors.Is(err, tpm.ErrNVIndexMissing) {
+		t.Errorf("vTPM counter after the failure: %v, want it still undefined", err)
+	}
+	if string(snapshot(t, f)) != string(before) {
+		t.Error("the failed check wrote to the volume")
+	}
+}

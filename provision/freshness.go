@@ -168,6 +168,23 @@ func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev inte
 		return nil, err
 	}
 	f := &Freshness{}
+	// The broker first: when it cannot be reached, nothing (not even the
+	// vTPM counter) has changed.
+	var be uint64
+	registered := true
+	if useBroker {
+		if b.broker == nil {
+			return nil, errors.New("the broker is a freshness anchor but no broker is configured")
+		}
+		be, err = b.broker.Epoch(ctx, h.UUID)
+		if client.IsCode(err, "volume_not_found") {
+			registered, err = false, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the volume's epoch from the broker (a freshness anchor: boot cannot go on without it): %w", err)
+		}
+		f.Broker = &be
+	}
 	fresh := false // the counter was never started
 	var c uint64
 	if useTPM {
@@ -186,21 +203,6 @@ func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev inte
 		case err != nil:
 			return nil, fmt.Errorf("%w (reading the freshness counter: %v)", ErrAnchorBehind, err)
 		}
-	}
-	var be uint64
-	registered := true
-	if useBroker {
-		if b.broker == nil {
-			return nil, errors.New("the broker is a freshness anchor but no broker is configured")
-		}
-		be, err = b.broker.Epoch(ctx, h.UUID)
-		if client.IsCode(err, "volume_not_found") {
-			registered, err = false, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read the volume's epoch from the broker (a freshness anchor: boot cannot go on without it): %w", err)
-		}
-		f.Broker = &be
 	}
 	switch {
 	case id < 0 && (formatted || fresh):

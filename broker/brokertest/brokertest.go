@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/confidisk/confidisk/broker"
@@ -87,6 +88,8 @@ type Local struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
+	err    error
 }
 
 // StartLocal starts a broker on 127.0.0.1 with its files in dir. Its
@@ -138,8 +141,12 @@ func StartLocal(dir string, hosts []string, mutate func(*broker.Config)) (l *Loc
 	return l, nil
 }
 
-// Close stops the broker gracefully and closes its store.
+// Close stops the broker gracefully and closes its store. Later calls
+// return the first one's result.
 func (l *Local) Close() error {
-	l.cancel()
-	return <-l.done
+	l.once.Do(func() {
+		l.cancel()
+		l.err = <-l.done
+	})
+	return l.err
 }
