@@ -41,8 +41,10 @@ import (
 // honest guest is never refused, and an old copy (whose epoch is below the
 // counter) never passes. What this does not see: a copy taken after this
 // boot's advance, restored before the next boot (the same epoch), and a host
-// that restores the vTPM state together with the disk — that needs the
-// broker's epoch as a second anchor.
+// that restores the vTPM state together with the disk. The second anchor,
+// the broker's epoch (Config.Broker, Config.Anchor), catches the latter: it
+// is read and checked with the counter, and advanced by compare-and-swap
+// once the volume is measured (reportToBroker).
 
 // FreshnessCounter is the NV index of the vTPM counter that anchors epochs.
 const FreshnessCounter tpm2.TPMHandle = 0x01c3d101
