@@ -95,6 +95,14 @@ works as it is. Endpoints marked "operator" need the operator certificate.`,
 			fmt.Fprintf(w, "  measurements %s\n", v.Measurements)
 		}
 	}
+	// showVolume prints a volume as text, or as JSON with --json.
+	showVolume := func(cmd *cobra.Command, v *api.Volume) error {
+		if f.asJSON {
+			return writeJSON(cmd.OutOrStdout(), v)
+		}
+		printVolume(cmd.OutOrStdout(), v)
+		return nil
+	}
 
 	health := &cobra.Command{
 		Use:   "health",
@@ -117,11 +125,7 @@ works as it is. Endpoints marked "operator" need the operator certificate.`,
 			if err != nil {
 				return err
 			}
-			if f.asJSON {
-				return writeJSON(cmd.OutOrStdout(), v)
-			}
-			printVolume(cmd.OutOrStdout(), v)
-			return nil
+			return showVolume(cmd, v)
 		}),
 	}
 	volumes := &cobra.Command{
@@ -186,11 +190,7 @@ and records the volume. Anyone may do this: the record proves itself.`,
 			if err != nil {
 				return err
 			}
-			if f.asJSON {
-				return writeJSON(cmd.OutOrStdout(), v)
-			}
-			printVolume(cmd.OutOrStdout(), v)
-			return nil
+			return showVolume(cmd, v)
 		}),
 	}
 	var uuid, keyID, keyFile string
@@ -206,11 +206,7 @@ and records the volume. Anyone may do this: the record proves itself.`,
 			if err != nil {
 				return err
 			}
-			if f.asJSON {
-				return writeJSON(cmd.OutOrStdout(), v)
-			}
-			printVolume(cmd.OutOrStdout(), v)
-			return nil
+			return showVolume(cmd, v)
 		}),
 	}
 	register.Flags().StringVar(&uuid, "uuid", "", "the volume's LUKS2 UUID")
