@@ -112,7 +112,11 @@ func BuildLUKSTables(h *luks2.Header, name, rawDev string, rawSectors, providedS
 		return nil, fmt.Errorf("device of %d sectors ends before the data offset (sector %d)", rawSectors, g.offsetSector)
 	}
 	cp := dm.CryptParams{
-		Cipher:           g.cipher,
+		Cipher: g.cipher,
+		// The segment's iv_tweak is dm-crypt's iv_offset, as cryptsetup
+		// loads it (lib/setup.c crypt_get_iv_offset → LUKS2 segment
+		// iv_tweak; LUKS2 on-disk format, section 3.3).
+		IVOffset:         uint64(g.seg.IVTweak),
 		AllowDiscards:    o.AllowDiscards,
 		NoReadWorkqueue:  o.NoReadWorkqueue,
 		NoWriteWorkqueue: o.NoWriteWorkqueue,
