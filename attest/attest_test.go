@@ -387,7 +387,7 @@ func TestAttestRootHash(t *testing.T) {
 func TestAttestCreationRecord(t *testing.T) {
 	ctx := context.Background()
 	g := newGuest(t, strings.Repeat("volume-key", 7))
-	rec, err := g.iss.IssueCreation(ctx, g.keyID)
+	rec, err := g.iss.IssueCreation(ctx, g.keyID, testUUID, "state")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestAttestCreationRecord(t *testing.T) {
 	}
 
 	otherID := tpm.FixateValue([]byte("another key"), "state", testUUID)
-	notMeasured, err := g.iss.IssueCreation(ctx, otherID)
+	notMeasured, err := g.iss.IssueCreation(ctx, otherID, testUUID, "state")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,6 +431,13 @@ func TestAttestCreationRecord(t *testing.T) {
 	relabelled.Nonce, _ = hex.DecodeString(g.keyID)
 	edited := *rec
 	edited.Nonce, _ = hex.DecodeString(otherID)
+	// The host copies a record out of a header and names another UUID in
+	// its log (the digest, which replays, stays): a squatted registration.
+	squatted := *rec
+	squatted.MeasureLog = bytes.ReplaceAll(rec.MeasureLog, []byte(testUUID), []byte("11111111-2222-4333-8444-555555555555"))
+	if bytes.Equal(squatted.MeasureLog, rec.MeasureLog) {
+		t.Fatal("the record's log does not name the UUID")
+	}
 	tests := []struct {
 		name string
 		rec  *CreationRecord
@@ -439,7 +446,8 @@ func TestAttestCreationRecord(t *testing.T) {
 	}{
 		{name: "key id not measured", rec: notMeasured, want: ErrVolumeNotMeasured},
 		{name: "fresh evidence relabelled", rec: relabelled, want: ErrBindingMismatch},
-		{name: "key id edited", rec: &edited, want: ErrBindingMismatch},
+		{name: "key id edited", rec: &edited, want: ErrVolumeNotMeasured},
+		{name: "uuid edited", rec: &squatted, want: ErrBindingMismatch},
 		{name: "pcr policy", rec: rec, p: func(p *Policy) { p.PCRs[0] = []string{strings.Repeat("33", 32)} }, want: ErrPCRPolicy},
 	}
 	for _, tc := range tests {

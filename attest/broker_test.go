@@ -23,7 +23,7 @@ import (
 func TestBrokerRegistersCreationRecord(t *testing.T) {
 	ctx := context.Background()
 	g := newGuest(t, "volume key for the broker test, 64 bytes long .................")
-	rec, err := g.iss.IssueCreation(ctx, g.keyID)
+	rec, err := g.iss.IssueCreation(ctx, g.keyID, testUUID, "state")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -12,20 +13,19 @@ import (
 )
 
 // CreationRecord is the proof of a self-encrypted volume's creation that
-// first boot stores: evidence whose Nonce — and whose quote's qualifying
-// data, unhashed — is the volume key id (32 bytes: the fixation value,
-// HMAC-SHA256(volume key, "cryptsetup:<name>:<uuid>"), the sha256 digest
-// systemd extends into PCR 15), taken right after the key was measured.
-// This is the shape proposed for systemd-repart in systemd issue 40410
-// ("fixate-quote": a TPM quote whose qualifying data is the volume key id),
-// so that a record made by systemd could be checked the same way.
+// first boot stores: evidence whose Nonce is the volume key id (32 bytes:
+// the fixation value, HMAC-SHA256(volume key, "cryptsetup:<name>:<uuid>"),
+// the sha256 digest systemd extends into PCR 15), taken right after the key
+// was measured, and whose quote's qualifying data is [CreationBinding] of
+// that key id with the volume's UUID and name. (systemd issue 40410 proposes
+// the key id alone as qualifying data; that leaves the UUID, which the log
+// names in clear text next to the digest, unauthenticated: anyone holding a
+// record could register it under another UUID.)
 //
 // The record is not bound to a verifier nonce: it states a fact about the
-// past and may be verified any number of times. Its log is not covered by
-// the qualifying data, so the UUID it names is authenticated only through
-// the key id (an HMAC over the UUID that only the key holder can compute):
-// whoever registers (UUID, key id) pairs must compare later evidence's key
-// ids with the registered one, as the broker does.
+// past and may be verified any number of times. Whoever registers (UUID,
+// key id) pairs must still compare later evidence's key ids with the
+// registered one, as the broker does.
 type CreationRecord struct {
 	Evidence
 }
@@ -39,10 +39,20 @@ func ParseCreationRecord(b []byte) (*CreationRecord, error) {
 	return &CreationRecord{Evidence: *e}, nil
 }
 
-// IssueCreation produces the creation record of a volume whose key id
-// (lowercase hex of 32 bytes, as tpm.FixateValue returns it) was just
-// measured into PCR 15. The bank must be sha256, whose digest is the key id.
-func (i *Issuer) IssueCreation(ctx context.Context, keyID string) (*CreationRecord, error) {
+// CreationBinding is a creation record's qualifying data:
+//
+//	SHA-256("confidisk attest v2 creation\x00" ‖ lp(key id) ‖ lp(uuid) ‖ lp(name))
+//
+// with lp as in [Binding] and the key id as its 32 bytes.
+func CreationBinding(keyID []byte, uuid, name string) []byte {
+	return lpHash(sha256.New(), "confidisk attest v2 creation", keyID, []byte(uuid), []byte(name))
+}
+
+// IssueCreation produces the creation record of the volume uuid, measured
+// under name, whose key id (lowercase hex of 32 bytes, as tpm.FixateValue
+// returns it) was just measured into PCR 15. The bank must be sha256, whose
+// digest is the key id.
+func (i *Issuer) IssueCreation(ctx context.Context, keyID, uuid, name string) (*CreationRecord, error) {
 	id, err := hex.DecodeString(keyID)
 	if err != nil || len(id) != 32 {
 		return nil, fmt.Errorf("issue creation record: key id %q is not 32 bytes of hex", keyID)
@@ -50,7 +60,8 @@ func (i *Issuer) IssueCreation(ctx context.Context, keyID string) (*CreationReco
 	if i.o.Bank != tpm.SHA256 {
 		return nil, fmt.Errorf("issue creation record: bank %s (the key id is the sha256 digest, so quote sha256)", i.o.Bank)
 	}
-	e, err := i.issue(ctx, id, nil, func(_, _, _ []byte) []byte { return id })
+	q := CreationBinding(id, uuid, name)
+	e, err := i.issue(ctx, id, nil, func(_, _, _ []byte) []byte { return q })
 	if err != nil {
 		return nil, fmt.Errorf("issue creation record: %w", err)
 	}
@@ -70,10 +81,11 @@ type Creation struct {
 }
 
 // VerifyCreation checks a creation record: every check of [Validator.Verify]
-// except the verifier nonce, with the quote's qualifying data being the
-// record's key id ([ErrBindingMismatch] otherwise), the bank sha256, and a
-// volume-key record in the replayed PCR 15 whose sha256 digest is that key
-// id ([ErrVolumeNotMeasured]).
+// except the verifier nonce; the bank sha256; a volume-key record in the
+// replayed PCR 15 whose sha256 digest is the record's key id
+// ([ErrVolumeNotMeasured]); and the quote's qualifying data being
+// [CreationBinding] of that key id with the UUID and name the record names
+// ([ErrBindingMismatch] otherwise: an edited UUID is refused).
 func (v *Validator) VerifyCreation(ctx context.Context, rec *CreationRecord) (*Creation, error) {
 	e := &rec.Evidence
 	if err := e.check(); err != nil {
@@ -83,19 +95,21 @@ func (v *Validator) VerifyCreation(ctx context.Context, rec *CreationRecord) (*C
 		return nil, fmt.Errorf("verify creation record: %w: want a 32-byte key id quoted in the sha256 bank, have %d bytes in %s",
 			ErrMalformedEvidence, len(e.Nonce), e.Bank)
 	}
-	c, err := v.check(ctx, e, e.Nonce)
-	if err != nil {
-		return nil, fmt.Errorf("verify creation record: %w", err)
-	}
 	keyID := hex.EncodeToString(e.Nonce)
 	var found *volumeRecord
-	for i := range c.volumes {
-		if c.volumes[i].keyID == keyID {
-			found = &c.volumes[i]
+	c, err := v.check(ctx, e, func(recs []volumeRecord) ([]byte, error) {
+		for i := range recs {
+			if recs[i].keyID == keyID {
+				found = &recs[i]
+			}
 		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("verify creation record: %w: key id %s (%d volume-key records)", ErrVolumeNotMeasured, keyID, len(c.volumes))
+		if found == nil {
+			return nil, fmt.Errorf("%w: key id %s (%d volume-key records)", ErrVolumeNotMeasured, keyID, len(recs))
+		}
+		return CreationBinding(e.Nonce, found.uuid, found.name), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify creation record: %w", err)
 	}
 	m, err := json.Marshal(c.m)
 	if err != nil {

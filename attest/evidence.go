@@ -131,9 +131,15 @@ func TEEReportData(nonce, releaseKey, akPublic, measureLog, firmwareLog []byte) 
 
 func bind(h hash.Hash, label string, nonce, releaseKey, akPublic, measureLog, firmwareLog []byte) []byte {
 	ml, fl := sha256.Sum256(measureLog), sha256.Sum256(firmwareLog)
+	return lpHash(h, label, nonce, releaseKey, akPublic, ml[:], fl[:])
+}
+
+// lpHash hashes label, a zero byte and each field prefixed by its length
+// (4 bytes, big-endian).
+func lpHash(h hash.Hash, label string, fields ...[]byte) []byte {
 	h.Write([]byte(label))
 	h.Write([]byte{0})
-	for _, f := range [][]byte{nonce, releaseKey, akPublic, ml[:], fl[:]} {
+	for _, f := range fields {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
 		h.Write(n[:])

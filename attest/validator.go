@@ -142,7 +142,9 @@ func (v *Validator) Verify(ctx context.Context, evidence, nonce []byte) (*broker
 	if !bytes.Equal(e.Nonce, nonce) {
 		return nil, fmt.Errorf("verify evidence: %w: it answers nonce %x", ErrNonceMismatch, e.Nonce)
 	}
-	c, err := v.check(ctx, e, Binding(e.Nonce, e.ReleaseKey, e.AKPublic, e.MeasureLog, e.FirmwareLog))
+	c, err := v.check(ctx, e, func([]volumeRecord) ([]byte, error) {
+		return Binding(e.Nonce, e.ReleaseKey, e.AKPublic, e.MeasureLog, e.FirmwareLog), nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("verify evidence: %w", err)
 	}
@@ -175,8 +177,9 @@ func (v *Validator) pick(recs []volumeRecord) *volumeRecord {
 }
 
 // check runs the checks common to fresh evidence and creation records;
-// qualifying is the qualifying data the quote must carry.
-func (v *Validator) check(ctx context.Context, e *Evidence, qualifying []byte) (*checked, error) {
+// qualify returns the qualifying data the quote must carry, given the
+// volume-key records of the replayed log.
+func (v *Validator) check(ctx context.Context, e *Evidence, qualify func([]volumeRecord) ([]byte, error)) (*checked, error) {
 	pub, err := tpm.AKPublicKey(e.AKPublic)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedEvidence, err)
@@ -224,6 +227,14 @@ func (v *Validator) check(ctx context.Context, e *Evidence, qualifying []byte) (
 	if err != nil {
 		return nil, err
 	}
+	volumes, err := volumeRecords(recs, e.Bank)
+	if err != nil {
+		return nil, err
+	}
+	qualifying, err := qualify(volumes)
+	if err != nil {
+		return nil, err
+	}
 	if !bytes.Equal(attest.ExtraData.Buffer, qualifying) {
 		return nil, fmt.Errorf("%w: the quote has %x", ErrBindingMismatch, attest.ExtraData.Buffer)
 	}
@@ -255,9 +266,7 @@ func (v *Validator) check(ctx context.Context, e *Evidence, qualifying []byte) (
 	if err := v.checkTEE(ctx, e, &c.m); err != nil {
 		return nil, err
 	}
-	if c.volumes, err = volumeRecords(recs, e.Bank); err != nil {
-		return nil, err
-	}
+	c.volumes = volumes
 	return c, nil
 }
 
