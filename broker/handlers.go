@@ -204,6 +204,25 @@ func (s *Server) attest(ctx context.Context, nonce, evidence []byte) (*Claims, *
 	return claims, nil
 }
 
+// matchRegistered compares the key id the evidence shows with the one
+// registered for volume uuid: evidence about another key under a registered
+// UUID (another volume made under a squatted UUID, or a forged one) is
+// key_id_mismatch. An unregistered volume is volume_not_found when
+// mustExist, else accepted.
+func (s *Server) matchRegistered(ctx context.Context, c *Claims, uuid string, mustExist bool) *apiError {
+	v, err := s.cfg.Store.Volume(ctx, uuid)
+	switch {
+	case errors.Is(err, store.ErrVolumeNotFound) && !mustExist:
+		return nil
+	case err != nil:
+		return storeError("volume", err)
+	case c.KeyID != v.KeyID:
+		return &apiError{status: http.StatusConflict, code: "key_id_mismatch",
+			msg: "evidence shows key id " + truncate(c.KeyID) + " for volume " + uuid + ", registered " + truncate(v.KeyID)}
+	}
+	return nil
+}
+
 func claimsFor(c *Claims, uuid string) *apiError {
 	if c.Volume != uuid {
 		return &apiError{status: http.StatusForbidden, code: "evidence_volume_mismatch",
@@ -263,6 +282,9 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	c, e := s.attest(ctx, req.Nonce, req.Evidence)
+	if e == nil && c.Volume != "" {
+		e = s.matchRegistered(ctx, c, c.Volume, false)
+	}
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -409,6 +431,9 @@ func (s *Server) handleAdvance(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		e = claimsFor(c, uuid)
 	}
+	if e == nil {
+		e = s.matchRegistered(ctx, c, uuid, true)
+	}
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -482,6 +507,9 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	c, e := s.attest(ctx, req.Nonce, req.Evidence)
 	if e == nil {
 		e = claimsFor(c, uuid)
+	}
+	if e == nil {
+		e = s.matchRegistered(ctx, c, uuid, true)
 	}
 	if e == nil && len(c.ReleaseKey) == 0 {
 		e = &apiError{status: http.StatusForbidden, code: "no_release_key",

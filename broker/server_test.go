@@ -211,7 +211,7 @@ func TestHealthAndMetrics(t *testing.T) {
 
 func TestNonces(t *testing.T) {
 	e := newEnv(t, func(c *broker.Config) { c.NonceTTL = time.Minute })
-	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	var claims api.Claims
 	if code, ae := e.do(t, e.guest, "POST", "/v1/evidence", api.EvidenceRequest{Nonce: n, Evidence: ev}, &claims); code != 200 {
 		t.Fatalf("evidence: %d %+v", code, ae)
@@ -219,8 +219,8 @@ func TestNonces(t *testing.T) {
 	if claims.Volume != volA {
 		t.Errorf("claims %+v", claims)
 	}
-	expired, evExpired := e.evidence(t, brokertest.Evidence{Volume: volA})
-	other, _ := e.evidence(t, brokertest.Evidence{Volume: volA})
+	expired, evExpired := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
+	other, _ := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	_, rejected := e.evidence(t, brokertest.Evidence{Volume: volA, Reject: "PCR 7 is not the expected value"})
 	tests := []struct {
 		name     string
@@ -300,12 +300,12 @@ func TestRegisterAndEpochs(t *testing.T) {
 	}
 
 	// Registering again is refused, and so is a proof about another volume.
-	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	code, ae := e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volA, KeyID: kid}}, nil)
 	if code != 409 || ae.Code != "volume_exists" {
 		t.Errorf("second registration: %d %+v", code, ae)
 	}
-	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA})
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	code, ae = e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volB, KeyID: kid}}, nil)
 	if code != 403 || ae.Code != "evidence_volume_mismatch" {
 		t.Errorf("registration with evidence about another volume: %d %+v", code, ae)
@@ -317,7 +317,7 @@ func TestRegisterAndEpochs(t *testing.T) {
 	}
 
 	advance := func(vol string, old, new uint64, evVol string) (int, api.Error, api.Epoch) {
-		n, ev := e.evidence(t, brokertest.Evidence{Volume: evVol})
+		n, ev := e.evidence(t, brokertest.Evidence{Volume: evVol, KeyID: kid})
 		var out api.Epoch
 		code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+vol+"/epoch", api.AdvanceEpochRequest{Nonce: n, Evidence: ev, Old: old, New: new}, &out)
 		return code, ae, out
@@ -337,6 +337,16 @@ func TestRegisterAndEpochs(t *testing.T) {
 		{name: "jump", vol: volA, old: 1, new: 5, evVol: volA, wantCode: 200, want: 5},
 		{name: "evidence about another volume", vol: volA, old: 5, new: 6, evVol: volB, wantCode: 403, wantErr: api.Error{Code: "evidence_volume_mismatch"}, want: 5},
 		{name: "unregistered", vol: volB, old: 0, new: 1, evVol: volB, wantCode: 404, wantErr: api.Error{Code: "volume_not_found"}, want: 5},
+	}
+	// Evidence about another key under the registered UUID (a volume the
+	// host made and named like the guest's) moves nothing.
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: strings.Repeat("ee", 32)})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/epoch", api.AdvanceEpochRequest{Nonce: n, Evidence: ev, Old: 0, New: 1}, nil); code != 409 || ae.Code != "key_id_mismatch" {
+		t.Errorf("advance with another key id: %d %+v, want 409 key_id_mismatch", code, ae)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: strings.Repeat("ee", 32)})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/evidence", api.EvidenceRequest{Nonce: n, Evidence: ev}, nil); code != 409 || ae.Code != "key_id_mismatch" {
+		t.Errorf("evidence with another key id: %d %+v, want 409 key_id_mismatch", code, ae)
 	}
 	for _, tc := range tests {
 		code, ae, out := advance(tc.vol, tc.old, tc.new, tc.evVol)
@@ -407,15 +417,19 @@ func TestOperatorAndKeyRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 403 || ae.Code != "no_release_key" {
 		t.Errorf("release without a bound key: %d %+v", code, ae)
 	}
-	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, ReleaseKey: []byte("not a point")})
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid, ReleaseKey: []byte("not a point")})
 	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 403 || ae.Code != "bad_release_key" {
 		t.Errorf("release to a malformed key: %d %+v", code, ae)
 	}
-	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, ReleaseKey: priv.PublicKey().Bytes()})
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: strings.Repeat("ee", 32), ReleaseKey: priv.PublicKey().Bytes()})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 409 || ae.Code != "key_id_mismatch" {
+		t.Errorf("release to evidence of another key id: %d %+v, want 409 key_id_mismatch", code, ae)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid, ReleaseKey: priv.PublicKey().Bytes()})
 	var rel api.ReleasedKey
 	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, &rel); code != 200 {
 		t.Fatalf("release: %d %+v", code, ae)
@@ -437,7 +451,7 @@ func TestOperatorAndKeyRelease(t *testing.T) {
 
 func TestKeysDisabledWithoutKEK(t *testing.T) {
 	e := newEnv(t, func(c *broker.Config) { c.KEK = nil })
-	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 503 || ae.Code != "keys_disabled" {
 		t.Errorf("release without KEK: %d %+v", code, ae)
 	}
@@ -506,7 +520,7 @@ func TestConcurrentAdvances(t *testing.T) {
 			for range tries {
 				var ep api.Epoch
 				e.do(t, e.guest, "GET", "/v1/volumes/"+volA+"/epoch", nil, &ep)
-				n, ev := e.evidence(t, brokertest.Evidence{Volume: volA})
+				n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 				code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/epoch",
 					api.AdvanceEpochRequest{Nonce: n, Evidence: ev, Old: ep.Epoch, New: ep.Epoch + 1}, nil)
 				switch {
