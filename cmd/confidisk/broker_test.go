@@ -45,7 +45,7 @@ func createdVolume(t *testing.T) (string, string, string) {
 		t.Fatal(err)
 	}
 	keyID := tpm.FixateValue(vk, provision.StateName, h.UUID)
-	rec, err := iss.IssueCreation(context.Background(), keyID)
+	rec, err := iss.IssueCreation(context.Background(), keyID, h.UUID, provision.StateName)
 	if err != nil {
 		t.Fatal(err)
 	}
