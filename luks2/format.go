@@ -327,7 +327,7 @@ func Format(dev io.WriterAt, devSize uint64, passphrase []byte, o FormatOptions)
 			return nil, nil, fmt.Errorf("token: %w", err)
 		}
 	}
-	if err := h.Write(dev); err != nil {
+	if err := h.Write(syncer(dev)); err != nil {
 		return nil, nil, err
 	}
 	return h, vk, nil

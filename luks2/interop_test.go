@@ -302,11 +302,8 @@ func TestChangeKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot, err := h.ChangeKey(f, []byte("old"), []byte("new"), KDF{Type: "pbkdf2", Hash: "sha256", Iterations: 1000})
+	slot, err := h.ChangeKey(f, []byte("old"), []byte("new"), KDF{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Write(f); err != nil {
 		t.Fatal(err)
 	}
 	if slot != 1 || len(h.Metadata.Keyslots) != 1 {
@@ -318,7 +315,7 @@ func TestChangeKey(t *testing.T) {
 	if out, err := cryptsetup(t, "new", "open", "--test-passphrase", "--key-file", "-", path); err != nil {
 		t.Errorf("new passphrase: %v\n%s", err, out)
 	}
-	if _, err := h.ChangeKey(f, []byte("wrong"), []byte("x"), KDF{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}); !errors.Is(err, ErrWrongPassphrase) {
+	if _, err := h.ChangeKey(f, []byte("wrong"), []byte("x"), KDF{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}, nil); !errors.Is(err, ErrWrongPassphrase) {
 		t.Errorf("change with a wrong passphrase: %v", err)
 	}
 }

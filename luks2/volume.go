@@ -24,6 +24,10 @@ type Header struct {
 	// Salts are the per-copy salts of the binary headers (primary, secondary).
 	Salts    [2][64]byte
 	Metadata *Metadata
+	// secondaryFirst is set by [Read] when the secondary copy is the
+	// damaged or stale one, so that [Header.Write] repairs it before it
+	// touches the good primary.
+	secondaryFirst bool
 }
 
 // ReadReport says what [Read] found on the device besides the header it
@@ -50,6 +54,9 @@ const MaxJSONArea = 0x400000 - BinHeaderSize
 func readCopy(dev io.ReaderAt, off uint64, secondary bool) (*BinHeader, *Metadata, error) {
 	bin := make([]byte, BinHeaderSize)
 	if n, err := dev.ReadAt(bin, int64(off)); n < len(bin) {
+		if (err == nil || errors.Is(err, io.EOF)) && !hasMagic(bin[:n]) {
+			return nil, nil, fmt.Errorf("%w: the device ends at %d bytes", ErrNotLUKS2, off+uint64(n))
+		}
 		return nil, nil, fmt.Errorf("read binary header at %d: %w", off, eofErr(err))
 	}
 	h, err := ParseBinHeader(bin)
@@ -74,6 +81,12 @@ func readCopy(dev io.ReaderAt, off uint64, secondary bool) (*BinHeader, *Metadat
 		return nil, nil, err
 	}
 	return h, m, nil
+}
+
+// hasMagic reports whether b, the start of a copy cut short by the end of
+// the device, begins with a LUKS2 magic.
+func hasMagic(b []byte) bool {
+	return len(b) >= len(magicPrimary) && (bytes.Equal(b[:6], magicPrimary) || bytes.Equal(b[:6], magicSecondary))
 }
 
 func eofErr(err error) error {
@@ -126,6 +139,7 @@ func Read(dev io.ReaderAt) (*Header, *ReadReport, error) {
 	hdr := &Header{
 		HdrSize: h.HdrSize, SeqID: h.SeqID, Label: h.Label, Subsystem: h.Subsystem,
 		UUID: h.UUID, ChecksumAlg: h.ChecksumAlg, Metadata: m,
+		secondaryFirst: h == p && rep.NeedsRepair(),
 	}
 	if p != nil {
 		hdr.Salts[0] = p.Salt
@@ -153,12 +167,16 @@ func (h *Header) jsonArea() ([]byte, error) {
 	return area, nil
 }
 
-// Write increments the seqid and writes both header copies, primary first.
-// Each copy is written binary header (checksum zeroed) → JSON area → binary
-// header with checksum, as cryptsetup's LUKS2_disk_hdr_write does, so that a
-// crash leaves at least one valid copy. The metadata is validated first;
-// nothing is written if it is invalid.
-func (h *Header) Write(dev io.WriterAt) error {
+// Write increments the seqid and writes both header copies. Each copy is
+// written binary header (checksum zeroed) → JSON area → binary header with
+// checksum, as cryptsetup's LUKS2_disk_hdr_write does, and synced before the
+// next one is touched; a Sync before the first copy makes what the caller
+// wrote before (keyslot areas, wipes) durable before a header names it. The
+// damaged or stale copy of a header from [Read] is written first, so that
+// the good one is kept until the other is whole: an interruption at any
+// point leaves a valid copy of the old or the new header. The metadata is
+// validated first; nothing is written if it is invalid.
+func (h *Header) Write(dev SyncWriterAt) error {
 	if h.ChecksumAlg == "" {
 		h.ChecksumAlg = defaultChecksumAlg
 	}
@@ -173,35 +191,63 @@ func (h *Header) Write(dev io.WriterAt) error {
 			}
 		}
 	}
+	if err := dev.Sync(); err != nil {
+		return fmt.Errorf("sync before the header write: %w", err)
+	}
 	h.SeqID++
-	for i, secondary := range []bool{false, true} {
-		bh := &BinHeader{
-			Secondary: secondary, HdrSize: h.HdrSize, SeqID: h.SeqID, Label: h.Label,
-			ChecksumAlg: h.ChecksumAlg, Salt: h.Salts[i], UUID: h.UUID, Subsystem: h.Subsystem,
-		}
-		off := uint64(0)
-		if secondary {
-			off = h.HdrSize
-			bh.HdrOffset = h.HdrSize
-		}
-		if bh.Checksum, err = bh.checksum(area); err != nil {
+	order := []bool{false, true}
+	if h.secondaryFirst {
+		order = []bool{true, false}
+	}
+	for _, secondary := range order {
+		if err := h.writeCopy(dev, secondary, area); err != nil {
 			return err
 		}
-		noCsum, err := bh.marshal(true)
-		if err != nil {
-			return err
+		if err := dev.Sync(); err != nil {
+			return fmt.Errorf("sync the %s header: %w", copyName(secondary), err)
 		}
-		withCsum, _ := bh.marshal(false)
-		for _, w := range []struct {
-			b   []byte
-			off uint64
-		}{{noCsum, off}, {area, off + BinHeaderSize}, {withCsum, off}} {
-			if _, err := dev.WriteAt(w.b, int64(w.off)); err != nil {
-				return fmt.Errorf("write %s header at %d: %w", map[bool]string{false: "primary", true: "secondary"}[secondary], w.off, err)
-			}
+	}
+	h.secondaryFirst = false
+	return nil
+}
+
+// writeCopy writes one header copy (without syncing it).
+func (h *Header) writeCopy(dev io.WriterAt, secondary bool, area []byte) error {
+	bh := &BinHeader{
+		Secondary: secondary, HdrSize: h.HdrSize, SeqID: h.SeqID, Label: h.Label,
+		ChecksumAlg: h.ChecksumAlg, Salt: h.Salts[0], UUID: h.UUID, Subsystem: h.Subsystem,
+	}
+	off := uint64(0)
+	if secondary {
+		off = h.HdrSize
+		bh.HdrOffset = h.HdrSize
+		bh.Salt = h.Salts[1]
+	}
+	var err error
+	if bh.Checksum, err = bh.checksum(area); err != nil {
+		return err
+	}
+	noCsum, err := bh.marshal(true)
+	if err != nil {
+		return err
+	}
+	withCsum, _ := bh.marshal(false)
+	for _, w := range []struct {
+		b   []byte
+		off uint64
+	}{{noCsum, off}, {area, off + BinHeaderSize}, {withCsum, off}} {
+		if _, err := dev.WriteAt(w.b, int64(w.off)); err != nil {
+			return fmt.Errorf("write %s header at %d: %w", copyName(secondary), w.off, err)
 		}
 	}
 	return nil
+}
+
+func copyName(secondary bool) string {
+	if secondary {
+		return "secondary"
+	}
+	return "primary"
 }
 
 // ErrWrongPassphrase is returned when no keyslot opens with the passphrase.
@@ -454,7 +500,9 @@ func (h *Header) freeArea(size uint64) (uint64, error) {
 
 // KillKeyslot removes keyslot slot: its area on dev is overwritten with
 // random bytes and it is dropped from the digests and tokens. The caller
-// writes the header afterwards. Removing the last keyslot is refused unless
+// writes the header afterwards ([Header.Write] makes the wipe durable
+// first, cryptsetup's order: an interruption leaves the old header naming a
+// wiped keyslot, never the key material of a removed one). Removing the last keyslot is refused unless
 // force is set (the volume could not be opened again).
 func (h *Header) KillKeyslot(dev io.WriterAt, slot int, force bool) error {
 	m := h.Metadata
@@ -574,14 +622,18 @@ func (h *Header) RemoveToken(id int) error {
 	return nil
 }
 
-// ChangeKey replaces the passphrase old by new: the keyslot that old opens
-// is replaced by a new keyslot under new (added first, so that a crash in
-// between leaves both working), with the KDF kdf. It returns the new
-// keyslot; the caller writes the header afterwards.
-func (h *Header) ChangeKey(dev interface {
-	io.ReaderAt
-	io.WriterAt
-}, old, new []byte, kdf KDF) (int, error) {
+// ChangeKey replaces the passphrase old by new, with the KDF kdf, in
+// cryptsetup's order (setup.c crypt_keyslot_change_by_passphrase): the new
+// keyslot's area is written and a header that names it committed (both
+// passphrases open), then the old keyslot's area is wiped and a second
+// header write drops it. An interruption at any point leaves a volume that
+// the old or the new passphrase opens. commit writes the header (nil:
+// h.Write(dev)) and is called twice; nothing is written when old opens no
+// keyslot or no keyslot is free. It returns the new keyslot.
+func (h *Header) ChangeKey(dev Device, old, new []byte, kdf KDF, commit func() error) (int, error) {
+	if commit == nil {
+		commit = func() error { return h.Write(dev) }
+	}
 	vk, slot, err := h.Unlock(dev, old, -1)
 	if err != nil {
 		return -1, err
@@ -590,8 +642,14 @@ func (h *Header) ChangeKey(dev interface {
 	if err != nil {
 		return -1, err
 	}
+	if err := commit(); err != nil {
+		return -1, fmt.Errorf("write the header with the new keyslot %d: %w", ns, err)
+	}
 	if err := h.KillKeyslot(dev, slot, true); err != nil {
 		return -1, err
+	}
+	if err := commit(); err != nil {
+		return -1, fmt.Errorf("write the header without the old keyslot %d (the new passphrase opens keyslot %d): %w", slot, ns, err)
 	}
 	return ns, nil
 }

@@ -269,10 +269,12 @@ func NewToken(s *Sealed, keyslot int) *Token {
 	return tk
 }
 
-// Volume is what enrollment reads and writes: a LUKS2 device or image.
+// Volume is what enrollment reads and writes: a LUKS2 device or image
+// (Sync lets the header write make each copy durable).
 type Volume interface {
 	io.ReaderAt
 	io.WriterAt
+	Sync() error
 }
 
 // EnrollOptions tune [Enroll].

@@ -139,9 +139,21 @@ func (p *pbkdfFlags) value() luks2.PBKDF {
 		Parallel: p.parallel, IterTime: time.Duration(p.iterTimeMS) * time.Millisecond}
 }
 
+// deviceFile is an open device: an *os.File, or a test double.
+type deviceFile interface {
+	luks2.Device
+	io.Closer
+}
+
+// openDeviceFile opens the file or block device under a LUKS2 command;
+// tests replace it to inject faults.
+var openDeviceFile = func(path string, flag int) (deviceFile, int64, error) {
+	return openSized(path, flag)
+}
+
 // device is an open LUKS2 device with its metadata lock.
 type device struct {
-	f    *os.File
+	f    deviceFile
 	size int64
 	lock *devlock.Lock
 }
@@ -151,7 +163,7 @@ func openDevice(path string, write bool) (*device, error) {
 	if write {
 		flag = os.O_RDWR
 	}
-	f, size, err := openSized(path, flag)
+	f, size, err := openDeviceFile(path, flag)
 	if err != nil {
 		return nil, err
 	}
@@ -168,33 +180,50 @@ func (d *device) close() error {
 	return d.f.Close()
 }
 
-// readHeader reads the LUKS2 header and, when a copy is damaged or stale and
-// the device is writable, repairs it from the good one and says so.
-func (d *device) readHeader(path string, stderr io.Writer, writable bool) (*luks2.Header, error) {
+// readHeader reads the LUKS2 header. A damaged or stale copy is only
+// reported (a warning for read-only commands): it is repaired by the next
+// header write of a command that succeeds (see withHeader).
+func (d *device) readHeader(path string, stderr io.Writer, writable bool) (*luks2.Header, *luks2.ReadReport, error) {
 	h, rep, err := luks2.Read(d.f)
-	if err != nil {
-		if errors.Is(err, luks2.ErrNotLUKS2) {
-			return nil, fmt.Errorf("%s is not a LUKS2 device", path)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+	switch {
+	case errors.Is(err, luks2.ErrNotLUKS2) && d.size == 0:
+		return nil, nil, fmt.Errorf("%s is empty (0 bytes), not a LUKS2 device", path)
+	case errors.Is(err, luks2.ErrNotLUKS2):
+		return nil, nil, fmt.Errorf("%s is not a LUKS2 device", path)
+	case err != nil:
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if rep.NeedsRepair() {
-		what := "the two header copies differ"
-		if rep.PrimaryErr != nil {
-			what = fmt.Sprintf("the primary header is damaged (%v)", rep.PrimaryErr)
-		} else if rep.SecondaryErr != nil {
-			what = fmt.Sprintf("the secondary header is damaged (%v)", rep.SecondaryErr)
-		}
-		if !writable {
-			fmt.Fprintf(stderr, "WARNING: %s: %s; using the valid copy (a command that writes the header repairs it).\n", path, what)
-			return h, nil
-		}
-		if err := h.Write(d.f); err != nil {
-			return nil, fmt.Errorf("%s: %s, and the repair failed: %w", path, what, err)
-		}
-		fmt.Fprintf(stderr, "%s: %s; repaired from the valid copy.\n", path, what)
+	if rep.NeedsRepair() && !writable {
+		fmt.Fprintf(stderr, "WARNING: %s: %s; using the valid copy (a command that writes the header repairs it).\n", path, damage(rep))
 	}
-	return h, nil
+	return h, rep, nil
+}
+
+// damage says what is wrong with a header that needs repair.
+func damage(rep *luks2.ReadReport) string {
+	switch {
+	case rep.PrimaryErr != nil:
+		return fmt.Sprintf("the primary header is damaged (%v)", rep.PrimaryErr)
+	case rep.SecondaryErr != nil:
+		return fmt.Sprintf("the secondary header is damaged (%v)", rep.SecondaryErr)
+	}
+	return "the two header copies differ"
+}
+
+// checkWritable refuses to write the header of a device smaller than the
+// header and keyslots area it describes (a truncated image): the write
+// would grow a file, or fail half-way on a block device.
+func (d *device) checkWritable(path string, h *luks2.Header) error {
+	need := 2*h.HdrSize + uint64(h.Metadata.Config.KeyslotsSize)
+	if uint64(d.size) < need {
+		return fmt.Errorf("%s holds %d bytes, less than the %d bytes of its LUKS2 header and keyslots (truncated?); not writing to it (restore the image, or header-restore a backup onto a device of the right size)", path, d.size, need)
+	}
+	return nil
+}
+
+// writeHeader writes both header copies (each synced).
+func writeHeader(d *device, h *luks2.Header) error {
+	return h.Write(d.f)
 }
 
 func newLUKSFormatCmd() *cobra.Command {
@@ -321,7 +350,7 @@ and device-mapper:
 
 // confirmOverwrite refuses to format over something recognisable unless the
 // user confirms on a terminal (typing YES, as with cryptsetup) or batch is set.
-func confirmOverwrite(cmd *cobra.Command, f *os.File, path string, batch bool) error {
+func confirmOverwrite(cmd *cobra.Command, f io.ReaderAt, path string, batch bool) error {
 	if batch {
 		return nil
 	}
@@ -329,11 +358,19 @@ func confirmOverwrite(cmd *cobra.Command, f *os.File, path string, batch bool) e
 	if err != nil || what == "" {
 		return err
 	}
+	return confirm(cmd, fmt.Sprintf("%s holds a %s signature", path, what),
+		fmt.Sprintf("This will overwrite data on %s irrevocably.", path))
+}
+
+// confirm asks on a terminal, in cryptsetup's words, whether to go on
+// despite problem (typing YES); without a terminal it refuses, naming
+// --batch-mode.
+func confirm(cmd *cobra.Command, problem, consequence string) error {
 	in, ok := cmd.InOrStdin().(*os.File)
 	if !ok || !term.IsTerminal(int(in.Fd())) {
-		return fmt.Errorf("%s holds a %s signature; refusing to overwrite it without --batch-mode", path, what)
+		return fmt.Errorf("%s; refusing to go on without --batch-mode (or a terminal to confirm on)", problem)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %s holds a %s signature.\nThis will overwrite data on %s irrevocably.\nAre you sure? (Type 'yes' in capital letters): ", path, what, path)
+	fmt.Fprintf(cmd.ErrOrStderr(), "WARNING!\n========\n%s.\n%s\n\nAre you sure? (Type 'yes' in capital letters): ", problem, consequence)
 	line, _ := bufio.NewReader(in).ReadString('\n')
 	if strings.TrimSpace(line) != "YES" {
 		return errors.New("operation aborted")
@@ -463,26 +500,38 @@ func newLUKSDumpCmd() *cobra.Command {
 	return cmd
 }
 
-// withHeader opens DEVICE for writing, reads (and repairs) its header, runs
-// fn and writes the header back when fn says so.
+// withHeader opens DEVICE for writing and reads its header; fn checks its
+// inputs, changes the header and reports whether to write it (or writes it
+// itself). Nothing is written before fn has checked its inputs: a damaged or
+// stale header copy is repaired by the header write of a command that
+// succeeds, and only then is the user told so.
 func withHeader(cmd *cobra.Command, path string, fn func(d *device, h *luks2.Header) (write bool, err error)) error {
 	d, err := openDevice(path, true)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	h, err := d.readHeader(path, cmd.ErrOrStderr(), true)
+	h, rep, err := d.readHeader(path, cmd.ErrOrStderr(), true)
 	if err != nil {
 		return err
 	}
+	if err := d.checkWritable(path, h); err != nil {
+		return err
+	}
+	seq := h.SeqID
 	write, err := fn(d, h)
-	if err != nil || !write {
+	if err != nil {
 		return err
 	}
-	if err := h.Write(d.f); err != nil {
-		return err
+	if write {
+		if err := writeHeader(d, h); err != nil {
+			return err
+		}
 	}
-	return d.f.Sync()
+	if rep.NeedsRepair() && h.SeqID != seq {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s; repaired from the valid copy.\n", path, damage(rep))
+	}
+	return nil
 }
 
 // openHeader opens DEVICE read-only with a shared lock and reads its header
@@ -492,7 +541,7 @@ func openHeader(cmd *cobra.Command, path string) (*device, *luks2.Header, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := d.readHeader(path, cmd.ErrOrStderr(), false)
+	h, _, err := d.readHeader(path, cmd.ErrOrStderr(), false)
 	if err != nil {
 		d.close()
 		return nil, nil, err
@@ -562,8 +611,9 @@ func newLUKSChangeKeyCmd() *cobra.Command {
 		Use:   "change-key DEVICE [NEW_KEY_FILE]",
 		Short: "Replace a passphrase by a new one",
 		Long: `Replace the passphrase given with --key-file (or asked) by a new one (from
-NEW_KEY_FILE, or asked). The new keyslot is written before the old one is
-wiped, so an interruption never leaves the volume without either.`,
+NEW_KEY_FILE, or asked), in a new keyslot: as cryptsetup does, the new keyslot
+is written and the header naming it synced before the old keyslot is wiped and
+dropped, so an interruption never leaves the volume without either.`,
 		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 2 {
@@ -582,12 +632,12 @@ wiped, so an interruption never leaves the volume without either.`,
 				if err != nil {
 					return false, err
 				}
-				slot, err := h.ChangeKey(d.f, old, nk, k)
+				slot, err := h.ChangeKey(d.f, old, nk, k, func() error { return writeHeader(d, h) })
 				if err != nil {
 					return false, err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "Key slot %d now holds the new passphrase.\n", slot)
-				return true, nil
+				return false, nil // ChangeKey wrote the header
 			})
 		},
 	}
@@ -679,13 +729,7 @@ free id); export prints token --token-id; remove deletes it.`,
 				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(t))
 				return err
 			case "import", "add":
-				var b []byte
-				var err error
-				if jsonFile != "" {
-					b, err = readFileLimited(jsonFile, 1<<20)
-				} else {
-					b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
-				}
+				b, err := readTokenInput(cmd.InOrStdin(), jsonFile)
 				if err != nil {
 					return err
 				}
@@ -761,45 +805,123 @@ func newLUKSHeaderRestoreCmd() *cobra.Command {
 		Short: "Write a header backup back to DEVICE",
 		Long: `Replace the header and keyslots of DEVICE with those in FILE (made by
 header-backup or cryptsetup luksHeaderBackup). The backup must be a valid LUKS2
-header with the same data offset; DEVICE's current keyslots are lost.`,
+header with the same data offset; DEVICE's current keyslots are lost.
+
+Onto anything but the backup's own volume (another LUKS2 volume, a file
+system, a LUKS1 header, a damaged or blank device) the restore asks for
+confirmation on a terminal, or needs --batch-mode, as cryptsetup does. The
+keyslot areas are written before the header copies, each step synced, so an
+interruption leaves the old header or the backup's.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
 				return usageError{errors.New("--header-backup-file is required")}
 			}
-			buf, err := readFileLimited(file, 1<<30)
+			buf, err := readFileLimited(file, maxBackupSize)
 			if err != nil {
-				return err
+				return fmt.Errorf("read header backup: %w", err)
 			}
-			bh, _, err := luks2.Read(bytes.NewReader(buf))
+			if len(buf) > maxBackupSize {
+				return fmt.Errorf("%s is larger than %d MiB: not a header backup", file, maxBackupSize>>20)
+			}
+			bh, err := luks2.CheckBackup(buf)
 			if err != nil {
 				return fmt.Errorf("%s is not a valid LUKS2 header backup: %w", file, err)
-			}
-			if int64(bh.Metadata.Segments[0].Offset) != int64(len(buf)) {
-				return fmt.Errorf("%s holds %d bytes but its data offset is %d", file, len(buf), bh.Metadata.Segments[0].Offset)
 			}
 			d, err := openDevice(args[0], true)
 			if err != nil {
 				return err
 			}
 			defer d.close()
-			if h, _, err := luks2.Read(d.f); err == nil {
-				if uint64(h.Metadata.Segments[0].Offset) != uint64(len(buf)) {
-					return fmt.Errorf("data offset of %s (%d) differs from the backup's (%d)", args[0], h.Metadata.Segments[0].Offset, len(buf))
-				}
-				if h.UUID != bh.UUID && !batch {
-					return fmt.Errorf("the backup is of another volume (UUID %s, device has %s); give --batch-mode to restore anyway", bh.UUID, h.UUID)
-				}
-			} else if !errors.Is(err, luks2.ErrNotLUKS2) && !batch {
-				return fmt.Errorf("%s: %w (give --batch-mode to restore anyway)", args[0], err)
+			if d.size < int64(len(buf)) {
+				return fmt.Errorf("%s holds %d bytes, less than the %d-byte header backup", args[0], d.size, len(buf))
 			}
-			if _, err := d.f.WriteAt(buf, 0); err != nil {
+			if err := confirmRestore(cmd, d, args[0], bh, batch); err != nil {
 				return err
 			}
-			return d.f.Sync()
+			if err := luks2.Restore(d.f, buf); err != nil {
+				return fmt.Errorf("restore the header of %s: %w", args[0], err)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&file, "header-backup-file", "", "the backup to restore")
-	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask; restore even over another volume's header")
+	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask before restoring over anything but the backup's own volume")
 	return cmd
+}
+
+// maxBackupSize bounds a header backup: the data offset of a LUKS2 volume
+// with the largest metadata and a generous keyslots area.
+const maxBackupSize = 1 << 30
+
+// confirmRestore lets header-restore overwrite the backup's own volume (a
+// LUKS2 header with its UUID and data offset) without asking, refuses a
+// LUKS2 volume with another data offset, and asks for anything else.
+func confirmRestore(cmd *cobra.Command, d *device, path string, bh *luks2.Header, batch bool) error {
+	h, _, err := luks2.Read(d.f)
+	if err == nil {
+		if off, want := h.Metadata.Segments[0].Offset, bh.Metadata.Segments[0].Offset; off != want {
+			return fmt.Errorf("data offset of %s (%d) differs from the backup's (%d): its data would be read from the wrong place", path, off, want)
+		}
+		if h.UUID == bh.UUID {
+			return nil
+		}
+	}
+	if batch {
+		return nil
+	}
+	var problem string
+	switch what := describeDevice(d.f); {
+	case err == nil:
+		problem = fmt.Sprintf("%s holds another LUKS2 volume (UUID %s; the backup is of %s)", path, h.UUID, bh.UUID)
+	case !errors.Is(err, luks2.ErrNotLUKS2):
+		problem = fmt.Sprintf("%s holds a damaged LUKS2 header (%v), which may not be the backup's volume", path, err)
+	case what != "":
+		problem = fmt.Sprintf("%s does not contain a LUKS2 header but a %s", path, what)
+	default:
+		problem = fmt.Sprintf("%s does not contain a LUKS2 header", path)
+	}
+	return confirm(cmd, problem, "Replacing the header can destroy data on that device.")
+}
+
+// describeDevice names what probe finds on a device, telling LUKS1 apart.
+func describeDevice(r io.ReaderAt) string {
+	what, _ := probe.Identify(r)
+	if what == "LUKS" {
+		v := make([]byte, 2)
+		if n, _ := r.ReadAt(v, 6); n == 2 && v[0] == 0 && v[1] == 1 {
+			return "LUKS1 header"
+		}
+	}
+	if what == "" {
+		return ""
+	}
+	return what + " signature"
+}
+
+// maxTokenSize bounds a token read by token import: it must fit a JSON
+// area (at most 4 MiB), next to the rest of the metadata.
+const maxTokenSize = 1 << 20
+
+// readTokenInput reads a token from path, or from stdin when path is "".
+func readTokenInput(stdin io.Reader, path string) ([]byte, error) {
+	name := "standard input"
+	var b []byte
+	var err error
+	if path != "" {
+		name = path
+		b, err = readFileLimited(path, maxTokenSize)
+	} else {
+		b, err = io.ReadAll(io.LimitReader(stdin, maxTokenSize+1))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read token: %w", err)
+	}
+	if len(b) > maxTokenSize {
+		return nil, fmt.Errorf("the token in %s is larger than 1 MiB, more than a LUKS2 header holds", name)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("the token in %s is empty", name)
+	}
+	return b, nil
 }

@@ -157,8 +157,14 @@ func TestLUKSHeaderBackupRestore(t *testing.T) {
 	if _, _, err := runIn(t, "", "luks", "open", "--test-passphrase", "--key-file", key, img); err == nil || !strings.Contains(err.Error(), "not a LUKS2 device") {
 		t.Errorf("wiped header: %v", err)
 	}
-	if _, _, err := runIn(t, "", "luks", "header-restore", "--header-backup-file", ours, img); err != nil {
+	if _, _, err := runIn(t, "", "luks", "header-restore", "--header-backup-file", ours, img); err == nil || !strings.Contains(err.Error(), "--batch-mode") {
+		t.Fatalf("restore onto a wiped header without --batch-mode: %v", err)
+	}
+	if _, _, err := runIn(t, "", "luks", "header-restore", "-q", "--header-backup-file", ours, img); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(img); !bytes.Equal(got[:len(a)], a) {
+		t.Error("the restored device does not begin with the backup's bytes")
 	}
 	if out, err := cs(t, "first passphrase", "open", "--test-passphrase", "--key-file", "-", img); err != nil {
 		t.Errorf("after restore: %v\n%s", err, out)

@@ -56,6 +56,24 @@ func parsePCRList(s string) ([]int, error) {
 	return out, nil
 }
 
+// writeOut writes a new file (mode 0600), or replaces an existing one when
+// force is set.
+func writeOut(path string, b []byte, force bool) error {
+	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func readKeyFile(path string) ([]byte, error) {
 	if path == "" {
 		return nil, usageError{fmt.Errorf("--key-file is required")}
@@ -151,16 +169,21 @@ func newTPMPCRsCmd() *cobra.Command {
 
 func newTPMSealCmd() *cobra.Command {
 	var dev, bank, pcrs, in, out, pinFile string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "seal --in SECRET --out TOKEN.json --pcrs LIST",
 		Short: "Seal a secret to the current PCR values (systemd-tpm2 token JSON)",
 		Long: `Seals the contents of --in (1 to 128 bytes) under the SRK to the current values
 of --pcrs, optionally with a PIN (--pin-file), and writes a systemd-tpm2 token
-JSON document to --out (its keyslot field is 0). Unseal with "confidisk tpm unseal".`,
+JSON document to --out (its keyslot field is 0); an existing --out is kept
+unless --force. Unseal with "confidisk tpm unseal".`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" || out == "" {
 				return usageError{fmt.Errorf("--in and --out are required")}
+			}
+			if _, err := os.Lstat(out); err == nil && !force {
+				return fmt.Errorf("%s exists; refusing to overwrite it (give --force, or another --out)", out)
 			}
 			b, err := tpm.ParseBank(bank)
 			if err != nil {
@@ -193,7 +216,7 @@ JSON document to --out (its keyslot field is 0). Unseal with "confidisk tpm unse
 			if err != nil {
 				return err
 			}
-			return os.WriteFile(out, append(j, '\n'), 0o600)
+			return writeOut(out, append(j, '\n'), force)
 		},
 	}
 	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
@@ -201,6 +224,7 @@ JSON document to --out (its keyslot field is 0). Unseal with "confidisk tpm unse
 	cmd.Flags().StringVar(&pcrs, "pcrs", "", "PCRs to seal to, e.g. 7,15")
 	cmd.Flags().StringVar(&in, "in", "", "file holding the secret")
 	cmd.Flags().StringVar(&out, "out", "", "token JSON to write")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing --out")
 	cmd.Flags().StringVar(&pinFile, "pin-file", "", "file holding a PIN (adds PolicyAuthValue)")
 	return cmd
 }
@@ -512,6 +536,9 @@ akPublic with the key enrolled for this TPM. No TPM is used.`,
 			b, err := readFileLimited(in, 1<<20)
 			if err != nil {
 				return fmt.Errorf("read quote: %w", err)
+			}
+			if len(b) > 1<<20 {
+				return fmt.Errorf("quote %s is larger than 1 MiB", in)
 			}
 			var f quoteFile
 			if err := json.Unmarshal(b, &f); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -156,6 +157,9 @@ func runVerityFormat(ctx context.Context, out io.Writer, dataPath, hashPath stri
 	if err != nil {
 		return usageError{err}
 	}
+	if err := checkOverlap(dataPath, hashPath, &p); err != nil {
+		return err
+	}
 	src, unmap := mapData(data, int64(p.DataSize()))
 	defer unmap()
 	bar := newProgress("hashing", int64(p.DataSize()))
@@ -238,6 +242,33 @@ func writeHashDevice(dataPath, hashPath string, hashOffset uint64, fn func(verit
 	return nil
 }
 
+// checkOverlap refuses a hash area that would overwrite the data it hashes:
+// on one device the hash area (superblock and tree, from --hash-offset) must
+// start after the data blocks, as veritysetup demands.
+func checkOverlap(dataPath, hashPath string, p *verity.Params) error {
+	if !sameDevice(dataPath, hashPath) || p.HashOffset >= p.DataSize() {
+		return nil
+	}
+	return usageError{fmt.Errorf("data area overlaps with hash area: %s holds both, the data takes bytes 0..%d and --hash-offset is %d (give a --hash-offset of at least %d, or another HASH device)",
+		dataPath, p.DataSize(), p.HashOffset, p.DataSize())}
+}
+
+// sameDevice reports whether two paths are one file, or device nodes of one
+// device.
+func sameDevice(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if os.SameFile(sa, sb) {
+		return true
+	}
+	ra, ok1 := sa.Sys().(*syscall.Stat_t)
+	rb, ok2 := sb.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && sa.Mode()&os.ModeDevice != 0 && sb.Mode()&os.ModeDevice != 0 && ra.Rdev == rb.Rdev
+}
+
 func sameFile(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
@@ -259,6 +290,10 @@ func openSized(path string, flag int) (*os.File, int64, error) {
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, 0, err
+	}
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s is a directory, not a file or block device", path)
 	}
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {

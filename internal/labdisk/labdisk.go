@@ -151,6 +151,16 @@ func (s *Section) WriteAt(p []byte, off int64) (int, error) {
 	return f.WriteAt(p, s.Off+off)
 }
 
+// Sync makes what was written to the image file durable.
+func (s *Section) Sync() error {
+	f, err := os.OpenFile(s.Path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 // ForgeState is the swap attack: the host formats the state partition with
 // a volume whose key it knows, marked as completely provisioned, with a
 // systemd-tpm2 keyslot that the guest's vTPM unseals at boot (sealed to PCR
