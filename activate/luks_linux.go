@@ -77,23 +77,37 @@ func loadKey(desc string, vk []byte) (func(), error) {
 // volume with integrity was never written (its format did not finish).
 var ErrIntegrityUninitialised = errors.New("the dm-integrity superblock is not initialised (the format did not complete)")
 
-// providedSectors reads provided_data_sectors from the integrity superblock
-// at the data offset of h on devPath.
-func providedSectors(devPath string, h *luks2.Header) (uint64, error) {
+// IntegritySuperblock reads the dm-integrity superblock at the data offset
+// of h on devPath (a device or an image file).
+func IntegritySuperblock(devPath string, h *luks2.Header) (*integrity.Superblock, error) {
 	f, err := os.Open(devPath)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Close()
 	// The kernel wrote the superblock below the page cache of devPath (through
 	// a dm-integrity mapping): drop cached pages before reading it.
 	_ = unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
-	sb, err := integrity.ReadSuperblock(f, int64(h.Metadata.Segments[0].Offset))
+	seg := h.Metadata.Segments[0]
+	if seg == nil {
+		return nil, fmt.Errorf("%w: no segment 0", luks2.ErrUnsupported)
+	}
+	sb, err := integrity.ReadSuperblock(f, int64(seg.Offset))
 	if errors.Is(err, integrity.ErrUnformatted) {
-		return 0, ErrIntegrityUninitialised
+		return nil, ErrIntegrityUninitialised
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read dm-integrity superblock: %w", err)
+		return nil, fmt.Errorf("read dm-integrity superblock: %w", err)
+	}
+	return sb, nil
+}
+
+// providedSectors reads provided_data_sectors from the integrity superblock
+// at the data offset of h on devPath.
+func providedSectors(devPath string, h *luks2.Header) (uint64, error) {
+	sb, err := IntegritySuperblock(devPath, h)
+	if err != nil {
+		return 0, err
 	}
 	return sb.ProvidedDataSectors, nil
 }

@@ -179,9 +179,10 @@ type FormatOptions struct {
 	Tokens []json.RawMessage
 }
 
-// segmentSpec turns cipher + integrity options into the segment's
-// encryption and integrity fields, and the volume key size.
-func (o *FormatOptions) segmentSpec() (enc string, integ *SegmentIntegrity, vkSize int, err error) {
+// SegmentSpec turns cipher + integrity options into the segment's
+// encryption and integrity fields, and the volume key size, as Format
+// writes them.
+func (o *FormatOptions) SegmentSpec() (enc string, integ *SegmentIntegrity, vkSize int, err error) {
 	enc = o.Cipher
 	var integType string
 	switch o.Integrity {
@@ -240,7 +241,7 @@ func (o *FormatOptions) segmentSpec() (enc string, integ *SegmentIntegrity, vkSi
 // volumes need their dm-integrity superblock and tags initialised through
 // the kernel afterwards). It validates everything before writing anything.
 func Format(dev io.WriterAt, devSize uint64, passphrase []byte, o FormatOptions) (*Header, []byte, error) {
-	enc, integ, vkSize, err := o.segmentSpec()
+	enc, integ, vkSize, err := o.SegmentSpec()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -272,7 +273,7 @@ func Format(dev io.WriterAt, devSize uint64, passphrase []byte, o FormatOptions)
 		return nil, nil, fmt.Errorf("device of %d bytes is too small: the LUKS2 header and keyslots take %d", devSize, o.DataOffset)
 	}
 	if o.UUID == "" {
-		if o.UUID, err = randomUUID(); err != nil {
+		if o.UUID, err = NewUUID(); err != nil {
 			return nil, nil, err
 		}
 	} else if !validUUID(o.UUID) {
@@ -351,7 +352,8 @@ func validUUID(s string) bool {
 	return true
 }
 
-func randomUUID() (string, error) {
+// NewUUID returns a random (version 4) UUID, as Format picks one.
+func NewUUID() (string, error) {
 	var u [16]byte
 	if _, err := rand.Read(u[:]); err != nil {
 		return "", err

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/gpt"
+	"github.com/confidisk/confidisk/integrity"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/probe"
 	"github.com/confidisk/confidisk/tpm"
@@ -79,9 +81,10 @@ type Layout struct {
 // errRecovery wraps failures to unlock a provisioned volume with the
 // recovery instructions.
 func errRecovery(err error) error {
-	return fmt.Errorf("%w\nThe state volume was NOT modified. To recover it, boot a rescue system and open it "+
-		"with the recovery key shown at first boot: confidisk luks open --key-slot 0 DEVICE state "+
-		"(or cryptsetup open). Never reformat it unless its data may be lost", err)
+	return fmt.Errorf("%w\nThe state volume was NOT modified. To recover it, the operator unwraps its recovery "+
+		"passphrase with the operator key (confidisk luks recover DEVICE --operator-key KEY, from a copy of the header) "+
+		"and opens it from a rescue system: confidisk luks open DEVICE state (or cryptsetup open). "+
+		"Never reformat it unless its data may be lost", err)
 }
 
 type booter struct {
@@ -96,6 +99,14 @@ type booter struct {
 	broker *client.Client
 	// pending is the broker half of this boot's freshness advance.
 	pending *brokerAdvance
+	// state is the state partition's device.
+	state string
+	// want are the settings this boot's configuration asks for; record
+	// are those the provisioning token is to hold (want on first boot,
+	// the provisioned ones with what want adds on later boots).
+	want, record *Settings
+	// recoveryPub is the operator's recovery public key (nil for none).
+	recoveryPub *ecdh.PublicKey
 }
 
 func (b *booter) logf(format string, args ...any) {
@@ -155,11 +166,21 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer b.broker.Close()
 	}
+	teeMode := resolveTEE(cfg.TEE)
 	if b.tee = o.TEE; b.tee == nil {
-		if b.tee, err = openTEE(cfg.TEE); err != nil {
+		if b.tee, err = openTEE(teeMode); err != nil {
 			return nil, fmt.Errorf("confidisk.tee=%s: %w", cfg.TEE, err)
 		}
+	} else if teeMode == "none" {
+		teeMode = "injected"
 	}
+	if b.want, err = settingsOf(&cfg, teeMode); err != nil {
+		return nil, err
+	}
+	if b.recoveryPub, err = loadRecoveryKey(&cfg); err != nil {
+		return nil, err
+	}
+	b.state = lay.State
 	h, vk, err := b.stateVolume(ctx, lay.State)
 	if err != nil {
 		return nil, err
@@ -206,7 +227,7 @@ func (b *booter) storeCreationRecord(dev string, h *luks2.Header) error {
 	if err != nil {
 		return fmt.Errorf("creation record: %w", err)
 	}
-	rec, err := iss.IssueCreation(context.Background(), b.res.KeyID)
+	rec, err := iss.IssueCreation(context.Background(), b.res.KeyID, h.UUID, StateName)
 	if err != nil {
 		return fmt.Errorf("creation record: %w", err)
 	}
@@ -402,9 +423,15 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	}
 	b.res.VolumeUUID = h.UUID
 	if !pt.Step.AtLeast(StepSealed) {
+		if err := b.checkNotRewound(h, pt); err != nil {
+			return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
+		}
 		b.logf("provisioning was interrupted at step %q, before the key was sealed: starting over", pt.Step)
 		b.res.RestartedFrom = pt.Step
 		return b.provision(ctx, f, dev)
+	}
+	if err := checkFloor(h, &b.cfg); err != nil {
+		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
 	vk, _, err := tpm.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{})
 	if err != nil {
@@ -417,6 +444,9 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 		if err := CheckFixation(b.tpm, keyID); err != nil {
 			return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 		}
+	}
+	if err := b.checkProvisioned(f, h, pt, vk); err != nil {
+		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
 	if pt.Step != StepComplete {
 		b.logf("provisioning was interrupted at step %q, after the key was sealed: finishing it", pt.Step)
@@ -463,17 +493,27 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	if err != nil {
 		return nil, nil, err
 	}
+	b.record = b.want
+	uuid, err := luks2.NewUUID()
+	if err != nil {
+		return nil, nil, err
+	}
 	recovery, err := recoveryKey()
 	if err != nil {
 		return nil, nil, err
 	}
-	pt := &ProvisionToken{Type: TokenType, Keyslots: []string{}, Version: 1, Step: StepFormatted, RecoveryKeyslot: 0, RW: b.cfg.RW}
-	tok, _ := json.Marshal(pt)
+	pt := &ProvisionToken{Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Step: StepFormatted, RecoveryKeyslot: -1, RW: b.cfg.RW}
+	tokens, err := b.recoveryTokens(pt, uuid, recovery)
+	if err != nil {
+		return nil, nil, err
+	}
 	// The volume key comes from the kernel RNG (getrandom) inside Format.
+	// Keyslot 0 holds the recovery passphrase; without a way to recover it
+	// it is removed once the key is sealed.
 	h, vk, err := luks2.Format(f, uint64(size), []byte(recovery), luks2.FormatOptions{
 		Integrity: b.cfg.Integrity, Cipher: cipherFor(b.cfg.Integrity),
 		PBKDF: luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
-		Label: b.cfg.StateLabel, Subsystem: "confidisk", Tokens: []json.RawMessage{tok},
+		Label: b.cfg.StateLabel, Subsystem: "confidisk", UUID: uuid, Tokens: tokens,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("format the state volume: %w", err)
@@ -482,7 +522,7 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, err
 	}
 	b.res.VolumeUUID = h.UUID
-	b.logf("RECOVERY KEY for state volume %s: %s", h.UUID, recovery)
+	b.reportRecovery(h.UUID, recovery)
 	b.point(string(StepFormatted))
 
 	if _, err := activate.InitIntegrity(b.dm, dev, h); err != nil {
@@ -495,7 +535,7 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	if err := activate.WipeIntegrity(b.dm, dev, h, vk, mode, nil); err != nil {
 		return nil, nil, fmt.Errorf("initialise integrity tags: %w", err)
 	}
-	if err := b.record(f, h, pt, StepInitialised); err != nil {
+	if err := b.writeStep(f, h, vk, pt, StepInitialised); err != nil {
 		return nil, nil, err
 	}
 
@@ -509,7 +549,7 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	if err := activate.CloseLUKS(b.dm, StateName, true); err != nil {
 		return nil, nil, err
 	}
-	if err := b.record(f, h, pt, StepFilesystem); err != nil {
+	if err := b.writeStep(f, h, vk, pt, StepFilesystem); err != nil {
 		return nil, nil, err
 	}
 
@@ -526,14 +566,22 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	// Seal to the policy PCRs at their current values, and to PCR 15 at its
 	// value before any volume key is measured (zeros): once this boot
 	// measures the volume, nothing can unseal the key again until reboot.
+	// The keyslot, its token and the step go to disk in one header write,
+	// so a header with a systemd-tpm2 token is always at StepSealed or
+	// later (checkNotRewound relies on it).
 	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
-	if _, _, err := tpm.Enroll(b.tpm, f, h, vk, tpm.EnrollOptions{
+	if _, _, err := tpm.AddEnrollment(b.tpm, f, h, vk, tpm.EnrollOptions{
 		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
 		Keyslot:     -1, TokenID: -1,
 	}); err != nil {
 		return nil, nil, fmt.Errorf("seal the volume key to the vTPM: %w", err)
 	}
-	if err := b.record(f, h, pt, StepSealed); err != nil {
+	if pt.RecoveryKeyslot < 0 {
+		if err := h.KillKeyslot(f, 0, false); err != nil {
+			return nil, nil, fmt.Errorf("remove the unrecoverable keyslot 0: %w", err)
+		}
+	}
+	if err := b.writeStep(f, h, vk, pt, StepSealed); err != nil {
 		return nil, nil, err
 	}
 	if err := b.finish(f, h, vk, pt); err != nil {
@@ -559,16 +607,28 @@ func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionTok
 		if err := WriteFixation(b.tpm, digest); err != nil {
 			return fmt.Errorf("store the fixation digest: %w", err)
 		}
-		if err := b.record(f, h, pt, StepFixated); err != nil {
+		if err := b.writeStep(f, h, vk, pt, StepFixated); err != nil {
 			return err
 		}
 	}
-	return b.record(f, h, pt, StepComplete)
+	return b.writeStep(f, h, vk, pt, StepComplete)
 }
 
-// record writes step into the provisioning token and syncs it.
-func (b *booter) record(f *os.File, h *luks2.Header, pt *ProvisionToken, step Step) error {
+// writeStep writes step into the provisioning token, authenticated under
+// the volume key vk with the header as it is now, and syncs it.
+func (b *booter) writeStep(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken, step Step) error {
 	pt.Step = step
+	pt.Settings = b.record
+	var sb *integrity.Superblock
+	if step.AtLeast(StepInitialised) {
+		var err error
+		if sb, err = activate.IntegritySuperblock(b.state, h); err != nil {
+			return fmt.Errorf("record provisioning step %s: %w", step, err)
+		}
+	}
+	if err := authenticate(pt, h, sb, vk); err != nil {
+		return err
+	}
 	if err := setProvisionToken(h, pt); err != nil {
 		return err
 	}

@@ -27,20 +27,26 @@ func (b *booter) issuer() (*attest.Issuer, error) {
 	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: b.o.FirmwareLog, TEE: b.tee})
 }
 
-// openTEE returns the reporter of the guest's SEV-SNP or TDX hardware for
-// mode (Config.TEE), or nil for none.
-func openTEE(mode string) (attest.TEEReporter, error) {
-	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
-	if mode == "" || mode == "auto" {
-		switch {
-		case exists("/dev/sev-guest"):
-			mode = "sev-snp"
-		case exists("/dev/tdx_guest"):
-			mode = "tdx"
-		default:
-			mode = "none"
-		}
+// resolveTEE turns Config.TEE into the hardware evidence is taken from:
+// "sev-snp", "tdx" or "none"; "" and "auto" pick SEV-SNP when
+// /dev/sev-guest exists, TDX when /dev/tdx_guest exists, else none.
+func resolveTEE(mode string) string {
+	if mode != "" && mode != "auto" {
+		return mode
 	}
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	switch {
+	case exists("/dev/sev-guest"):
+		return "sev-snp"
+	case exists("/dev/tdx_guest"):
+		return "tdx"
+	}
+	return "none"
+}
+
+// openTEE returns the reporter of the guest's SEV-SNP or TDX hardware for
+// a resolved mode, or nil for none.
+func openTEE(mode string) (attest.TEEReporter, error) {
 	switch mode {
 	case "sev-snp":
 		return snp.OpenReporter()
@@ -64,6 +70,18 @@ func CreationRecord(h *luks2.Header) (json.RawMessage, error) {
 		}
 	}
 	return nil, errors.New("the volume has no creation record (a confidisk-creation token)")
+}
+
+// checkRegisteredKey refuses a volume the broker knows under another key id.
+func (b *booter) checkRegisteredKey(ctx context.Context, uuid string) error {
+	v, err := b.broker.Volume(ctx, uuid)
+	if err != nil {
+		return fmt.Errorf("ask the broker about the volume: %w", err)
+	}
+	if v.KeyID != b.res.KeyID {
+		return fmt.Errorf("%w: it has volume %s registered with key id %.16s…, this volume's is %.16s…", ErrBrokerRefused, uuid, v.KeyID, b.res.KeyID)
+	}
+	return nil
 }
 
 // reportToBroker does this boot's part with the broker, once the volume is
@@ -96,8 +114,12 @@ func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
 		_, err = b.broker.Register(ctx, api.RegisterRequest{CreationRecord: rec, Volume: api.VolumeSpec{UUID: h.UUID, KeyID: b.res.KeyID}})
 		switch {
 		case client.IsCode(err, "volume_exists"):
-			// Registered since the epoch was read: the advance below
-			// fails unless the epoch is still the one checked.
+			// Registered since the epoch was read (the advance below
+			// fails unless the epoch is still the one checked) — or
+			// squatted: the UUID registered with another key.
+			if err := b.checkRegisteredKey(ctx, h.UUID); err != nil {
+				return err
+			}
 		case err != nil:
 			return fmt.Errorf("%w: register the volume's creation record: %w", ErrBrokerRefused, err)
 		default:

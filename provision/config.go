@@ -89,7 +89,22 @@ type Config struct {
 	// "tpm" (the vTPM's NV counter), "broker" (the broker's epoch) or
 	// "tpm+broker"; "" means tpm+broker with a broker, tpm without.
 	Anchor string
+	// RecoveryKey is the operator's recovery public key (X25519 PEM, package
+	// recovery) in the initrd (confidisk.recovery-key=, default
+	// /etc/confidisk/recovery.pub when that file exists): first boot makes a
+	// recovery keyslot whose passphrase is sealed to it. Without one the
+	// volume has no recovery keyslot.
+	RecoveryKey string
+	// RecoveryConsole prints the recovery passphrase on the console instead
+	// (confidisk.recovery=console). The host reads the console of a
+	// confidential VM, so this is for test machines only, and it is taken
+	// from the config file in the initrd, never from the command line.
+	RecoveryConsole bool
 }
+
+// DefaultRecoveryKey is where the boot looks for the operator's recovery
+// public key when confidisk.recovery-key= is not given.
+const DefaultRecoveryKey = "/etc/confidisk/recovery.pub"
 
 // Anchors says which roll-back anchors the boot uses.
 func (c *Config) Anchors() (useTPM, useBroker bool) {
@@ -214,6 +229,20 @@ func (c *Config) set(key, value string, fromCmdline bool) error {
 		default:
 			return bad("want tpm, broker or tpm+broker")
 		}
+	case k == "recovery-key" && key != k:
+		if !strings.HasPrefix(value, "/") {
+			return bad("want an absolute path")
+		}
+		c.RecoveryKey = value
+	case k == "recovery" && key != k:
+		switch {
+		case value != "console" && value != "operator-key":
+			return bad("want operator-key or console")
+		case value == "console" && fromCmdline:
+			return bad("printing the recovery key on the console weakens the volume (the host reads a confidential VM's console): " +
+				"it is taken only from the boot.conf inside the initrd")
+		}
+		c.RecoveryConsole = value == "console"
 	case strings.HasPrefix(key, "confidisk."):
 		return fmt.Errorf("%w: unknown option %s", ErrBadConfig, key)
 	case !fromCmdline:

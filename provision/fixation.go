@@ -114,3 +114,16 @@ func CheckFixation(t transport.TPM, fixate string) error {
 	}
 	return nil
 }
+
+// FixationStored reports whether the vTPM holds a fixation digest: a
+// provisioning on this vTPM got past StepFixated.
+func FixationStored(t transport.TPM) (bool, error) {
+	err := CheckFixation(t, hex.EncodeToString(make([]byte, 32)))
+	switch {
+	case errors.Is(err, ErrNoFixation):
+		return false, nil
+	case errors.Is(err, ErrFixationMismatch):
+		return true, nil // any stored digest differs from the all-zero probe
+	}
+	return false, err
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/luks2/metamac"
 )
 
 // Step is a durable point of first-boot provisioning, recorded in the
@@ -44,17 +45,32 @@ func (s Step) AtLeast(o Step) bool { return s.index() >= o.index() && s.index() 
 const TokenType = "confidisk-provision"
 
 // ProvisionToken is the provisioning record kept in the LUKS2 header. It
-// holds no secret.
+// holds no secret. From version 2 on it is authenticated: MAC is
+// metamac.Sum under the volume key over the token's canonical encoding
+// (see [ProvisionToken.canonical]), which covers the step, the settings the
+// volume was provisioned with and the record of its mapping metadata.
 type ProvisionToken struct {
 	Type     string   `json:"type"`
 	Keyslots []string `json:"keyslots"`
 	Version  int      `json:"version"`
 	Step     Step     `json:"step"`
-	// RecoveryKeyslot is the keyslot of the recovery passphrase.
+	// RecoveryKeyslot is the keyslot of the recovery passphrase, -1 when
+	// the volume has none.
 	RecoveryKeyslot int `json:"recovery_keyslot"`
 	// RW is the read-write mode the volume was provisioned for.
 	RW RWMode `json:"rw"`
+	// Settings are the security settings the volume was provisioned with
+	// (version 2): a later boot may not ask for less.
+	Settings *Settings `json:"settings,omitempty"`
+	// Metadata is the record of the header's mapping metadata and of the
+	// dm-integrity superblock (version 2, package metamac).
+	Metadata metamac.Record `json:"metadata,omitempty"`
+	// MAC authenticates everything above (version 2).
+	MAC []byte `json:"mac,omitempty"`
 }
+
+// tokenVersion is the version of the provisioning tokens this code writes.
+const tokenVersion = 2
 
 // ErrNotOurs means the state partition holds something confidisk did not
 // make: it is never touched then.
@@ -71,7 +87,7 @@ func findProvisionToken(h *luks2.Header) (*ProvisionToken, int, error) {
 		if err := json.Unmarshal(raw, &t); err != nil {
 			return nil, 0, fmt.Errorf("provisioning token %d: %w", id, err)
 		}
-		if t.Version != 1 || t.Step.index() < 0 {
+		if (t.Version != 1 && t.Version != tokenVersion) || t.Step.index() < 0 {
 			return nil, 0, fmt.Errorf("provisioning token %d: unsupported version %d or step %q", id, t.Version, t.Step)
 		}
 		return &t, id, nil
@@ -86,7 +102,7 @@ func setProvisionToken(h *luks2.Header, t *ProvisionToken) error {
 			return err
 		}
 	}
-	t.Type, t.Version = TokenType, 1
+	t.Type, t.Version = TokenType, tokenVersion
 	if t.Keyslots == nil {
 		t.Keyslots = []string{}
 	}

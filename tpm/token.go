@@ -300,6 +300,19 @@ var minimalKDF = luks2.KDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}
 // adds the systemd-tpm2 token and writes the header. It returns the
 // keyslot and token id.
 func Enroll(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOptions) (keyslot, tokenID int, err error) {
+	if keyslot, tokenID, err = AddEnrollment(t, vol, h, vk, o); err != nil {
+		return -1, -1, err
+	}
+	if err := h.Write(vol); err != nil {
+		return -1, -1, fmt.Errorf("enroll: write header: %w", err)
+	}
+	return keyslot, tokenID, nil
+}
+
+// AddEnrollment is [Enroll] without the header write: the keyslot area is
+// written to vol and h gains the keyslot and the token; the caller writes
+// the header (with whatever else must change in the same write).
+func AddEnrollment(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOptions) (keyslot, tokenID int, err error) {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return -1, -1, err
@@ -333,9 +346,6 @@ func Enroll(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOpt
 	}
 	if tokenID, err = h.AddToken(tj, o.TokenID); err != nil {
 		return -1, -1, fmt.Errorf("enroll: add token: %w", err)
-	}
-	if err := h.Write(vol); err != nil {
-		return -1, -1, fmt.Errorf("enroll: write header: %w", err)
 	}
 	return keyslot, tokenID, nil
 }
