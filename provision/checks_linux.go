@@ -131,5 +131,3 @@ func loadRecoveryKey(cfg *Config) (*ecdh.PublicKey, error) {
 	}
 	return k, nil
 }
-
-

@@ -39,7 +39,7 @@ cryptsetup. Commands that map devices (open, close, and format with
 	}
 	cmd.AddCommand(newLUKSFormatCmd(), newLUKSOpenCmd(), newLUKSCloseCmd(), newLUKSDumpCmd(),
 		newLUKSAddKeyCmd(), newLUKSChangeKeyCmd(), newLUKSRemoveKeyCmd(), newLUKSKillSlotCmd(), newLUKSTokenCmd(),
-		newLUKSHeaderBackupCmd(), newLUKSHeaderRestoreCmd(), newLUKSEnrollTPM2Cmd())
+		newLUKSHeaderBackupCmd(), newLUKSHeaderRestoreCmd(), newLUKSEnrollTPM2Cmd(), newLUKSRecoverCmd())
 	return cmd
 }
 
@@ -156,6 +156,9 @@ type device struct {
 	f    deviceFile
 	size int64
 	lock *devlock.Lock
+	// auth keeps a provisioned state volume's authenticated metadata
+	// current (see withHeader); nil on read-only devices.
+	auth *metaAuth
 }
 
 func openDevice(path string, write bool) (*device, error) {
@@ -221,8 +224,14 @@ func (d *device) checkWritable(path string, h *luks2.Header) error {
 	return nil
 }
 
-// writeHeader writes both header copies (each synced).
+// writeHeader writes both header copies (each synced), with the MAC of
+// authenticated metadata recomputed first (see metaAuth).
 func writeHeader(d *device, h *luks2.Header) error {
+	if d.auth != nil {
+		if err := d.auth.refresh(h); err != nil {
+			return err
+		}
+	}
 	return h.Write(d.f)
 }
 
@@ -518,6 +527,7 @@ func withHeader(cmd *cobra.Command, path string, fn func(d *device, h *luks2.Hea
 	if err := d.checkWritable(path, h); err != nil {
 		return err
 	}
+	d.auth = newMetaAuth(path, h)
 	seq := h.SeqID
 	write, err := fn(d, h)
 	if err != nil {
@@ -579,6 +589,9 @@ one (from NEW_KEY_FILE, or asked) in a free keyslot (or --key-slot).`,
 				if err != nil {
 					return false, err
 				}
+				if err := d.auth.unlocked(h, vk); err != nil {
+					return false, err
+				}
 				nk, err := readKey(cmd, newFile, "Enter new passphrase for key slot: ", true)
 				if err != nil {
 					return false, err
@@ -632,6 +645,15 @@ dropped, so an interruption never leaves the volume without either.`,
 				if err != nil {
 					return false, err
 				}
+				if d.auth.enabled() {
+					vk, _, err := h.Unlock(d.f, old, -1)
+					if err != nil {
+						return false, err
+					}
+					if err := d.auth.unlocked(h, vk); err != nil {
+						return false, err
+					}
+				}
 				slot, err := h.ChangeKey(d.f, old, nk, k, func() error { return writeHeader(d, h) })
 				if err != nil {
 					return false, err
@@ -658,8 +680,11 @@ func newLUKSRemoveKeyCmd() *cobra.Command {
 				if err != nil {
 					return false, err
 				}
-				_, slot, err := h.Unlock(d.f, p, -1)
+				vk, slot, err := h.Unlock(d.f, p, -1)
 				if err != nil {
+					return false, err
+				}
+				if err := d.auth.unlocked(h, vk); err != nil {
 					return false, err
 				}
 				if err := h.KillKeyslot(d.f, slot, false); err != nil {
@@ -675,12 +700,20 @@ func newLUKSRemoveKeyCmd() *cobra.Command {
 }
 
 func newLUKSKillSlotCmd() *cobra.Command {
-	var force bool
+	var (
+		force   bool
+		keyFile string
+	)
 	cmd := &cobra.Command{
 		Use:   "kill-slot DEVICE SLOT",
-		Short: "Remove keyslot SLOT (no passphrase needed)",
+		Short: "Remove keyslot SLOT",
 		Long: `Remove keyslot SLOT and wipe its key material. Removing the last keyslot
-makes the volume unopenable and needs --force.`,
+makes the volume unopenable and needs --force.
+
+No passphrase is needed, except on a state volume provisioned by confidisk boot
+(its metadata is authenticated under the volume key, and the MAC must be
+recomputed in the same write): give a passphrase of another keyslot with
+--key-file.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			slot, err := strconv.Atoi(args[1])
@@ -688,11 +721,28 @@ makes the volume unopenable and needs --force.`,
 				return usageError{fmt.Errorf("SLOT %q is not a number", args[1])}
 			}
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				if d.auth.enabled() || keyFile != "" {
+					p, err := readKey(cmd, keyFile, "Enter a passphrase of another keyslot: ", false)
+					if err != nil {
+						return false, err
+					}
+					vk, used, err := h.Unlock(d.f, p, -1)
+					if err != nil {
+						return false, err
+					}
+					if used == slot && !force {
+						return false, fmt.Errorf("the passphrase opens keyslot %d itself; give one of another keyslot", slot)
+					}
+					if err := d.auth.unlocked(h, vk); err != nil {
+						return false, err
+					}
+				}
 				return true, h.KillKeyslot(d.f, slot, force)
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "allow removing the last keyslot")
+	cmd.Flags().StringVarP(&keyFile, "key-file", "d", "", "a passphrase of another keyslot (needed on confidisk state volumes; - for standard input)")
 	return cmd
 }
 

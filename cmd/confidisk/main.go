@@ -41,6 +41,6 @@ Its on-disk formats are byte-compatible with veritysetup, cryptsetup and systemd
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVerityCmd(), newLUKSCmd(), newBootCmd(), newEpochCmd(), newTPMCmd(), newServeCmd(), newBrokerCmd())
+	root.AddCommand(newVerityCmd(), newLUKSCmd(), newBootCmd(), newEpochCmd(), newTPMCmd(), newServeCmd(), newBrokerCmd(), newStateCmd())
 	return root
 }
