@@ -124,13 +124,13 @@ func serveClient(t *testing.T, data, url string) *client.Client {
 	return c
 }
 
-// evidenceFor gets a nonce and test evidence for vol.
+// evidenceFor gets a nonce and test evidence for vol (key id abcd, as registered).
 func evidenceFor(ctx context.Context, c *client.Client, vol string) ([]byte, []byte, error) {
 	n, err := c.Nonce(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	ev, err := brokertest.Evidence{Nonce: n.Nonce, Volume: vol}.Marshal()
+	ev, err := brokertest.Evidence{Nonce: n.Nonce, Volume: vol, KeyID: "abcd"}.Marshal()
 	return n.Nonce, ev, err
 }
 
