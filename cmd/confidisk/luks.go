@@ -927,7 +927,7 @@ func confirmRestore(cmd *cobra.Command, d *device, path string, bh *luks2.Header
 	case !errors.Is(err, luks2.ErrNotLUKS2):
 		problem = fmt.Sprintf("%s holds a damaged LUKS2 header (%v), which may not be the backup's volume", path, err)
 	case what != "":
-		problem = fmt.Sprintf("%s does not contain a LUKS2 header but a %s", path, what)
+		problem = fmt.Sprintf("%s does not contain a LUKS2 header (found: %s)", path, what)
 	default:
 		problem = fmt.Sprintf("%s does not contain a LUKS2 header", path)
 	}
