@@ -171,30 +171,28 @@ type TokenHeader struct {
 // requirement names cryptsetup 2.6 knows in config.requirements.mandatory.
 var knownRequirements = []string{"offline-reencrypt", "online-reencrypt", "online-reencrypt-v2", "online-reencrypt-v3"}
 
-// ParseMetadata decodes and validates the JSON area: the text up to the first
-// NUL of area (at most its whole length). It checks the structure rules of
-// the LUKS2 format document section 3 and the layout rules cryptsetup
-// enforces in LUKS2_hdr_validate (ids, references, overlapping areas),
-// against a header of hdrSize bytes.
+// ParseMetadata decodes and validates a JSON area (all of it, NUL padding
+// included) of a header of hdrSize bytes. It applies the rules of
+// cryptsetup's JSON validation (validate.go: the bytes of the area, the
+// types of every field, references between objects, layout), then decodes
+// the metadata and checks what this package needs on top (Validate).
 func ParseMetadata(area []byte, hdrSize uint64) (*Metadata, error) {
-	if i := bytes.IndexByte(area, 0); i >= 0 {
-		area = area[:i]
+	text, err := jsonText(area)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := jsonTree(text)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateTree(tree, hdrSize-BinHeaderSize, false); err != nil {
+		return nil, err
 	}
 	var top map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(area))
-	if err := dec.Decode(&top); err != nil {
+	if err := json.Unmarshal(text, &top); err != nil {
 		return nil, fmt.Errorf("json metadata: %w", err)
 	}
-	if dec.More() {
-		return nil, errors.New("json metadata: trailing data after the top-level object")
-	}
-	for _, k := range []string{"keyslots", "tokens", "segments", "digests", "config"} {
-		if _, ok := top[k]; !ok {
-			return nil, fmt.Errorf("json metadata: missing mandatory object %q", k)
-		}
-	}
 	m := &Metadata{}
-	var err error
 	if m.Keyslots, err = parseObjects[Keyslot](top["keyslots"], "keyslot", func(t string) bool { return t == "luks2" }); err != nil {
 		return nil, err
 	}
@@ -227,10 +225,24 @@ func ParseMetadata(area []byte, hdrSize uint64) (*Metadata, error) {
 	if err := json.Unmarshal(top["config"], &m.Config); err != nil {
 		return nil, fmt.Errorf("json metadata: config: %w", err)
 	}
-	if err := m.Validate(hdrSize); err != nil {
+	repairKDFs(m)
+	if err := m.validateModel(hdrSize); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// repairKDFs drops the members of a keyslot's kdf its type does not have,
+// as cryptsetup's luks2_keyslot_repair does on read.
+func repairKDFs(m *Metadata) {
+	for _, k := range m.Keyslots {
+		switch k.KDF.Type {
+		case "pbkdf2":
+			k.KDF.Time, k.KDF.Memory, k.KDF.CPUs = 0, 0, 0
+		case "argon2i", "argon2id":
+			k.KDF.Hash, k.KDF.Iterations = "", 0
+		}
+	}
 }
 
 // parseObjects decodes an object of id → T. Objects whose type known
@@ -370,11 +382,34 @@ func ids(list []string, what string) ([]int, error) {
 	return out, nil
 }
 
-// Validate checks the metadata as cryptsetup's LUKS2_hdr_validate does before
-// it writes or uses a header: references between objects, keyslot areas
-// inside the keyslots area and not overlapping, segments after it, sizes
-// consistent with a header of hdrSize bytes.
+// Validate checks the metadata before it is written into a header of
+// hdrSize bytes: its JSON passes every rule cryptsetup's validation has
+// before a write (validate.go), and the model checks of validateModel.
+// Every write path goes through it, so confidisk never writes a header
+// cryptsetup would refuse.
 func (m *Metadata) Validate(hdrSize uint64) error {
+	if !validHdrSize(hdrSize) {
+		return fmt.Errorf("invalid header size %d", hdrSize)
+	}
+	js, err := m.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	tree, err := jsonTree(js)
+	if err != nil {
+		return err
+	}
+	if err := validateTree(tree, hdrSize-BinHeaderSize, true); err != nil {
+		return err
+	}
+	return m.validateModel(hdrSize)
+}
+
+// validateModel checks what this package needs of the decoded metadata:
+// references between objects, keyslot areas inside the keyslots area and
+// not overlapping, segments after it, sizes consistent with a header of
+// hdrSize bytes, parameters it can use.
+func (m *Metadata) validateModel(hdrSize uint64) error {
 	if !validHdrSize(hdrSize) {
 		return fmt.Errorf("invalid header size %d", hdrSize)
 	}
