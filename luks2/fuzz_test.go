@@ -40,7 +40,8 @@ func seedHeader(t testing.TB) []byte {
 }
 
 // FuzzParseMetadata feeds hostile JSON to the metadata parser: no panic,
-// and whatever it accepts must survive a marshal/parse round trip.
+// and whatever it accepts must pass the checks before a write and survive
+// a marshal/parse round trip.
 func FuzzParseMetadata(f *testing.F) {
 	seed := seedHeader(f)
 	js := seed[BinHeaderSize:DefaultHdrSize]
@@ -52,6 +53,9 @@ func FuzzParseMetadata(f *testing.F) {
 		m, err := ParseMetadata(padArea(b), DefaultHdrSize)
 		if err != nil {
 			return
+		}
+		if err := m.Validate(DefaultHdrSize); err != nil {
+			t.Fatalf("accepted metadata cannot be written back: %v", err)
 		}
 		out, err := m.MarshalJSON()
 		if err != nil {

@@ -90,6 +90,31 @@ type KDF struct {
 	Salt       []byte `json:"salt"`
 }
 
+// MarshalJSON writes a pbkdf2 or argon2 KDF with exactly the members of its
+// type, zero values included (luks2_keyslot_validate refuses any other set
+// before a write), in cryptsetup's order; other types as they are.
+func (k KDF) MarshalJSON() ([]byte, error) {
+	switch k.Type {
+	case "pbkdf2":
+		return json.Marshal(struct {
+			Type       string `json:"type"`
+			Hash       string `json:"hash"`
+			Iterations int    `json:"iterations"`
+			Salt       []byte `json:"salt"`
+		}{k.Type, k.Hash, k.Iterations, k.Salt})
+	case "argon2i", "argon2id":
+		return json.Marshal(struct {
+			Type   string `json:"type"`
+			Time   int    `json:"time"`
+			Memory int    `json:"memory"`
+			CPUs   int    `json:"cpus"`
+			Salt   []byte `json:"salt"`
+		}{k.Type, k.Time, k.Memory, k.CPUs, k.Salt})
+	}
+	type plain KDF
+	return json.Marshal(plain(k))
+}
+
 // Segment is a data segment (section 3.3); confidisk writes type "crypt".
 type Segment struct {
 	Type       string            `json:"type"`
