@@ -18,6 +18,13 @@ func twoSegments(h map[string]any) {
 	at(h, "digests", "0")["segments"] = []any{"0", "1"}
 }
 
+// addReencryptKeyslot adds keyslot 1 of type reencrypt (in no digest, as
+// cryptsetup writes it) with the given mode.
+func addReencryptKeyslot(h map[string]any, mode string) {
+	at(h, "keyslots")["1"] = map[string]any{"type": "reencrypt", "key_size": 1, "mode": mode, "direction": "forward",
+		"area": map[string]any{"type": "none", "offset": "294912", "size": "4096"}}
+}
+
 // mangledRows is the table: a valid header with one rule broken (wantErr
 // says how confidisk must refuse it; cryptsetup must refuse it too) or with
 // a change both tools accept (wantErr "").
@@ -139,6 +146,8 @@ var mangledRows = []mangledRow{
 	{name: "keyslot/pbkdf2-missing-iterations", wantErr: `keyslot 0 kdf: field "iterations"`, mut: set("keyslots.0.kdf.iterations", nil)},
 	{name: "keyslot/pbkdf2-missing-salt", wantErr: `keyslot 0 kdf: field "salt"`, mut: set("keyslots.0.kdf.salt", nil)},
 	{name: "keyslot/pbkdf2-salt-number", wantErr: `keyslot 0 kdf: field "salt"`, mut: set("keyslots.0.kdf.salt", 1)},
+	{name: "keyslot/reencrypt-bad-mode", wantErr: `keyslot 1: field "mode"`, mut: obj(func(h map[string]any) { addReencryptKeyslot(h, "foo") })},
+	{name: "keyslot/reencrypt-no-requirement", wantErr: "a reencrypt keyslot needs an online-reencrypt requirement", mut: obj(func(h map[string]any) { addReencryptKeyslot(h, "reencrypt") })},
 	{name: "keyslot/reencrypt-no-mode", wantErr: `keyslot 1: field "key_size"`, mut: obj(func(h map[string]any) {
 		addKeyslot1(h, "294912")
 		k := at(h, "keyslots", "1")
