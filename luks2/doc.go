@@ -18,6 +18,9 @@
 // and creation proofs of the guest boot flow) must bind the volume key to
 // what the guest expects.
 //
-// The package works on [io.ReaderAt] and [io.WriterAt]; it maps nothing and
-// needs no privileges. Device activation lives in package activate.
+// The package works on [io.ReaderAt] and [io.WriterAt]; header writes need
+// a [SyncWriterAt] (an *os.File) and sync before, between and after the two
+// copies, so that a power cut leaves the old or the new header. It maps
+// nothing and needs no privileges. Device activation lives in package
+// activate.
 package luks2

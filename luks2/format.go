@@ -237,7 +237,8 @@ func (o *FormatOptions) SegmentSpec() (enc string, integ *SegmentIntegrity, vkSi
 
 // Format writes a new LUKS2 header to dev, with the passphrase in one
 // keyslot, and returns the header and the volume key. It writes the keyslot
-// area, then both header copies; the data area is not touched (integrity
+// area, then both header copies (synced copy by copy when dev has a Sync,
+// as an *os.File does); the data area is not touched (integrity
 // volumes need their dm-integrity superblock and tags initialised through
 // the kernel afterwards). It validates everything before writing anything.
 func Format(dev io.WriterAt, devSize uint64, passphrase []byte, o FormatOptions) (*Header, []byte, error) {

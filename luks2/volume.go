@@ -55,7 +55,7 @@ func readCopy(dev io.ReaderAt, off uint64, secondary bool) (*BinHeader, *Metadat
 	bin := make([]byte, BinHeaderSize)
 	if n, err := dev.ReadAt(bin, int64(off)); n < len(bin) {
 		if (err == nil || errors.Is(err, io.EOF)) && !hasMagic(bin[:n]) {
-			return nil, nil, fmt.Errorf("%w: the device ends at %d bytes", ErrNotLUKS2, off+uint64(n))
+			return nil, nil, fmt.Errorf("%w: the device ends before a header at %d", ErrNotLUKS2, off)
 		}
 		return nil, nil, fmt.Errorf("read binary header at %d: %w", off, eofErr(err))
 	}
@@ -133,6 +133,10 @@ func Read(dev io.ReaderAt) (*Header, *ReadReport, error) {
 		h, m = s, sm
 	case errors.Is(perr, ErrNotLUKS2) && errors.Is(serr, ErrNotLUKS2):
 		return nil, rep, ErrNotLUKS2
+	case errors.Is(serr, ErrNotLUKS2):
+		return nil, rep, fmt.Errorf("the primary LUKS2 header is damaged and no secondary header was found: %w", perr)
+	case errors.Is(perr, ErrNotLUKS2):
+		return nil, rep, fmt.Errorf("no primary LUKS2 header was found and the secondary is damaged: %w", serr)
 	default:
 		return nil, rep, fmt.Errorf("both LUKS2 header copies are damaged: primary: %v; secondary: %w", perr, serr)
 	}

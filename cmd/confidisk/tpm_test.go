@@ -48,6 +48,12 @@ func TestTPMSealUnsealMeasureCLI(t *testing.T) {
 	if _, err := runCLI(t, "tpm", "seal", "--tpm", sw.Device(), "--pcrs", "7,15", "--in", secret, "--out", tok); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := runCLI(t, "tpm", "seal", "--tpm", sw.Device(), "--pcrs", "7,15", "--in", secret, "--out", tok); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("seal over an existing token without --force: %v", err)
+	}
+	if _, err := runCLI(t, "tpm", "seal", "--tpm", sw.Device(), "--pcrs", "7,15", "--in", secret, "--out", tok, "--force"); err != nil {
+		t.Fatal(err)
+	}
 	got := filepath.Join(dir, "got")
 	if _, err := runCLI(t, "tpm", "unseal", "--tpm", sw.Device(), "--in", tok, "--out", got); err != nil {
 		t.Fatal(err)
