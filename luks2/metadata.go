@@ -200,7 +200,8 @@ var knownRequirements = []string{"offline-reencrypt", "online-reencrypt", "onlin
 // included) of a header of hdrSize bytes. It applies the rules of
 // cryptsetup's JSON validation (validate.go: the bytes of the area, the
 // types of every field, references between objects, layout), then decodes
-// the metadata and checks what this package needs on top (Validate).
+// the metadata, drops kdf members cryptsetup's read repair drops, and checks
+// what this package needs on top (validateModel).
 func ParseMetadata(area []byte, hdrSize uint64) (*Metadata, error) {
 	text, err := jsonText(area)
 	if err != nil {

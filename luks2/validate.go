@@ -28,8 +28,9 @@ const maxKeyslotsSize = 0x8000000
 
 // jsonText checks the bytes of a JSON area and returns its JSON text.
 // It mirrors validate_json_area (luks2_disk_metadata.c): the first byte is
-// '{' and, after the object and the whitespace json-c's tokener consumes
-// behind it, only NUL bytes follow, at least one of them.
+// '{' and, after the object and the white space json-c 0.16's tokener
+// consumes behind it (space, tab, LF, CR; not VT or FF), only NUL bytes
+// follow, at least one of them.
 func jsonText(area []byte) ([]byte, error) {
 	if len(area) == 0 || area[0] != '{' {
 		return nil, errors.New("json area: the first byte is not '{'")
@@ -44,7 +45,7 @@ func jsonText(area []byte) ([]byte, error) {
 		return nil, fmt.Errorf("json area: %w", err)
 	}
 	end := int(dec.InputOffset())
-	for end < len(area) && strings.IndexByte(" \t\n\v\f\r", area[end]) >= 0 {
+	for end < len(area) && strings.IndexByte(" \t\n\r", area[end]) >= 0 {
 		end++
 	}
 	if end >= len(area) {

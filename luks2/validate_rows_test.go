@@ -49,6 +49,9 @@ var mangledRows = []mangledRow{
 	{name: "area/pretty", mut: text(func(s string) string { return strings.ReplaceAll(s, ",", ",\n  ") })},
 	{name: "area/trailing-newline", mut: text(func(s string) string { return s + "\n" })},
 	{name: "area/trailing-object", wantErr: `json area: byte 0x7b at offset 775 after the JSON text (only NUL bytes may follow it)`, mut: text(func(s string) string { return s + "{}" })},
+	{name: "area/trailing-tab-cr", mut: text(func(s string) string { return s + "\t\r" })},
+	{name: "area/trailing-vertical-tab", wantErr: "json area: byte 0x0b", mut: text(func(s string) string { return s + "\v" })},
+	{name: "area/trailing-form-feed", wantErr: "json area: byte 0x0c", mut: text(func(s string) string { return s + "\f" })},
 	{name: "area/trailing-space", mut: text(func(s string) string { return s + " " })},
 	// Top-level objects (format document section 3): each hdr_validate_* function.
 	{name: "top/config-string", wantErr: `top level: field "config"`, mut: set("config", "x")},
