@@ -14,6 +14,7 @@ import (
 
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/store"
+	"github.com/confidisk/confidisk/recovery"
 )
 
 // Limits on request fields.
@@ -214,6 +215,11 @@ func validateRegister(r *api.RegisterRequest) *apiError {
 	}
 	if r.Volume.Measurements, e = compactMeasurements(r.Volume.Measurements); e != nil {
 		return e
+	}
+	if r.Volume.Recovery != nil {
+		if _, err := recovery.ParseToken(r.Volume.Recovery); err != nil {
+			return badRequest("invalid_recovery", "recovery: %v", err)
+		}
 	}
 	if r.CreationRecord != nil {
 		if r.Nonce != nil || r.Evidence != nil {

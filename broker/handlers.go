@@ -167,8 +167,11 @@ func (s *Server) pathUUID(w http.ResponseWriter, r *http.Request) (string, bool)
 
 // requireOperator answers 401 unless the client presented a certificate
 // that verified against the operator CA.
+// isOperator reports a client certificate issued by the operator CA.
+func isOperator(r *http.Request) bool { return r.TLS != nil && len(r.TLS.VerifiedChains) > 0 }
+
 func (s *Server) requireOperator(w http.ResponseWriter, r *http.Request) bool {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+	if isOperator(r) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Mutual-TLS realm="confidisk operators"`)
@@ -292,8 +295,14 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, api.Claims{Volume: c.Volume, KeyID: c.KeyID, Measurements: c.Measurements, ReleaseKey: c.ReleaseKey})
 }
 
-func toAPI(v store.Volume) api.Volume {
-	return api.Volume{UUID: v.UUID, KeyID: v.KeyID, Measurements: v.Measurements, CreatedAt: v.CreatedAt}
+// toAPI is the volume as answered; the escrowed recovery token only to
+// operators (it is sealed to the operator's key, but nobody else needs it).
+func toAPI(v store.Volume, operator bool) api.Volume {
+	out := api.Volume{UUID: v.UUID, KeyID: v.KeyID, Measurements: v.Measurements, CreatedAt: v.CreatedAt}
+	if operator {
+		out.Recovery = v.Recovery
+	}
+	return out
 }
 
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -304,7 +313,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	// Stores keep microseconds (PostgreSQL's timestamptz): answer what is stored.
-	v := store.Volume{UUID: req.Volume.UUID, KeyID: req.Volume.KeyID, CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
+	v := store.Volume{UUID: req.Volume.UUID, KeyID: req.Volume.KeyID, Recovery: req.Volume.Recovery,
+		CreatedAt: s.cfg.Now().UTC().Truncate(time.Microsecond)}
 	switch {
 	case req.CreationRecord != nil:
 		cv, ok := s.cfg.Verifier.(CreationVerifier)
@@ -365,7 +375,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("volume registered", "uuid", v.UUID, "key_id", v.KeyID,
 		"by_operator", req.Nonce == nil && req.CreationRecord == nil, "from_creation_record", req.CreationRecord != nil)
-	s.writeJSON(w, http.StatusCreated, toAPI(v))
+	s.writeJSON(w, http.StatusCreated, toAPI(v, false))
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
@@ -381,7 +391,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := api.VolumeList{Volumes: make([]api.Volume, 0, len(vs))}
 	for _, v := range vs {
-		out.Volumes = append(out.Volumes, toAPI(v))
+		out.Volumes = append(out.Volumes, toAPI(v, true))
 	}
 	s.writeJSON(w, http.StatusOK, out)
 }
@@ -398,7 +408,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, storeError("get volume", err))
 		return
 	}
-	s.writeJSON(w, http.StatusOK, toAPI(v))
+	s.writeJSON(w, http.StatusOK, toAPI(v, isOperator(r)))
 }
 
 func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,7 @@ import (
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/broker/store"
+	"github.com/confidisk/confidisk/recovery"
 )
 
 const (
@@ -564,3 +565,32 @@ func TestNewRequiresParts(t *testing.T) {
 
 // nopStore satisfies store.Store for constructor tests.
 type nopStore struct{ store.Store }
+
+// TestRecoveryEscrow: a guest escrows its recovery token at registration;
+// operators read it back, guests do not; a malformed token is refused.
+func TestRecoveryEscrow(t *testing.T) {
+	e := newEnv(t, nil)
+	tok, err := (&recovery.Token{Keyslot: 0, Recipient: strings.Repeat("ab", 32), Sealed: make([]byte, 64)}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
+	req := api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volA, KeyID: kid, Recovery: tok}}
+	var reg api.Volume
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes", req, &reg); code != http.StatusCreated || reg.Recovery != nil {
+		t.Fatalf("register with escrow: %d %+v, recovery in the answer %s", code, ae, reg.Recovery)
+	}
+	var v api.Volume
+	if code, _ := e.do(t, e.operator, "GET", "/v1/volumes/"+volA, nil, &v); code != 200 || string(v.Recovery) != string(tok) {
+		t.Errorf("operator: %d, recovery %s, want %s", code, v.Recovery, tok)
+	}
+	v = api.Volume{}
+	if code, _ := e.do(t, e.guest, "GET", "/v1/volumes/"+volA, nil, &v); code != 200 || v.Recovery != nil {
+		t.Errorf("guest: %d, recovery %s, want none", code, v.Recovery)
+	}
+	n, ev = e.evidence(t, brokertest.Evidence{Volume: volB, KeyID: kid})
+	req = api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volB, KeyID: kid, Recovery: json.RawMessage(`{"type":"systemd-tpm2"}`)}}
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes", req, nil); code != 400 || ae.Code != "invalid_recovery" {
+		t.Errorf("malformed escrow: %d %+v, want 400 invalid_recovery", code, ae)
+	}
+}

@@ -50,6 +50,9 @@ type VolumeSpec struct {
 	// Measurements are accepted from operators only; for guests the broker
 	// records the verifier's measurements.
 	Measurements json.RawMessage `json:"measurements,omitempty"`
+	// Recovery is the volume's confidisk-recovery token (its recovery
+	// passphrase sealed to the operator's key), escrowed at registration.
+	Recovery json.RawMessage `json:"recovery,omitempty"`
 }
 
 // RegisterRequest is the body of POST /v1/volumes: a creation proof
@@ -71,7 +74,9 @@ type Volume struct {
 	UUID         string          `json:"uuid"`
 	KeyID        string          `json:"key_id"`
 	Measurements json.RawMessage `json:"measurements,omitempty"`
-	CreatedAt    time.Time       `json:"created_at"`
+	// Recovery is the escrowed recovery token; answered to operators only.
+	Recovery  json.RawMessage `json:"recovery,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
 }
 
 // VolumeList answers GET /v1/volumes (operators).

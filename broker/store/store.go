@@ -81,6 +81,10 @@ type Volume struct {
 	KeyID string `json:"key_id"`
 	// Measurements are the attested values at creation, opaque to the store.
 	Measurements json.RawMessage `json:"measurements,omitempty"`
+	// Recovery is the volume's recovery passphrase sealed to the operator's
+	// key (a confidisk-recovery token), escrowed by the guest at
+	// registration; opaque to the store, readable by the operator only.
+	Recovery json.RawMessage `json:"recovery,omitempty"`
 	// CreatedAt is when the broker recorded the creation (UTC).
 	CreatedAt time.Time `json:"created_at"`
 }

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS confidisk_volumes (
 	created_at   TIMESTAMPTZ NOT NULL,
 	epoch        BIGINT NOT NULL DEFAULT 0 CHECK (epoch >= 0)
 );
+ALTER TABLE confidisk_volumes ADD COLUMN IF NOT EXISTS recovery BYTEA;
 CREATE TABLE IF NOT EXISTS confidisk_keys (
 	uuid       TEXT PRIMARY KEY REFERENCES confidisk_volumes (uuid),
 	key_id     TEXT NOT NULL,
@@ -140,13 +141,16 @@ func (s *Store) PruneNonces(ctx context.Context, now time.Time) (int, error) {
 
 // RegisterVolume implements [store.Store].
 func (s *Store) RegisterVolume(ctx context.Context, v store.Volume) error {
-	var meas []byte
+	var meas, rec []byte
 	if v.Measurements != nil {
 		meas = v.Measurements
 	}
+	if v.Recovery != nil {
+		rec = v.Recovery
+	}
 	_, err := s.pool.Exec(ctx,
-		`INSERT INTO confidisk_volumes (uuid, key_id, measurements, created_at) VALUES ($1, $2, $3, $4)`,
-		v.UUID, v.KeyID, meas, v.CreatedAt.UTC().Truncate(time.Microsecond))
+		`INSERT INTO confidisk_volumes (uuid, key_id, measurements, recovery, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		v.UUID, v.KeyID, meas, rec, v.CreatedAt.UTC().Truncate(time.Microsecond))
 	if isUniqueViolation(err) {
 		err = store.ErrVolumeExists
 	}
@@ -158,12 +162,15 @@ func (s *Store) RegisterVolume(ctx context.Context, v store.Volume) error {
 
 func scanVolume(row pgx.Row) (store.Volume, error) {
 	var v store.Volume
-	var meas []byte
-	if err := row.Scan(&v.UUID, &v.KeyID, &meas, &v.CreatedAt); err != nil {
+	var meas, rec []byte
+	if err := row.Scan(&v.UUID, &v.KeyID, &meas, &rec, &v.CreatedAt); err != nil {
 		return store.Volume{}, err
 	}
 	if meas != nil {
 		v.Measurements = meas
+	}
+	if rec != nil {
+		v.Recovery = rec
 	}
 	v.CreatedAt = v.CreatedAt.UTC()
 	return v, nil
@@ -172,7 +179,7 @@ func scanVolume(row pgx.Row) (store.Volume, error) {
 // Volume implements [store.Store].
 func (s *Store) Volume(ctx context.Context, uuid string) (store.Volume, error) {
 	v, err := scanVolume(s.pool.QueryRow(ctx,
-		`SELECT uuid, key_id, measurements, created_at FROM confidisk_volumes WHERE uuid = $1`, uuid))
+		`SELECT uuid, key_id, measurements, recovery, created_at FROM confidisk_volumes WHERE uuid = $1`, uuid))
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrVolumeNotFound
 	}
@@ -185,7 +192,7 @@ func (s *Store) Volume(ctx context.Context, uuid string) (store.Volume, error) {
 // Volumes implements [store.Store].
 func (s *Store) Volumes(ctx context.Context) ([]store.Volume, error) {
 	rows, err := s.pool.Query(ctx,
-		`SELECT uuid, key_id, measurements, created_at FROM confidisk_volumes ORDER BY uuid COLLATE "C"`)
+		`SELECT uuid, key_id, measurements, recovery, created_at FROM confidisk_volumes ORDER BY uuid COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}

@@ -45,6 +45,7 @@ func volume(uuid string) store.Volume {
 		UUID:         uuid,
 		KeyID:        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		Measurements: json.RawMessage(`{"pcr15":"00ff","snp":{"measurement":"abcd"}}`),
+		Recovery:     json.RawMessage(`{"type":"confidisk-recovery","keyslots":["0"]}`),
 		CreatedAt:    t0,
 	}
 }
