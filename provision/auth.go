@@ -174,9 +174,10 @@ func authenticate(pt *ProvisionToken, h *luks2.Header, sb *integrity.Superblock,
 	return err
 }
 
-// verifyMetadata checks pt's MAC under vk, then its record against h and
-// sb (the superblock read from disk, nil for a volume without integrity).
-func verifyMetadata(pt *ProvisionToken, h *luks2.Header, sb *integrity.Superblock, vk []byte) error {
+// verifyMetadata checks pt's MAC under vk, then its record against h, and
+// then against the dm-integrity superblock readSB reads (at the segment
+// offset just verified; nil readSB for a volume without integrity).
+func verifyMetadata(pt *ProvisionToken, h *luks2.Header, readSB func() (*integrity.Superblock, error), vk []byte) error {
 	if pt.Version < tokenVersion {
 		return fmt.Errorf("%w: its provisioning record is version %d (from a confidisk before authenticated metadata); "+
 			"authenticate it from a rescue system with `confidisk state reconfigure DEVICE --key-file RECOVERY`", ErrUnauthenticated, pt.Version)
@@ -195,8 +196,18 @@ func verifyMetadata(pt *ProvisionToken, h *luks2.Header, sb *integrity.Superbloc
 	if !ok {
 		return ErrMetadataTampered
 	}
-	if pt.Metadata.HasIntegrity() && sb == nil {
+	if err := metamac.Compare(pt.Metadata.WithoutIntegrity(), metamac.Describe(h, nil)); err != nil {
+		return err
+	}
+	if !pt.Metadata.HasIntegrity() {
+		return nil
+	}
+	if readSB == nil {
 		return fmt.Errorf("%w: the volume was provisioned with a dm-integrity superblock, none was read", metamac.ErrChanged)
+	}
+	sb, err := readSB()
+	if err != nil {
+		return fmt.Errorf("%w: %w", metamac.ErrChanged, err)
 	}
 	return metamac.Compare(pt.Metadata, metamac.Describe(h, sb))
 }

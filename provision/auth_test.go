@@ -93,7 +93,7 @@ func TestVerifyMetadata(t *testing.T) {
 					h.Metadata.Tokens[id] = raw
 				}
 			}
-			err := verifyMetadata(reparse(t, h), h, sb, vk)
+			err := verifyMetadata(reparse(t, h), h, func() (*integrity.Superblock, error) { return sb, nil }, vk)
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Fatalf("untouched volume refused: %v", err)
@@ -105,12 +105,20 @@ func TestVerifyMetadata(t *testing.T) {
 			}
 		})
 	}
-	h, sb, _, pt := provisionedHeader(t)
-	if err := verifyMetadata(pt, h, sb, make([]byte, 96)); !errors.Is(err, ErrMetadataTampered) {
+	h, sb, vk, pt := provisionedHeader(t)
+	readSB := func() (*integrity.Superblock, error) { return sb, nil }
+	if err := verifyMetadata(pt, h, readSB, make([]byte, 96)); !errors.Is(err, ErrMetadataTampered) {
 		t.Errorf("another volume key: %v, want ErrMetadataTampered", err)
 	}
-	if err := verifyMetadata(pt, h, nil, make([]byte, 96)); err == nil {
+	if err := verifyMetadata(pt, h, nil, vk); err == nil {
 		t.Error("a missing superblock accepted")
+	}
+	// The offset moved: named as such, before the superblock (which is not
+	// at the new offset) is read.
+	h.Metadata.Segments[0].Offset += 1 << 20
+	failing := func() (*integrity.Superblock, error) { return nil, errors.New("no superblock there") }
+	if err := verifyMetadata(pt, h, failing, vk); !errors.Is(err, metamac.ErrChanged) || !strings.Contains(err.Error(), "offset") {
+		t.Errorf("offset moved: %v, want the offset named", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/recovery"
 )
 
 // ErrBrokerRefused means the broker refused this boot's evidence or
@@ -72,6 +73,18 @@ func CreationRecord(h *luks2.Header) (json.RawMessage, error) {
 	return nil, errors.New("the volume has no creation record (a confidisk-creation token)")
 }
 
+// recoveryToken is the volume's confidisk-recovery token, escrowed with the
+// broker at registration (nil without one).
+func recoveryToken(h *luks2.Header) json.RawMessage {
+	for _, raw := range h.Metadata.Tokens {
+		var th luks2.TokenHeader
+		if json.Unmarshal(raw, &th) == nil && th.Type == recovery.TokenType {
+			return raw
+		}
+	}
+	return nil
+}
+
 // checkRegisteredKey refuses a volume the broker knows under another key id.
 func (b *booter) checkRegisteredKey(ctx context.Context, uuid string) error {
 	v, err := b.broker.Volume(ctx, uuid)
@@ -111,7 +124,8 @@ func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
 		if err != nil {
 			return fmt.Errorf("register the volume with the broker: %w", err)
 		}
-		_, err = b.broker.Register(ctx, api.RegisterRequest{CreationRecord: rec, Volume: api.VolumeSpec{UUID: h.UUID, KeyID: b.res.KeyID}})
+		_, err = b.broker.Register(ctx, api.RegisterRequest{CreationRecord: rec,
+			Volume: api.VolumeSpec{UUID: h.UUID, KeyID: b.res.KeyID, Recovery: recoveryToken(h)}})
 		switch {
 		case client.IsCode(err, "volume_exists"):
 			// Registered since the epoch was read (the advance below

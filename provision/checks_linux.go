@@ -9,8 +9,8 @@ import (
 	"reflect"
 
 	"github.com/confidisk/confidisk/activate"
+	"github.com/confidisk/confidisk/integrity"
 	"github.com/confidisk/confidisk/luks2"
-	"github.com/confidisk/confidisk/luks2/metamac"
 	"github.com/confidisk/confidisk/recovery"
 	"github.com/confidisk/confidisk/tpm"
 )
@@ -45,11 +45,8 @@ func (b *booter) checkNotRewound(h *luks2.Header, pt *ProvisionToken) error {
 // dm-integrity superblock against it, and this boot's settings against the
 // provisioned ones. Settings this boot adds are recorded (the only write).
 func (b *booter) checkProvisioned(f *os.File, h *luks2.Header, pt *ProvisionToken, vk []byte) error {
-	sb, err := activate.IntegritySuperblock(b.state, h)
-	if err != nil {
-		return fmt.Errorf("%w: %w", metamac.ErrChanged, err)
-	}
-	if err := verifyMetadata(pt, h, sb, vk); err != nil {
+	readSB := func() (*integrity.Superblock, error) { return activate.IntegritySuperblock(b.state, h) }
+	if err := verifyMetadata(pt, h, readSB, vk); err != nil {
 		return err
 	}
 	if pt.RW != b.cfg.RW {

@@ -27,6 +27,11 @@ func superblockOf(devPath string, h *luks2.Header) (*integrity.Superblock, error
 	return activate.IntegritySuperblock(devPath, h)
 }
 
+// superblockReader reads it when verifyMetadata asks.
+func superblockReader(devPath string, h *luks2.Header) func() (*integrity.Superblock, error) {
+	return func() (*integrity.Superblock, error) { return activate.IntegritySuperblock(devPath, h) }
+}
+
 // VerifyMetadata checks the authenticated metadata of the unlocked volume
 // on devPath (header h, volume key vk) as the boot does.
 func VerifyMetadata(devPath string, h *luks2.Header, vk []byte) error {
@@ -34,11 +39,7 @@ func VerifyMetadata(devPath string, h *luks2.Header, vk []byte) error {
 	if err != nil {
 		return err
 	}
-	sb, err := superblockOf(devPath, h)
-	if err != nil {
-		return err
-	}
-	return verifyMetadata(pt, h, sb, vk)
+	return verifyMetadata(pt, h, superblockReader(devPath, h), vk)
 }
 
 // Reauthenticate recomputes the provisioning token's record and MAC after
@@ -80,14 +81,14 @@ func Reconfigure(devPath string, h *luks2.Header, vk []byte, r Reconfiguration) 
 	if err != nil {
 		return nil, err
 	}
+	if pt.Version >= tokenVersion {
+		if err := verifyMetadata(pt, h, superblockReader(devPath, h), vk); err != nil {
+			return nil, err
+		}
+	}
 	sb, err := superblockOf(devPath, h)
 	if err != nil {
 		return nil, err
-	}
-	if pt.Version >= tokenVersion {
-		if err := verifyMetadata(pt, h, sb, vk); err != nil {
-			return nil, err
-		}
 	}
 	s := Settings{Anchor: "tpm", PCRs: []int{7}, TEE: "none"}
 	if pt.Settings != nil {

@@ -28,9 +28,12 @@ func newBootCmd() *cobra.Command {
   2. on first boot (the partition labelled "state" is blank): format it as
      LUKS2 with integrity with a key from the kernel RNG, seal the key to the
      vTPM (policy: confidisk.tpm2-pcrs, plus PCR 15 at zero), store its
-     fixation digest in the vTPM, and show a recovery key;
-     on later boots: unseal, check the fixation digest (a swapped volume is
-     refused), open;
+     fixation digest in the vTPM, and seal a recovery passphrase to the
+     operator's recovery key (confidisk.recovery-key=; never printed);
+     on later boots: refuse a header below the floor (null/ECB ciphers, no
+     integrity), unseal, check the fixation digest (a swapped volume is
+     refused), verify the authenticated metadata and the provisioned
+     settings (a weaker command line is refused), open;
   3. check the volume's freshness epoch against its anchors (the vTPM counter
      and, with confidisk.broker=URL, the broker): an older copy is refused;
      advance it;

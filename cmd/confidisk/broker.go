@@ -15,6 +15,7 @@ import (
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/provision"
+	"github.com/confidisk/confidisk/recovery"
 )
 
 // brokerFlags say how to reach a broker.
@@ -93,6 +94,9 @@ works as it is. Endpoints marked "operator" need the operator certificate.`,
 		fmt.Fprintf(w, "volume %s\n  key id       %s\n  created      %s\n", v.UUID, v.KeyID, v.CreatedAt.Format("2006-01-02 15:04:05 MST"))
 		if len(v.Measurements) > 0 {
 			fmt.Fprintf(w, "  measurements %s\n", v.Measurements)
+		}
+		if len(v.Recovery) > 0 {
+			fmt.Fprintf(w, "  recovery     escrowed (confidisk broker recover %s --operator-key KEY)\n", v.UUID)
 		}
 	}
 	// showVolume prints a volume as text, or as JSON with --json.
@@ -236,6 +240,41 @@ and records the volume. Anyone may do this: the record proves itself.`,
 	for _, c := range []*cobra.Command{volume, volumes, epoch, registerCreation, register} {
 		c.Flags().BoolVar(&f.asJSON, "json", false, "print JSON")
 	}
-	cmd.AddCommand(health, volume, volumes, epoch, registerCreation, register, putKey)
+	var opKey, out string
+	recoverCmd := &cobra.Command{
+		Use:   "recover UUID --operator-key KEY",
+		Short: "Unwrap a volume's escrowed recovery passphrase (operator)",
+		Long: `First boot escrows the state volume's recovery token (its recovery passphrase
+sealed to the operator's X25519 key) with the broker. This fetches it with the
+operator certificate and unwraps it with the operator key, for when the token
+in the volume's header is gone. confidisk luks recover does the same from the
+header and also checks the passphrase against the keyslot.`,
+		Args: exactArgs(1),
+		RunE: run(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			priv, err := readOperatorKey(opKey)
+			if err != nil {
+				return err
+			}
+			v, err := c.Volume(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if len(v.Recovery) == 0 {
+				return fmt.Errorf("volume %s: the broker holds no recovery token (no operator recovery key at first boot, or not asked as an operator)", v.UUID)
+			}
+			tok, err := recovery.ParseToken(v.Recovery)
+			if err != nil {
+				return err
+			}
+			pass, err := tok.Unwrap(priv, v.UUID)
+			if err != nil {
+				return err
+			}
+			return writeSecret(cmd, out, pass, fmt.Sprintf("recovery passphrase of %s (keyslot %d)", v.UUID, tok.Keyslot))
+		}),
+	}
+	recoverCmd.Flags().StringVar(&opKey, "operator-key", "", "the operator's X25519 private key (PEM, PKCS #8)")
+	recoverCmd.Flags().StringVarP(&out, "out", "o", "", "write the passphrase to this new file (mode 0600) instead of standard output")
+	cmd.AddCommand(health, volume, volumes, epoch, registerCreation, register, putKey, recoverCmd)
 	return cmd
 }

@@ -144,6 +144,18 @@ func (r Record) HasIntegrity() bool {
 	return ok
 }
 
+// WithoutIntegrity is the record without the dm-integrity superblock's
+// fields: what a header alone is compared with.
+func (r Record) WithoutIntegrity() Record {
+	out := make(Record, len(r))
+	for k, v := range r {
+		if !strings.HasPrefix(k, "integrity.") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // ErrChanged means a header (or integrity superblock) differs from the
 // authenticated record.
 var ErrChanged = errors.New("the volume's metadata differs from what was authenticated at provisioning")
