@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,15 +24,20 @@ import (
 	"github.com/confidisk/confidisk/internal/labdisk"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/provision"
+	"github.com/confidisk/confidisk/recovery"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
 // bootDisk is the lab's boot disk (package labdisk) with the binary that
-// boots it.
+// boots it and the operator's recovery key pair.
 type bootDisk struct {
 	*labdisk.Disk
 	confidisk  string
 	appendArgs []string
+	// opKey and opPub are the operator's recovery private key (kept on the
+	// host) and public key (in the initrd), PEM files.
+	opKey, opPub string
 }
 
 // buildBootDisk makes the disk with a small ext4 root holding /etc/hello.
@@ -37,11 +45,46 @@ func buildBootDisk(t *testing.T) *bootDisk {
 	t.Helper()
 	bin := lab.ConfidiskBinary(t)
 	testutil.LookPath(t, "mkfs.ext4", "e2fsprogs")
-	d, err := labdisk.Build(t.TempDir(), bin, map[string]string{"etc/hello": "hello from the verity root\n"})
+	dir := t.TempDir()
+	d, err := labdisk.Build(dir, bin, map[string]string{"etc/hello": "hello from the verity root\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bootDisk{Disk: d, confidisk: bin, appendArgs: d.Cmdline()}
+	op, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, pub, err := recovery.MarshalKeys(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd := &bootDisk{Disk: d, confidisk: bin, appendArgs: d.Cmdline(), opKey: filepath.Join(dir, "recovery.key"), opPub: filepath.Join(dir, "recovery.pub")}
+	if err := errors.Join(os.WriteFile(bd.opKey, priv, 0o600), os.WriteFile(bd.opPub, pub, 0o644)); err != nil {
+		t.Fatal(err)
+	}
+	return bd
+}
+
+// files are the initrd files of a boot of d: the binary and the operator's
+// recovery public key where the boot looks for it.
+func (d *bootDisk) files() map[string]string {
+	return map[string]string{"/bin/confidisk": d.confidisk, provision.DefaultRecoveryKey: d.opPub}
+}
+
+// recoverPassphrase is what the operator does: `confidisk luks recover` with
+// the operator key on a copy of the state partition. It returns the
+// volume's recovery passphrase.
+func (d *bootDisk) recoverPassphrase(t *testing.T) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "state.img")
+	if err := os.WriteFile(img, d.stateBytes(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(d.confidisk, "luks", "recover", img, "--operator-key", d.opKey).Output()
+	if err != nil {
+		t.Fatalf("confidisk luks recover: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // bootScript runs `confidisk boot` (stopping at $LAB_CUT when the lab cuts
@@ -86,8 +129,6 @@ func (d *bootDisk) stateBytes(t *testing.T) []byte {
 	return b
 }
 
-var recoveryLine = regexp.MustCompile(`RECOVERY KEY for state volume ([0-9a-f-]{36}): ([a-z-]+)`)
-
 func field(t *testing.T, res *lab.BootResult, name string) map[string]any {
 	t.Helper()
 	for _, r := range res.Results {
@@ -110,7 +151,7 @@ func field(t *testing.T, res *lab.BootResult, name string) map[string]any {
 func TestLabBoot(t *testing.T) {
 	d := buildBootDisk(t)
 	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
-	files := map[string]string{"/bin/confidisk": d.confidisk}
+	files := d.files()
 	tools := []string{"mkfs.ext4"}
 
 	res := lab.RunScenario(t, lab.Scenario{
@@ -128,12 +169,21 @@ check umount umount /sysroot
 	if out["FirstBoot"] != true {
 		t.Errorf("first boot not reported as such: %v", out)
 	}
+	uuid, _ := out["VolumeUUID"].(string)
+	// recovery-not-on-console: the console (the host's) holds no recovery
+	// passphrase; the operator gets it with the operator key.
+	start := time.Now()
+	recovery := d.recoverPassphrase(t)
 	console, _ := os.ReadFile(res.ConsoleLog)
-	mrec := recoveryLine.FindSubmatch(console)
-	if mrec == nil {
-		t.Fatal("no recovery key on the console")
+	leaked := len(recovery) < 20 || bytes.Contains(console, []byte(recovery)) || bytes.Contains(console, []byte("RECOVERY KEY")) ||
+		bytes.Contains(bytes.ReplaceAll(console, []byte("-"), nil), []byte(strings.ReplaceAll(recovery, "-", "")))
+	fmt.Printf("LAB recovery-not-on-console %s %.1fs\n", map[bool]string{false: "PASS", true: "FAIL"}[leaked], time.Since(start).Seconds())
+	if leaked {
+		t.Errorf("the recovery passphrase (%d characters) is on the console, or no passphrase was recovered", len(recovery))
 	}
-	uuid, recovery := string(mrec[1]), string(mrec[2])
+	if !bytes.Contains(console, []byte("sealed to the operator recovery key")) {
+		t.Error("first boot did not say where the recovery passphrase went")
+	}
 	var pcr7 []byte // what the firmware measured: the host can predict it
 	for _, r := range res.Results {
 		if m := regexp.MustCompile(`"7":"([0-9a-f]{64})"`).FindStringSubmatch(r.Detail); r.Name == "pcr7" && m != nil {
@@ -236,7 +286,7 @@ printf 'not the volume key' > /k
 check extend-pcr15 confidisk tpm measure-volume --key-file /k --name other --uuid 00000000-0000-0000-0000-000000000000
 `, "boot succeeded with a changed policy PCR", `
 check clear-message grep -q 'unseal\|policy' /tmp/boot.log
-check recovery-path grep -q 'recovery key' /tmp/boot.log
+check recovery-path grep -q 'luks recover' /tmp/boot.log
 check state-not-mapped sh -c '! test -e /dev/mapper/state'
 `),
 		Expect: []string{"extend-pcr15", "refused", "clear-message", "recovery-path", "state-not-mapped"},
@@ -295,7 +345,7 @@ func TestLabPowerCut(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := lab.TestMachine(t, lab.Disk{Path: disk})
-			files := map[string]string{"/bin/confidisk": d.confidisk}
+			files := d.files()
 			lab.RunScenario(t, lab.Scenario{
 				Name: "power-cut-" + tc.point + "-boot-1", Machine: m, Files: files, Tools: []string{"mkfs.ext4"},
 				Append: d.appendArgs, CutAt: tc.point, Script: bootScript(""),
@@ -327,7 +377,7 @@ check rw-root sh -c 'echo after-cut > /sysroot/etc/after-cut && sync && test "$(
 func TestLabBootCopyMode(t *testing.T) {
 	d := buildBootDisk(t)
 	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
-	files := map[string]string{"/bin/confidisk": d.confidisk}
+	files := d.files()
 	tools := []string{"mkfs.ext4"}
 	// A full tag initialisation, so that every sector of the volume reads
 	// back before the tampering (checked) and only the flipped one fails after.
@@ -405,7 +455,7 @@ func TestLabBootRefusesBadInput(t *testing.T) {
 	before, _ := os.ReadFile(d.Path)
 	lab.RunScenario(t, lab.Scenario{
 		Name: "boot-bad-input", Disks: []lab.Disk{{Path: d.Path}},
-		Files: map[string]string{"/bin/confidisk": d.confidisk}, Tools: []string{"mkfs.ext4"}, Append: d.appendArgs,
+		Files: d.files(), Tools: []string{"mkfs.ext4"}, Append: d.appendArgs,
 		Script: `
 mkdir -p /run/log/systemd
 echo "console=ttyS0 confidisk.switch-root=0" > /tmp/no-roothash
@@ -413,9 +463,12 @@ if confidisk boot --cmdline /tmp/no-roothash 2>/tmp/a.log; then result no-rootha
 check names-missing-roothash grep -q 'no roothash=' /tmp/a.log
 if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/b.log; then result foreign-state fail accepted; else result foreign-state ok "$(tail -1 /tmp/b.log)"; fi
 check names-what-it-found grep -q 'holds ext2/3/4' /tmp/b.log
-check nothing-mapped sh -c '! test -e /dev/mapper/state'
+check nothing-mapped sh -c '! test -e /dev/mapper/state && ! test -e /dev/mapper/root && ! grep -q /run/confidisk /proc/mounts'
+echo "console=ttyS0 confidisk.switch-root=0 confidisk.device-timeout=2 roothash=$(printf '%064d' 0)" > /tmp/no-disk
+if confidisk boot --cmdline /tmp/no-disk 2>/tmp/c.log; then result no-disk fail accepted; else result no-disk ok "$(tail -1 /tmp/c.log)"; fi
+check waits-bounded grep -q 'waited 2s for the root, root verity and state partitions' /tmp/c.log
 `,
-		Expect: []string{"no-roothash", "names-missing-roothash", "foreign-state", "names-what-it-found", "nothing-mapped"},
+		Expect: []string{"no-roothash", "names-missing-roothash", "foreign-state", "names-what-it-found", "nothing-mapped", "no-disk", "waits-bounded"},
 	})
 	if after, _ := os.ReadFile(d.Path); !bytes.Equal(before, after) {
 		t.Error("a refused boot changed the disk")

@@ -107,6 +107,8 @@ type booter struct {
 	want, record *Settings
 	// recoveryPub is the operator's recovery public key (nil for none).
 	recoveryPub *ecdh.PublicKey
+	// undo is what a failed boot removes: its mappings and mounts.
+	undo cleanup
 }
 
 func (b *booter) logf(format string, args ...any) {
@@ -123,15 +125,24 @@ func (b *booter) point(p string) {
 
 // Boot runs the boot flow: verity root, state volume (provisioned on first
 // boot), PCR 15, read-write root. It never reformats a provisioned volume:
-// when unlocking fails it returns an error that says how to recover.
-func Boot(ctx context.Context, o Options) (*Result, error) {
+// when unlocking fails it returns an error that says how to recover. A
+// failed boot leaves nothing mapped or mounted.
+func Boot(ctx context.Context, o Options) (res *Result, err error) {
 	cfg := o.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	b := &booter{o: o, cfg: cfg, res: &Result{Root: cfg.Root}}
-	lay, err := Discover(cfg)
-	if err != nil {
+	defer func() {
+		if err != nil {
+			b.undo.run(b.logf)
+		}
+	}()
+	var lay *Layout
+	if err := b.waitFor(ctx, "the root, root verity and state partitions", func() (err error) {
+		lay, err = Discover(cfg)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	b.res.Layout = lay
@@ -143,41 +154,9 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	if err := b.verityRoot(lay); err != nil {
 		return nil, err
 	}
-	b.tpm = o.TPM
-	if b.tpm == nil {
-		dev, err := tpm.ParseDevice(cfg.TPM)
-		if err != nil {
-			return nil, err
-		}
-		tc, err := tpm.Open(dev)
-		if err != nil {
-			return nil, fmt.Errorf("open the vTPM %s: %w", cfg.TPM, err)
-		}
-		defer tc.Close()
-		b.tpm = tc
-	}
-	if cfg.Broker != "" {
-		tc, err := client.TLSConfig(cfg.BrokerCA, "", "")
-		if err != nil {
-			return nil, fmt.Errorf("broker %s: %w", cfg.Broker, err)
-		}
-		if b.broker, err = client.New(cfg.Broker, client.Options{TLS: tc}); err != nil {
-			return nil, err
-		}
-		defer b.broker.Close()
-	}
-	teeMode := resolveTEE(cfg.TEE)
-	if b.tee = o.TEE; b.tee == nil {
-		if b.tee, err = openTEE(teeMode); err != nil {
-			return nil, fmt.Errorf("confidisk.tee=%s: %w", cfg.TEE, err)
-		}
-	} else if teeMode == "none" {
-		teeMode = "injected"
-	}
-	if b.want, err = settingsOf(&cfg, teeMode); err != nil {
-		return nil, err
-	}
-	if b.recoveryPub, err = loadRecoveryKey(&cfg); err != nil {
+	closeAll, err := b.connect(ctx)
+	defer closeAll()
+	if err != nil {
 		return nil, err
 	}
 	b.state = lay.State
@@ -186,17 +165,68 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	if err := b.opened(ctx, lay.State, h, vk); err != nil {
-		// Nothing may use a volume that failed its checks.
-		if rerr := b.dm.Remove(StateName); rerr != nil {
-			b.logf("remove %s: %v", StateName, rerr)
-		}
-		return nil, err
+		return nil, err // nothing may use a volume that failed its checks
 	}
 	if err := b.mountRoot(); err != nil {
 		return nil, err
 	}
 	b.point("mounted")
 	return b.res, nil
+}
+
+// connect opens what the boot talks to — the vTPM (waiting for its device),
+// the broker, the TEE — and reads the settings and the recovery key; the
+// returned function closes them.
+func (b *booter) connect(ctx context.Context) (func(), error) {
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	cfg := &b.cfg
+	b.tpm = b.o.TPM
+	if b.tpm == nil {
+		dev, err := tpm.ParseDevice(cfg.TPM)
+		if err != nil {
+			return closeAll, err
+		}
+		if dev.Path != "" {
+			if err := b.waitFor(ctx, "the TPM "+dev.Path, deviceExists(dev.Path)); err != nil {
+				return closeAll, err
+			}
+		}
+		tc, err := tpm.Open(dev)
+		if err != nil {
+			return closeAll, fmt.Errorf("open the vTPM %s: %w", cfg.TPM, err)
+		}
+		closers = append(closers, tc.Close)
+		b.tpm = tc
+	}
+	if cfg.Broker != "" {
+		tc, err := client.TLSConfig(cfg.BrokerCA, "", "")
+		if err != nil {
+			return closeAll, fmt.Errorf("broker %s: %w", cfg.Broker, err)
+		}
+		if b.broker, err = client.New(cfg.Broker, client.Options{TLS: tc}); err != nil {
+			return closeAll, err
+		}
+		closers = append(closers, func() error { b.broker.Close(); return nil })
+	}
+	teeMode := resolveTEE(cfg.TEE)
+	var err error
+	if b.tee = b.o.TEE; b.tee == nil {
+		if b.tee, err = openTEE(teeMode); err != nil {
+			return closeAll, fmt.Errorf("confidisk.tee=%s: %w", cfg.TEE, err)
+		}
+	} else if teeMode == "none" {
+		teeMode = "injected"
+	}
+	if b.want, err = settingsOf(cfg, teeMode); err != nil {
+		return closeAll, err
+	}
+	b.recoveryPub, err = loadRecoveryKey(cfg)
+	return closeAll, err
 }
 
 // opened runs what follows the activation of the state volume: the PCR 15
@@ -356,6 +386,7 @@ func (b *booter) verityRoot(lay *Layout) error {
 	if err != nil {
 		return fmt.Errorf("verity root: %w", err)
 	}
+	b.undo.add(func() error { return b.dm.Remove(VerityName) })
 	fstype, err := fsType(path)
 	if err != nil {
 		return err
@@ -366,6 +397,7 @@ func (b *booter) verityRoot(lay *Layout) error {
 	if err := unix.Mount(path, lowerDir, fstype, unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("mount the verity root (%s) at %s: %w", fstype, lowerDir, err)
 	}
+	b.undo.add(func() error { return unix.Unmount(lowerDir, 0) })
 	b.logf("verity root %s mounted read-only (%s)", path, fstype)
 	return nil
 }
@@ -460,11 +492,20 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
 	b.res.Freshness = fr
-	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
-		return nil, nil, fmt.Errorf("open the state volume: %w", err)
+	if err := b.openState(dev, h, vk); err != nil {
+		return nil, nil, err
 	}
 	b.logf("state volume %s unlocked (volume key id %s…)", h.UUID, keyID[:16])
 	return h, vk, nil
+}
+
+// openState maps the state volume (and unmaps it if the boot fails later).
+func (b *booter) openState(dev string, h *luks2.Header, vk []byte) error {
+	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
+		return fmt.Errorf("open the state volume: %w", err)
+	}
+	b.undo.add(func() error { return activate.CloseLUKS(b.dm, StateName, true) })
+	return nil
 }
 
 // recoveryKey returns a random recovery passphrase in systemd's recovery key
@@ -588,8 +629,8 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, err
 	}
 	b.res.KeyID = tpm.FixateValue(vk, StateName, h.UUID)
-	if _, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{}); err != nil {
-		return nil, nil, fmt.Errorf("open the state volume: %w", err)
+	if err := b.openState(dev, h, vk); err != nil {
+		return nil, nil, err
 	}
 	return h, vk, nil
 }
@@ -702,6 +743,7 @@ func (b *booter) mountRoot() error {
 	if err := unix.Mount("/dev/mapper/"+StateName, stateDir, "ext4", 0, ""); err != nil {
 		return fmt.Errorf("mount the state volume: %w", err)
 	}
+	b.undo.add(func() error { return unix.Unmount(stateDir, 0) })
 	switch b.cfg.RW {
 	case RWOverlay:
 		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/overlay/upper,workdir=%s/overlay/work", lowerDir, stateDir, stateDir)

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // RWMode is how the read-write root is made.
@@ -100,6 +101,10 @@ type Config struct {
 	// confidential VM, so this is for test machines only, and it is taken
 	// from the config file in the initrd, never from the command line.
 	RecoveryConsole bool
+	// DeviceTimeout bounds how long the boot waits for its partitions and
+	// the TPM device to appear (confidisk.device-timeout=SECONDS, default
+	// 30), as devices show up late in a real initrd.
+	DeviceTimeout time.Duration
 }
 
 // DefaultRecoveryKey is where the boot looks for the operator's recovery
@@ -124,7 +129,7 @@ func DefaultConfig() Config {
 	return Config{
 		RW: RWOverlay, StateLabel: "state", PCRs: []int{7}, TPM: "/dev/tpmrm0",
 		Integrity: "hmac-sha256", FastInit: true, Root: "/sysroot", Init: "/sbin/init", SwitchRoot: true,
-		BrokerCA: "/etc/confidisk/broker.pem",
+		BrokerCA: "/etc/confidisk/broker.pem", DeviceTimeout: 30 * time.Second,
 	}
 }
 
@@ -229,6 +234,12 @@ func (c *Config) set(key, value string, fromCmdline bool) error {
 		default:
 			return bad("want tpm, broker or tpm+broker")
 		}
+	case k == "device-timeout" && key != k:
+		n, err := strconv.ParseUint(value, 10, 16)
+		if err != nil {
+			return bad("want whole seconds (0 to 65535)")
+		}
+		c.DeviceTimeout = time.Duration(n) * time.Second
 	case k == "recovery-key" && key != k:
 		if !strings.HasPrefix(value, "/") {
 			return bad("want an absolute path")
