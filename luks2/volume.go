@@ -504,9 +504,10 @@ func (h *Header) freeArea(size uint64) (uint64, error) {
 
 // KillKeyslot removes keyslot slot: its area on dev is overwritten with
 // random bytes and it is dropped from the digests and tokens. The caller
-// writes the header afterwards ([Header.Write] makes the wipe durable
-// first, cryptsetup's order: an interruption leaves the old header naming a
-// wiped keyslot, never the key material of a removed one). Removing the last keyslot is refused unless
+// writes the header afterwards; [Header.Write] makes the wipe durable
+// first (cryptsetup's order), so no header drops a keyslot whose key
+// material is still on the disk, and an interruption in between leaves the
+// old header naming a wiped keyslot. Removing the last keyslot is refused unless
 // force is set (the volume could not be opened again).
 func (h *Header) KillKeyslot(dev io.WriterAt, slot int, force bool) error {
 	m := h.Metadata
