@@ -110,7 +110,10 @@ func TestCommandsRefuseBeforeWriting(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, dir)
-			_, _, err := runIn(t, "", tc.args...)
+			_, errOut, err := runIn(t, "", tc.args...)
+			if strings.Contains(errOut, "repaired") {
+				t.Errorf("a refused command claims a repair: %q", errOut)
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
