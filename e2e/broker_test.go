@@ -88,7 +88,7 @@ func TestLabRollbackTPMAndDisk(t *testing.T) {
 	d := buildBootDisk(t)
 	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
 	m.UserNet = true
-	files := map[string]string{"/bin/confidisk": d.confidisk}
+	files := d.files()
 	tools := []string{"mkfs.ext4"}
 	b := startLabBroker(t, firmwarePCR7(t, m, files))
 	for k, v := range b.files {

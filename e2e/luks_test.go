@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/luks2"
 )
 
 // luksPreamble defines helpers for the LUKS scenarios.
@@ -33,9 +37,10 @@ func TestLabLUKSInterop(t *testing.T) {
 	bin := lab.ConfidiskBinary(t)
 	testutil.LookPath(t, "cryptsetup", "cryptsetup-bin")
 	testutil.LookPath(t, "dmsetup", "dmsetup")
+	tweaked := ivTweakedVolume(t)
 	lab.RunScenario(t, lab.Scenario{
 		Name:  "luks-interop",
-		Disks: []lab.Disk{{Size: 48 << 20}, {Size: 48 << 20}, {Size: 48 << 20}, {Size: 48 << 20}},
+		Disks: []lab.Disk{{Size: 48 << 20}, {Size: 48 << 20}, {Size: 48 << 20}, {Size: 48 << 20}, {Path: tweaked}},
 		Files: map[string]string{"/bin/confidisk": bin},
 		Tools: []string{"cryptsetup", "dmsetup", "blockdev"},
 		Script: luksPreamble + `
@@ -84,10 +89,57 @@ ours_tables=$(tables p)
 [ -n "$ours_tables" ] && [ "$ours_tables" = "$theirs_tables" ] && result same-tables-plain ok "$ours_tables" || result same-tables-plain fail "cryptsetup: $theirs_tables / confidisk: $ours_tables"
 check ours-close-plain confidisk luks close p
 check wrong-passphrase-refused sh -c 'printf nope > /bad; ! /bin/confidisk luks open --key-file /bad /dev/vdd p && test "$(ls /dev/mapper)" = control'
+
+# 5. A cryptsetup volume whose segment has iv_tweak 2048: cryptsetup writes,
+#    confidisk reads the same bytes (both use it as dm-crypt's iv_offset).
+check theirs-open-tweak cryptsetup open --key-file /key /dev/vde tw
+sum=$(pattern /dev/mapper/tw) && result theirs-write-tweak ok "$sum" || result theirs-write-tweak fail "$sum"
+theirs_tables=$(tables tw)
+check theirs-close-tweak cryptsetup close tw
+check ours-open-tweak confidisk luks open --key-file /key /dev/vde tw
+got=$(readsum /dev/mapper/tw)
+[ "$got" = "$sum" ] && result iv-tweak-read ok "$got" || result iv-tweak-read fail "want $sum got $got"
+ours_tables=$(tables tw)
+case "$ours_tables" in *" 2048 /dev/"*) [ "$ours_tables" = "$theirs_tables" ] && result same-tables-tweak ok "$ours_tables" || result same-tables-tweak fail "cryptsetup: $theirs_tables / confidisk: $ours_tables" ;;
+  *) result same-tables-tweak fail "no iv_offset 2048: $ours_tables" ;; esac
+check ours-close-tweak confidisk luks close tw
 `,
-		Expect:  []string{"ours-read-theirs", "same-tables-hmac", "theirs-read-ours", "same-tables-aead", "zeros-after-wipe", "same-tables-plain", "nothing-left", "wrong-passphrase-refused"},
+		Expect: []string{"ours-read-theirs", "same-tables-hmac", "theirs-read-ours", "same-tables-aead", "zeros-after-wipe", "same-tables-plain", "nothing-left", "wrong-passphrase-refused",
+			"iv-tweak-read", "same-tables-tweak"},
 		Timeout: 15 * time.Minute,
 	})
+}
+
+// ivTweakedVolume is a 48 MiB image formatted by cryptsetup (no integrity,
+// so the host's cryptsetup can do it without device-mapper) whose segment's
+// iv_tweak is then set to 2048, as reencryption leaves it.
+func ivTweakedVolume(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	img, key := filepath.Join(dir, "tweak.img"), filepath.Join(dir, "key")
+	os.WriteFile(key, []byte("correct horse battery staple"), 0o600)
+	if err := os.WriteFile(img, nil, 0o600); err != nil || os.Truncate(img, 48<<20) != nil {
+		t.Fatal(err)
+	}
+	cs := testutil.LookPath(t, "cryptsetup", "cryptsetup-bin")
+	if out, err := exec.Command(cs, "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+		"--key-file", key, img).CombinedOutput(); err != nil {
+		t.Fatalf("cryptsetup luksFormat: %v: %s", err, out)
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, _, err := luks2.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Metadata.Segments[0].IVTweak = 2048
+	if err := h.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 // TestLabLUKSTamper: one flipped ciphertext byte in a volume with integrity

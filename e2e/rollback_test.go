@@ -14,7 +14,7 @@ import (
 func TestLabRollbackTPM(t *testing.T) {
 	d := buildBootDisk(t)
 	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
-	files := map[string]string{"/bin/confidisk": d.confidisk}
+	files := d.files()
 	tools := []string{"mkfs.ext4"}
 	write := func(name, value string) lab.Scenario {
 		return lab.Scenario{
@@ -57,7 +57,7 @@ check state-not-mapped sh -c '! test -e /dev/mapper/state'
 func TestLabRollbackCrash(t *testing.T) {
 	d := buildBootDisk(t)
 	m := lab.TestMachine(t, lab.Disk{Path: d.Path})
-	files := map[string]string{"/bin/confidisk": d.confidisk}
+	files := d.files()
 	tools := []string{"mkfs.ext4"}
 	lab.RunScenario(t, lab.Scenario{Name: "rollback-crash-boot-1", Machine: m, Files: files, Tools: tools, Append: d.appendArgs,
 		Script: bootScript(""), Expect: []string{"boot"}})

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +20,9 @@ import (
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/labdisk"
+	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/provision"
+	"github.com/confidisk/confidisk/recovery"
 )
 
 const bootScript = `
@@ -91,7 +98,11 @@ func runBoot(bin string) error {
 		return err
 	}
 	m.UserNet = true
-	files := map[string]string{"/bin/confidisk": bin}
+	opKey, opPub, err := operatorKeys(dir)
+	if err != nil {
+		return err
+	}
+	files := map[string]string{"/bin/confidisk": bin, provision.DefaultRecoveryKey: opPub}
 	var brokerArgs []string
 	boot := func(title, checks string) (*lab.BootResult, error) {
 		fmt.Printf("\n  ── %s ──\n", title)
@@ -139,6 +150,9 @@ umount /sysroot
 	mm := regexp.MustCompile(`"7":"([0-9a-f]{64})"`).FindSubmatch(console)
 	if mm == nil {
 		return fmt.Errorf("no PCR 7 value on the console")
+	}
+	if err := showRecovery(bin, d, opKey, console); err != nil {
+		return err
 	}
 	pcr7, _ := hex.DecodeString(string(mm[1]))
 
@@ -199,6 +213,23 @@ umount /sysroot
 	fmt.Println("\n  The restored vTPM agreed with the old copy (its counter went back too), but")
 	fmt.Println("  the broker's epoch did not: the old secret was never handed out.")
 
+	fmt.Println("\n  ── the host rewrites the header: segment 0 becomes cipher_null, no integrity ──")
+	fmt.Println("  LUKS2 metadata carries no authentication (CVE-2025-59054): the keyslots still")
+	fmt.Println("  give the right key, and a guest that trusted the segment would write plaintext.")
+	if err := rewriteCipherNull(d); err != nil {
+		return err
+	}
+	res, err = boot("fifth boot: the rewritten header", "")
+	if err != nil {
+		return err
+	}
+	if !refused(res) {
+		return fmt.Errorf("UNEXPECTED: the guest accepted the rewritten header")
+	}
+	fmt.Println("\n  Refused before anything was unlocked, mapped or written: below the security")
+	fmt.Println("  floor. A subtler change (offset, sector size, IV tweak) is caught by the MAC the")
+	fmt.Println("  guest keeps over its metadata, under a key derived from the volume key.")
+
 	fmt.Println("\n  ── the host swaps the state volume ──")
 	fmt.Println("  The host formats the state partition itself (so it knows the key), marks it")
 	fmt.Println("  provisioned, and adds a systemd-tpm2 keyslot that this vTPM unseals — which")
@@ -213,7 +244,7 @@ umount /sysroot
 	if err != nil {
 		return err
 	}
-	res, err = boot("fifth boot: the swapped volume", "")
+	res, err = boot("sixth boot: the swapped volume", "")
 	if err != nil {
 		return err
 	}
@@ -223,4 +254,57 @@ umount /sysroot
 	fmt.Println("\n  The vTPM unsealed the host's keyslot, but the volume's key does not match the")
 	fmt.Println("  fixation digest this guest stored in the vTPM at first boot: refused.")
 	return nil
+}
+
+// operatorKeys makes the operator's recovery key pair in dir: the private
+// key stays on the host, the public key goes into the initrd.
+func operatorKeys(dir string) (priv, pub string, err error) {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	privPEM, pubPEM, err := recovery.MarshalKeys(k)
+	if err != nil {
+		return "", "", err
+	}
+	priv, pub = filepath.Join(dir, "recovery.key"), filepath.Join(dir, "recovery.pub")
+	return priv, pub, errors.Join(os.WriteFile(priv, privPEM, 0o600), os.WriteFile(pub, pubPEM, 0o644))
+}
+
+// showRecovery: nothing secret reached the console; the operator unwraps
+// the recovery passphrase from the header with the operator key.
+func showRecovery(bin string, d *labdisk.Disk, opKey string, console []byte) error {
+	fmt.Println("\n  The guest printed no recovery key: the host reads a confidential VM's console.")
+	fmt.Println("  It sealed the recovery passphrase to the operator's key instead; the operator")
+	fmt.Println("  unwraps it from a copy of the header:")
+	state := filepath.Join(filepath.Dir(opKey), "state-copy.img")
+	b := make([]byte, d.State.Size)
+	if _, err := d.StateDevice().ReadAt(b, 0); err != nil {
+		return err
+	}
+	if err := os.WriteFile(state, b, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(state)
+	out, err := exec.Command(bin, "luks", "recover", state, "--operator-key", opKey).Output()
+	if err != nil {
+		return fmt.Errorf("confidisk luks recover: %w", err)
+	}
+	pass := strings.TrimSpace(string(out))
+	if pass == "" || strings.Contains(string(console), pass) {
+		return fmt.Errorf("UNEXPECTED: the recovery passphrase is on the console")
+	}
+	fmt.Printf("  $ confidisk luks recover state.img --operator-key recovery.key\n  %.9s… (%d characters; it opens keyslot 0, and is on no console)\n", pass, len(pass))
+	return nil
+}
+
+// rewriteCipherNull is the host's header rewrite of CVE-2025-59054.
+func rewriteCipherNull(d *labdisk.Disk) error {
+	dev := d.StateDevice()
+	h, _, err := luks2.Read(dev)
+	if err != nil {
+		return err
+	}
+	h.Metadata.Segments[0].Encryption, h.Metadata.Segments[0].Integrity = "cipher_null-ecb", nil
+	return h.Write(dev)
 }
