@@ -22,6 +22,7 @@ declare -A need=(
   [systemd-cryptenroll]=systemd
   [sfdisk]=fdisk
   [cpio]=cpio
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!need[@]}"; do
