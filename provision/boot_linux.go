@@ -21,6 +21,7 @@ import (
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/dm"
+	"github.com/confidisk/confidisk/enroll"
 	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/integrity"
 	"github.com/confidisk/confidisk/luks2"
@@ -465,7 +466,7 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	if err := checkFloor(h, &b.cfg); err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
-	vk, _, err := tpm.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{})
+	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{})
 	if err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("unlock the state volume with the vTPM: %w", err))
 	}
@@ -611,7 +612,7 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	// so a header with a systemd-tpm2 token is always at StepSealed or
 	// later (checkNotRewound relies on it).
 	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
-	if _, _, err := tpm.AddEnrollment(b.tpm, f, h, vk, tpm.EnrollOptions{
+	if _, _, err := enroll.AddEnrollment(b.tpm, f, h, vk, enroll.EnrollOptions{
 		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
 		Keyslot:     -1, TokenID: -1,
 	}); err != nil {

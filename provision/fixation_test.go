@@ -16,8 +16,14 @@ func TestFixationAgainstSWTPM(t *testing.T) {
 	if err := CheckFixation(tp, good); !errors.Is(err, ErrNoFixation) {
 		t.Fatalf("before provisioning: %v, want ErrNoFixation", err)
 	}
+	if stored, err := FixationStored(tp); err != nil || stored {
+		t.Fatalf("FixationStored before provisioning = %v, %v", stored, err)
+	}
 	if err := WriteFixation(tp, []byte(strings.Repeat("\xab", 32))); err != nil {
 		t.Fatal(err)
+	}
+	if stored, err := FixationStored(tp); err != nil || !stored {
+		t.Fatalf("FixationStored after provisioning = %v, %v", stored, err)
 	}
 	if err := CheckFixation(tp, good); err != nil {
 		t.Errorf("matching digest: %v", err)

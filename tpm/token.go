@@ -2,19 +2,11 @@ package tpm
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"slices"
 	"strconv"
-
-	"github.com/google/go-tpm/tpm2/transport"
-
-	"github.com/confidisk/confidisk/luks2"
 )
 
 // TokenType is the LUKS2 token type of systemd's TPM2 enrollment.
@@ -136,7 +128,7 @@ func ParseToken(b []byte) (*Token, error) {
 	}
 	tk := &Token{}
 	ks, err := strconv.Atoi(slots[0])
-	if err != nil || ks < 0 || ks >= luks2.MaxObjects {
+	if err != nil || ks < 0 || ks >= maxKeyslots {
 		return nil, fmt.Errorf("%w: token keyslot %q is not a keyslot number", ErrBadBlob, slots[0])
 	}
 	tk.Keyslot = ks
@@ -269,135 +261,11 @@ func NewToken(s *Sealed, keyslot int) *Token {
 	return tk
 }
 
-// Volume is what enrollment reads and writes: a LUKS2 device or image
-// (Sync lets the header write make each copy durable).
-type Volume interface {
-	io.ReaderAt
-	io.WriterAt
-	Sync() error
-}
+// maxKeyslots is the number of keyslots a LUKS2 header holds (LUKS2 on-disk
+// format, section 3.2; cryptsetup's LUKS2_KEYSLOTS_MAX).
+const maxKeyslots = 32
 
-// EnrollOptions tune [Enroll].
-type EnrollOptions struct {
-	SealOptions
-	// SaltPIN salts the PIN with 32 random bytes (tpm2_salt), as systemd ≥
-	// 254 does; off, the token also unlocks with systemd 252/253.
-	SaltPIN bool
-	// Keyslot for the new passphrase (-1: the lowest free one).
-	Keyslot int
-	// TokenID for the token (-1: the lowest free one).
-	TokenID int
-}
-
-// minimalKDF is the keyslot KDF systemd uses for high-entropy TPM
-// passphrases (cryptsetup-util.c cryptsetup_set_minimal_pbkdf): PBKDF2
-// with SHA-512 and 1000 iterations.
-var minimalKDF = luks2.KDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}
-
-// Enroll does what systemd-cryptenroll --tpm2-device does
-// (cryptenroll-tpm2.c enroll_tpm2): it seals 32 random bytes, adds a
-// keyslot for vk whose passphrase is their base64 with the minimal KDF,
-// adds the systemd-tpm2 token and writes the header. It returns the
-// keyslot and token id.
-func Enroll(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOptions) (keyslot, tokenID int, err error) {
-	if keyslot, tokenID, err = AddEnrollment(t, vol, h, vk, o); err != nil {
-		return -1, -1, err
-	}
-	if err := h.Write(vol); err != nil {
-		return -1, -1, fmt.Errorf("enroll: write header: %w", err)
-	}
-	return keyslot, tokenID, nil
-}
-
-// AddEnrollment is [Enroll] without the header write: the keyslot area is
-// written to vol and h gains the keyslot and the token; the caller writes
-// the header (with whatever else must change in the same write).
-func AddEnrollment(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOptions) (keyslot, tokenID int, err error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return -1, -1, err
-	}
-	so := o.SealOptions
-	if so.PIN != nil && o.SaltPIN {
-		// Draw salts until the PIN's authValue avoids go-tpm's zero-byte
-		// bug (see ErrPINUnusable); any salt is as good to systemd.
-		for {
-			so.PINSalt = make([]byte, 32)
-			if _, err := rand.Read(so.PINSalt); err != nil {
-				return -1, -1, err
-			}
-			if !authHasInteriorZero(PINAuth(so.PIN, so.PINSalt)) {
-				break
-			}
-		}
-	}
-	s, err := Seal(t, secret, so)
-	if err != nil {
-		return -1, -1, fmt.Errorf("enroll: %w", err)
-	}
-	pass := []byte(base64.StdEncoding.EncodeToString(secret))
-	keyslot, err = h.AddKeyslot(vol, vk, pass, o.Keyslot, minimalKDF)
-	if err != nil {
-		return -1, -1, fmt.Errorf("enroll: add keyslot: %w", err)
-	}
-	tj, err := NewToken(s, keyslot).Marshal()
-	if err != nil {
-		return -1, -1, fmt.Errorf("enroll: %w", err)
-	}
-	if tokenID, err = h.AddToken(tj, o.TokenID); err != nil {
-		return -1, -1, fmt.Errorf("enroll: add token: %w", err)
-	}
-	return keyslot, tokenID, nil
-}
-
-// ErrNoToken is returned by [UnlockWithToken] when the volume has no
-// systemd-tpm2 token.
-var ErrNoToken = errors.New("no systemd-tpm2 token")
-
-// UnlockWithToken opens a volume with its systemd-tpm2 token (tokenID, or
-// each such token in id order when tokenID < 0), as the token plugin
-// does: unseal, then use base64(secret) as the keyslot's passphrase. It
-// returns the volume key and the keyslot. The error of the last token
-// tried is returned, so PCR, PIN and SRK errors stay distinguishable.
-func UnlockWithToken(t transport.TPM, vol io.ReaderAt, h *luks2.Header, tokenID int, o UnsealOptions) ([]byte, int, error) {
-	var ids []int
-	for id, raw := range h.Metadata.Tokens {
-		var th luks2.TokenHeader
-		if json.Unmarshal(raw, &th) == nil && th.Type == TokenType && (tokenID < 0 || id == tokenID) {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	if len(ids) == 0 {
-		if tokenID >= 0 {
-			return nil, -1, fmt.Errorf("token %d: %w", tokenID, ErrNoToken)
-		}
-		return nil, -1, ErrNoToken
-	}
-	var last error
-	for _, id := range ids {
-		tk, err := ParseToken(h.Metadata.Tokens[id])
-		if err != nil {
-			last = fmt.Errorf("token %d: %w", id, err)
-			continue
-		}
-		s, err := tk.Sealed()
-		if err != nil {
-			last = fmt.Errorf("token %d: %w", id, err)
-			continue
-		}
-		secret, err := Unseal(t, s, o)
-		if err != nil {
-			last = fmt.Errorf("token %d: %w", id, err)
-			continue
-		}
-		pass := []byte(base64.StdEncoding.EncodeToString(secret))
-		vk, slot, err := h.Unlock(vol, pass, tk.Keyslot)
-		if err != nil {
-			last = fmt.Errorf("token %d: keyslot %d: %w", id, tk.Keyslot, err)
-			continue
-		}
-		return vk, slot, nil
-	}
-	return nil, -1, last
-}
+// PINAuthUsable reports whether the authValue of pin with salt avoids the
+// interior zero byte go-tpm truncates at (see [ErrPINUnusable]); enrolment
+// draws salts until it does.
+func PINAuthUsable(pin, salt []byte) bool { return !authHasInteriorZero(PINAuth(pin, salt)) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/confidisk/confidisk/enroll"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/tpm"
 )
@@ -100,6 +101,9 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 				if err != nil {
 					return false, err
 				}
+				if err := d.auth.unlocked(h, vk); err != nil {
+					return false, err
+				}
 				if withPIN {
 					if so.PIN, err = readKey(cmd, "", "Enter new TPM2 PIN: ", true); err != nil {
 						return false, err
@@ -110,12 +114,12 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 					return false, fmt.Errorf("open TPM %s: %w", tpmDevice, err)
 				}
 				defer t.Close()
-				slot, tok, err := tpm.Enroll(t, d.f, h, vk, tpm.EnrollOptions{SealOptions: so, SaltPIN: withPIN && !legacy, Keyslot: -1, TokenID: -1})
+				slot, tok, err := enroll.AddEnrollment(t, d.f, h, vk, enroll.EnrollOptions{SealOptions: so, SaltPIN: withPIN && !legacy, Keyslot: -1, TokenID: -1})
 				if err != nil {
 					return false, err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "New TPM2 token %d enrolled in keyslot %d.\n", tok, slot)
-				return false, d.f.Sync() // Enroll wrote the header
+				return true, nil
 			})
 		},
 	}
@@ -137,13 +141,13 @@ func unlockWithTPM2(cmd *cobra.Command, device string, d *device, h *luks2.Heade
 		return nil, fmt.Errorf("open TPM %s: %w", device, err)
 	}
 	defer t.Close()
-	vk, _, err := tpm.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{})
+	vk, _, err := enroll.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{})
 	if errors.Is(err, tpm.ErrPINRequired) {
 		pin, perr := readKey(cmd, "", "Enter TPM2 PIN: ", false)
 		if perr != nil {
 			return nil, perr
 		}
-		vk, _, err = tpm.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{PIN: pin})
+		vk, _, err = enroll.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{PIN: pin})
 	}
 	return vk, err
 }

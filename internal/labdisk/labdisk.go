@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/confidisk/confidisk/enroll"
 	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/tpm"
@@ -177,7 +178,7 @@ func (d *Disk) ForgeState(t transport.TPM, pcr7 []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := tpm.Enroll(t, dev, h, vk, tpm.EnrollOptions{
+	if _, _, err := enroll.Enroll(t, dev, h, vk, enroll.EnrollOptions{
 		SealOptions: tpm.SealOptions{PCRs: []int{7, 15}, PCRValues: map[int][]byte{7: pcr7, 15: make([]byte, 32)}},
 		Keyslot:     -1, TokenID: -1,
 	}); err != nil {

@@ -1,7 +1,8 @@
-package tpm
+package enroll
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
@@ -47,7 +50,7 @@ func TestEnrollAndUnlockWithToken(t *testing.T) {
 	sw := tpmtest.Start(t)
 	tp := sw.Open()
 	f, h, vk := newVolume(t)
-	slot, id, err := Enroll(tp, f, h, vk, EnrollOptions{SealOptions: SealOptions{PCRs: []int{7, 15}, PIN: []byte("1234")}, SaltPIN: true, Keyslot: -1, TokenID: -1})
+	slot, id, err := Enroll(tp, f, h, vk, EnrollOptions{SealOptions: tpm.SealOptions{PCRs: []int{7, 15}, PIN: []byte("1234")}, SaltPIN: true, Keyslot: -1, TokenID: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,28 +71,28 @@ func TestEnrollAndUnlockWithToken(t *testing.T) {
 	if diff := cmp.Diff(luks2.KDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, luks2.KDF{Type: k.KDF.Type, Hash: k.KDF.Hash, Iterations: k.KDF.Iterations}); diff != "" {
 		t.Errorf("keyslot kdf (-want +got):\n%s", diff)
 	}
-	got, gotSlot, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte("1234")})
+	got, gotSlot, err := UnlockWithToken(tp, f, h, -1, tpm.UnsealOptions{PIN: []byte("1234")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, vk) || gotSlot != slot {
 		t.Fatalf("unlocked keyslot %d with a different key, want keyslot %d", gotSlot, slot)
 	}
-	tk, err := ParseToken(h.Metadata.Tokens[id])
+	tk, err := tpm.ParseToken(h.Metadata.Tokens[id])
 	if err != nil {
 		t.Fatal(err)
 	}
 	wrong := []byte("0000")
-	for authHasInteriorZero(PINAuth(wrong, tk.Salt)) {
+	for !tpm.PINAuthUsable(wrong, tk.Salt) {
 		wrong = append(wrong, '0')
 	}
-	if _, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: wrong}); !errors.Is(err, ErrWrongPIN) {
+	if _, _, err := UnlockWithToken(tp, f, h, -1, tpm.UnsealOptions{PIN: wrong}); !errors.Is(err, tpm.ErrWrongPIN) {
 		t.Fatalf("wrong pin: %v, want ErrWrongPIN", err)
 	}
-	if _, err := MeasureVolumeKey(tp, vk, "root", h.UUID, MeasureOptions{LogPath: "-"}); err != nil {
+	if _, err := tpm.MeasureVolumeKey(tp, vk, "root", h.UUID, tpm.MeasureOptions{LogPath: "-"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte("1234")}); !errors.Is(err, ErrVolumeKeyMeasured) {
+	if _, _, err := UnlockWithToken(tp, f, h, -1, tpm.UnsealOptions{PIN: []byte("1234")}); !errors.Is(err, tpm.ErrVolumeKeyMeasured) {
 		t.Fatalf("after measuring: %v, want ErrVolumeKeyMeasured", err)
 	}
 	if cs, err := exec.LookPath("cryptsetup"); err == nil {
@@ -113,7 +116,7 @@ func sortStrings(s []string) []string {
 // TestUnlockSystemdEnrolledVolume: systemd-cryptenroll (the oracle)
 // enrolls against swtpm; this package unseals its token and opens the volume.
 func TestUnlockSystemdEnrolledVolume(t *testing.T) {
-	enroll := testutil.LookPath(t, "systemd-cryptenroll", "systemd-cryptsetup libtss2-esys-3.0.2-0 libtss2-tcti-swtpm0")
+	cryptenroll := testutil.LookPath(t, "systemd-cryptenroll", "systemd-cryptsetup libtss2-esys-3.0.2-0 libtss2-tcti-swtpm0")
 	for _, pin := range []string{"", "4711"} {
 		t.Run(map[bool]string{true: "without pin", false: "with pin"}[pin == ""], func(t *testing.T) {
 			sw := tpmtest.Start(t)
@@ -126,7 +129,7 @@ func TestUnlockSystemdEnrolledVolume(t *testing.T) {
 				args = append(args, "--tpm2-with-pin=yes")
 				env = append(env, "NEWPIN="+pin)
 			}
-			cmd := exec.Command(enroll, append(args, f.Name())...)
+			cmd := exec.Command(cryptenroll, append(args, f.Name())...)
 			cmd.Env = env
 			if out, err := cmd.CombinedOutput(); err != nil {
 				if bytes.Contains(out, []byte("TPM2 support is not installed")) || bytes.Contains(out, []byte("libtss2")) {
@@ -135,7 +138,7 @@ func TestUnlockSystemdEnrolledVolume(t *testing.T) {
 				t.Fatalf("systemd-cryptenroll: %v\n%s", err, out)
 			}
 			h := reread(t, f)
-			got, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte(pin)})
+			got, _, err := UnlockWithToken(tp, f, h, -1, tpm.UnsealOptions{PIN: []byte(pin)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,9 +146,17 @@ func TestUnlockSystemdEnrolledVolume(t *testing.T) {
 				t.Fatal("unlocked a different volume key")
 			}
 			extend(t, tp, 7, "changed")
-			if _, _, err := UnlockWithToken(tp, f, h, -1, UnsealOptions{PIN: []byte(pin)}); !errors.Is(err, ErrPCRMismatch) {
+			if _, _, err := UnlockWithToken(tp, f, h, -1, tpm.UnsealOptions{PIN: []byte(pin)}); !errors.Is(err, tpm.ErrPCRMismatch) {
 				t.Fatalf("after pcr 7 changed: %v, want ErrPCRMismatch", err)
 			}
 		})
+	}
+}
+
+func extend(t *testing.T, tp transport.TPM, pcr int, data string) {
+	t.Helper()
+	d := sha256.Sum256([]byte(data))
+	if err := tpm.ExtendPCR(tp, pcr, map[tpm.Bank][]byte{tpm.SHA256: d[:]}); err != nil {
+		t.Fatal(err)
 	}
 }
