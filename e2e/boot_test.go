@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/confidisk/confidisk/attest"
-	"github.com/confidisk/confidisk/internal/lab"
-	"github.com/confidisk/confidisk/internal/labdisk"
 	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/lab/disk"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
 	"github.com/confidisk/confidisk/recovery"
@@ -32,7 +32,7 @@ import (
 // bootDisk is the lab's boot disk (package labdisk) with the binary that
 // boots it and the operator's recovery key pair.
 type bootDisk struct {
-	*labdisk.Disk
+	*disk.Disk
 	confidisk  string
 	appendArgs []string
 	// opKey and opPub are the operator's recovery private key (kept on the
@@ -46,7 +46,7 @@ func buildBootDisk(t *testing.T) *bootDisk {
 	bin := lab.ConfidiskBinary(t)
 	testutil.LookPath(t, "mkfs.ext4", "e2fsprogs")
 	dir := t.TempDir()
-	d, err := labdisk.Build(dir, bin, map[string]string{"etc/hello": "hello from the verity root\n"})
+	d, err := disk.Build(dir, bin, map[string]string{"etc/hello": "hello from the verity root\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +340,11 @@ func TestLabPowerCut(t *testing.T) {
 		{"formatted", true}, {"initialised", true}, {"filesystem", true}, {"sealed", false}, {"fixated", false},
 	} {
 		t.Run(tc.point, func(t *testing.T) {
-			disk := filepath.Join(t.TempDir(), "disk.img")
-			if err := os.WriteFile(disk, pristine, 0o600); err != nil {
+			img := filepath.Join(t.TempDir(), "disk.img")
+			if err := os.WriteFile(img, pristine, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			m := lab.TestMachine(t, lab.Disk{Path: disk})
+			m := lab.TestMachine(t, lab.Disk{Path: img})
 			files := d.files()
 			lab.RunScenario(t, lab.Scenario{
 				Name: "power-cut-" + tc.point + "-boot-1", Machine: m, Files: files, Tools: []string{"mkfs.ext4"},

@@ -11,7 +11,7 @@ import (
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/brokertest"
-	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/lab"
 )
 
 // labBroker is a broker on the host's loopback, reached by guests at

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/lab"
 )
 
 // testBinary compiles the tests of pkg with the labkernel tag into a static

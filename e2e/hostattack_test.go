@@ -17,7 +17,7 @@ import (
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/client"
-	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/lab"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
 	"github.com/confidisk/confidisk/recovery"

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/lab"
 	"github.com/confidisk/confidisk/luks2"
 )
 

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/lab"
 )
 
 // TestLabRollbackTPM: boot 1 writes A, the host copies the disk, boot 2

@@ -4,8 +4,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/lab"
 )
 
 // systemdTPM2 are the programs and libraries systemd 252 needs in the guest

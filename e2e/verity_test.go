@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/confidisk/confidisk/internal/lab"
 	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/lab"
 )
 
 // verityImage is an ext4 image protected by a hash tree made on the host.

@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/confidisk/confidisk/internal/lab"
-	"github.com/confidisk/confidisk/internal/labdisk"
+	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/lab/disk"
 )
 
 func main() {
@@ -98,11 +98,11 @@ func run(bin string, sizeMiB int) error {
 	// A whole first boot on a state partition of the same size.
 	dd := filepath.Join(dir, "boot")
 	os.MkdirAll(dd, 0o755)
-	disk, err := labdisk.BuildSized(dd, bin, map[string]string{"etc/hello": "hi\n"}, int64(sizeMiB)<<20)
+	bd, err := disk.BuildSized(dd, bin, map[string]string{"etc/hello": "hi\n"}, int64(sizeMiB)<<20)
 	if err != nil {
 		return err
 	}
-	bm, err := lab.NewMachine(dd, k, lab.Disk{Path: disk.Path})
+	bm, err := lab.NewMachine(dd, k, lab.Disk{Path: bd.Path})
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func run(bin string, sizeMiB int) error {
 		return err
 	}
 	out.Reset()
-	if _, err := bm.Boot(ctx, lab.BootOptions{Initrd: initrd, Append: disk.Cmdline(), Console: &out}); err != nil {
+	if _, err := bm.Boot(ctx, lab.BootOptions{Initrd: initrd, Append: bd.Cmdline(), Console: &out}); err != nil {
 		return err
 	}
 	if !strings.Contains(out.String(), "reached mounted") {

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/confidisk/confidisk/internal/lab"
+	"github.com/confidisk/confidisk/lab"
 )
 
 func main() {

@@ -18,8 +18,8 @@ import (
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/brokertest"
-	"github.com/confidisk/confidisk/internal/lab"
-	"github.com/confidisk/confidisk/internal/labdisk"
+	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/lab/disk"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
 	"github.com/confidisk/confidisk/recovery"
@@ -89,7 +89,7 @@ func runBoot(bin string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d, err := labdisk.Build(dir, bin, map[string]string{"etc/hello": "hello from the verity root\n"})
+	d, err := disk.Build(dir, bin, map[string]string{"etc/hello": "hello from the verity root\n"})
 	if err != nil {
 		return err
 	}
@@ -273,7 +273,7 @@ func operatorKeys(dir string) (priv, pub string, err error) {
 
 // showRecovery: nothing secret reached the console; the operator unwraps
 // the recovery passphrase from the header with the operator key.
-func showRecovery(bin string, d *labdisk.Disk, opKey string, console []byte) error {
+func showRecovery(bin string, d *disk.Disk, opKey string, console []byte) error {
 	fmt.Println("\n  The guest printed no recovery key: the host reads a confidential VM's console.")
 	fmt.Println("  It sealed the recovery passphrase to the operator's key instead; the operator")
 	fmt.Println("  unwraps it from a copy of the header:")
@@ -299,7 +299,7 @@ func showRecovery(bin string, d *labdisk.Disk, opKey string, console []byte) err
 }
 
 // rewriteCipherNull is the host's header rewrite of CVE-2025-59054.
-func rewriteCipherNull(d *labdisk.Disk) error {
+func rewriteCipherNull(d *disk.Disk) error {
 	dev := d.StateDevice()
 	h, _, err := luks2.Read(dev)
 	if err != nil {

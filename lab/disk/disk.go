@@ -1,8 +1,8 @@
-// Package labdisk builds the disks of the lab's boot scenarios and of the
+// Package disk builds the disks of the lab's boot scenarios and of the
 // demo: a GPT disk laid out as the Discoverable Partitions Specification
 // asks (root, root verity with UUIDs from the root hash, a blank "state"
 // partition), and the volume a malicious host would swap in.
-package labdisk
+package disk
 
 import (
 	"encoding/hex"
