@@ -21,7 +21,6 @@ import (
 const (
 	// DefaultMaxBodyBytes is the default limit of a request body.
 	DefaultMaxBodyBytes = 1 << 20
-	nonceSize           = 32
 	maxKeyIDHex         = 128 // 64 bytes
 	maxMeasurements     = 64 << 10
 	minVolumeKey        = 16
@@ -34,6 +33,7 @@ type apiError struct {
 	code    string
 	msg     string
 	current *uint64
+	keyID   string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -43,7 +43,7 @@ func badRequest(code, format string, args ...any) *apiError {
 }
 
 func (e *apiError) body() api.Error {
-	return api.Error{Error: e.msg, Code: e.code, Current: e.current}
+	return api.Error{Error: e.msg, Code: e.code, Current: e.current, KeyID: e.keyID}
 }
 
 // decodeBody reads one JSON value of type T from r strictly (no unknown

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -27,7 +26,49 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/volumes/{uuid}/key", s.handlePutKey)
 	mux.HandleFunc("POST /v1/volumes/{uuid}/key", s.handleRelease)
 	mux.HandleFunc("/", s.handleNotFound)
-	return s.instrument(mux)
+	return s.instrument(s.limit(mux))
+}
+
+// MetricsHandler serves GET /metrics and GET /healthz to anyone, for a
+// separate listen address that only the monitoring network reaches
+// (`confidisk serve --metrics-listen`); on the API's address /metrics is
+// for operators.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /metrics", s.writeMetrics)
+	return mux
+}
+
+// limit answers 429 with Retry-After to a client over its rate and to
+// everyone while MaxInFlight requests are being answered. GET /healthz
+// passes (load balancers probe it); operators pass the per-client limit.
+func (s *Server) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if s.limiter != nil && !isOperator(r) {
+			if ok, wait := s.limiter.allow(clientAddr(r), s.cfg.Now()); !ok {
+				s.tooMany(w, r, wait, "rate_limited", "too many requests from this address")
+				return
+			}
+		}
+		select {
+		case s.inFlight <- struct{}{}:
+		default:
+			s.tooMany(w, r, time.Second, "busy", "the broker is answering as many requests as it takes")
+			return
+		}
+		defer func() { <-s.inFlight }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, code, msg string) {
+	w.Header().Set("Retry-After", retryAfter(wait))
+	s.fail(w, r, &apiError{status: http.StatusTooManyRequests, code: code, msg: msg + ": retry after " + retryAfter(wait) + " s"})
 }
 
 // statusWriter remembers the status code for logs and metrics.
@@ -54,7 +95,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // instrument logs every request and counts it in the metrics under its
 // route pattern ("other" when no route matched).
-func (s *Server) instrument(mux *http.ServeMux) http.Handler {
+func (s *Server) instrument(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -69,7 +110,7 @@ func (s *Server) instrument(mux *http.ServeMux) http.Handler {
 		}
 		s.metrics.observe(endpoint, sw.code, d)
 		level := slog.LevelInfo
-		if endpoint == "GET /healthz" || endpoint == "GET /metrics" {
+		if endpoint == "GET /healthz" || endpoint == "GET /metrics" || sw.code == http.StatusTooManyRequests {
 			level = slog.LevelDebug
 		}
 		s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path,
@@ -180,20 +221,23 @@ func (s *Server) requireOperator(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// attest consumes the nonce and verifies the evidence bound to it.
+// attest checks and consumes the nonce and verifies the evidence bound to it.
 func (s *Server) attest(ctx context.Context, nonce, evidence []byte) (*Claims, *apiError) {
-	err := s.cfg.Store.ConsumeNonce(ctx, nonce, s.cfg.Now())
+	expires, err := s.nonces.check(nonce, s.cfg.Now())
+	switch {
+	case errors.Is(err, errNonceExpired):
+		return nil, &apiError{status: http.StatusForbidden, code: "nonce_expired",
+			msg: "nonce expired: get a fresh one from POST /v1/nonce"}
+	case err != nil:
+		return nil, &apiError{status: http.StatusForbidden, code: "nonce_unknown",
+			msg: "nonce was not issued by this broker: get one from POST /v1/nonce"}
+	}
+	err = s.cfg.Store.ConsumeNonce(ctx, nonce, expires)
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrNonceUsed):
 		return nil, &apiError{status: http.StatusForbidden, code: "nonce_used",
 			msg: "nonce was already used (replay refused): get a fresh one from POST /v1/nonce"}
-	case errors.Is(err, store.ErrNonceExpired):
-		return nil, &apiError{status: http.StatusForbidden, code: "nonce_expired",
-			msg: "nonce expired: get a fresh one from POST /v1/nonce"}
-	case errors.Is(err, store.ErrNonceUnknown):
-		return nil, &apiError{status: http.StatusForbidden, code: "nonce_unknown",
-			msg: "nonce was not issued by this broker: get one from POST /v1/nonce"}
 	default:
 		return nil, storeError("consume nonce", err)
 	}
@@ -251,7 +295,13 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.requireOperator(w, r) {
+		s.writeMetrics(w, r)
+	}
+}
+
+func (s *Server) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if err := s.metrics.write(w); err != nil {
 		s.log.Debug("write metrics", "err", err)
@@ -264,15 +314,7 @@ func (s *Server) handleNonce(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("unexpected_body", "POST /v1/nonce takes no body"))
 		return
 	}
-	ctx, cancel := s.ctx(r)
-	defer cancel()
-	nonce := make([]byte, nonceSize)
-	rand.Read(nonce)
-	expires := s.cfg.Now().Add(s.cfg.NonceTTL).UTC()
-	if err := s.cfg.Store.PutNonce(ctx, nonce, expires); err != nil {
-		s.fail(w, r, storeError("issue nonce", err))
-		return
-	}
+	nonce, expires := s.nonces.mint(s.cfg.Now())
 	s.metrics.nonceIssued()
 	s.writeJSON(w, http.StatusOK, api.NonceResponse{Nonce: nonce, Expires: expires})
 }
@@ -370,12 +412,26 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := s.cfg.Store.RegisterVolume(ctx, v); err != nil {
-		s.fail(w, r, storeError("register volume", err))
+		s.fail(w, r, s.registerError(ctx, v.UUID, err))
 		return
 	}
 	s.log.Info("volume registered", "uuid", v.UUID, "key_id", v.KeyID,
 		"by_operator", req.Nonce == nil && req.CreationRecord == nil, "from_creation_record", req.CreationRecord != nil)
 	s.writeJSON(w, http.StatusCreated, toAPI(v, false))
+}
+
+// registerError is storeError, with the registered key id in a
+// volume_exists answer: the requester proved (creation record, evidence or
+// operator certificate) a volume of this UUID, and needs to tell its own
+// volume registered from a squatted UUID.
+func (s *Server) registerError(ctx context.Context, uuid string, err error) *apiError {
+	e := storeError("register volume", err)
+	if errors.Is(err, store.ErrVolumeExists) {
+		if v, verr := s.cfg.Store.Volume(ctx, uuid); verr == nil {
+			e.keyID = v.KeyID
+		}
+	}
+	return e
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
@@ -397,6 +453,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
+	if !s.requireOperator(w, r) {
+		return
+	}
 	uuid, ok := s.pathUUID(w, r)
 	if !ok {
 		return
@@ -408,7 +467,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, storeError("get volume", err))
 		return
 	}
-	s.writeJSON(w, http.StatusOK, toAPI(v, isOperator(r)))
+	s.writeJSON(w, http.StatusOK, toAPI(v, true))
 }
 
 func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {

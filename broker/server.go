@@ -23,6 +23,11 @@ const (
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 	DefaultStoreTimeout      = 10 * time.Second
+	DefaultRateLimit         = 20
+	DefaultRateBurst         = 40
+	DefaultMaxClients        = 65536
+	DefaultMaxInFlight       = 128
+	DefaultMaxConnections    = 1024
 	maxHeaderBytes           = 64 << 10
 	nonceJanitorInterval     = time.Minute
 )
@@ -44,6 +49,26 @@ type Config struct {
 	KEK []byte
 	// NonceTTL is how long an issued nonce stays valid (DefaultNonceTTL).
 	NonceTTL time.Duration
+	// NonceKey (32 bytes) authenticates the stateless nonces; replicas that
+	// share it accept each other's nonces. Nil derives it from KEK (so
+	// replicas sharing the kek file share it), or picks a random one when
+	// KEK is nil too.
+	NonceKey []byte
+	// RateLimit is each client address's sustained rate (requests per
+	// second; DefaultRateLimit; negative: no limit) and RateBurst its burst
+	// (DefaultRateBurst). Operators and GET /healthz are not limited.
+	// Beyond it the answer is 429 with Retry-After.
+	RateLimit float64
+	RateBurst int
+	// MaxClients bounds the addresses the rate limit tracks
+	// (DefaultMaxClients).
+	MaxClients int
+	// MaxInFlight caps the requests being answered at once
+	// (DefaultMaxInFlight); beyond it the answer is 429 with Retry-After.
+	MaxInFlight int
+	// MaxConnections caps the open connections of [Server.Serve]
+	// (DefaultMaxConnections); further clients wait in the kernel's backlog.
+	MaxConnections int
 	// MaxBodyBytes limits request bodies (DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout cut off
@@ -61,11 +86,14 @@ type Config struct {
 // Server is the broker's HTTP API. Create it with [New]; serve it with
 // [Server.Serve] or use [Server.Handler] directly.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	handler http.Handler
-	ready   atomic.Bool
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	handler  http.Handler
+	ready    atomic.Bool
+	nonces   *nonceMinter
+	limiter  *rateLimiter // nil: no per-client limit
+	inFlight chan struct{}
 }
 
 // New checks cfg, fills in defaults and returns a Server.
@@ -92,16 +120,46 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.IdleTimeout, DefaultIdleTimeout)
 	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	def(&cfg.StoreTimeout, DefaultStoreTimeout)
+	defaults(&cfg)
+	if cfg.NonceKey == nil {
+		k, err := nonceKey(cfg.KEK)
+		if err != nil {
+			return nil, fmt.Errorf("new broker: %w", err)
+		}
+		cfg.NonceKey = k
+	}
+	if len(cfg.NonceKey) != nonceKeySize {
+		return nil, fmt.Errorf("new broker: nonce key is %d bytes, want %d", len(cfg.NonceKey), nonceKeySize)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Now()),
+		nonces: &nonceMinter{key: cfg.NonceKey, ttl: cfg.NonceTTL}, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	if cfg.RateLimit > 0 {
+		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxClients)
+	}
+	s.handler = s.routes()
+	s.ready.Store(true)
+	return s, nil
+}
+
+func defaults(cfg *Config) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Now())}
-	s.handler = s.routes()
-	s.ready.Store(true)
-	return s, nil
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&cfg.RateBurst, DefaultRateBurst)
+	defInt(&cfg.MaxClients, DefaultMaxClients)
+	defInt(&cfg.MaxInFlight, DefaultMaxInFlight)
+	defInt(&cfg.MaxConnections, DefaultMaxConnections)
 }
 
 // Handler returns the HTTP handler with every endpoint, for tests and for
@@ -128,6 +186,7 @@ func (s *Server) HTTPServer() *http.Server {
 // closes, and requests in flight get [Config.ShutdownTimeout] to finish.
 // It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = LimitListener(ln, s.cfg.MaxConnections)
 	srv := s.HTTPServer()
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
@@ -171,7 +230,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// pruneNonces forgets expired nonces every minute until ctx ends.
+// pruneNonces forgets expired used nonces every minute until ctx ends.
 func (s *Server) pruneNonces(ctx context.Context) {
 	t := time.NewTicker(nonceJanitorInterval)
 	defer t.Stop()

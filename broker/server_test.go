@@ -186,7 +186,10 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	e.do(t, e.guest, "GET", "/nowhere", nil, nil)
 	e.nonce(t)
-	resp, err := e.guest.Get(e.url + "/metrics")
+	if code, ae := e.do(t, e.guest, "GET", "/metrics", nil, nil); code != 401 || ae.Code != "operator_certificate_required" {
+		t.Errorf("guest GET /metrics: %d %+v, want 401 operator_certificate_required", code, ae)
+	}
+	resp, err := e.operator.Get(e.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +275,8 @@ func TestBadInput(t *testing.T) {
 		{"bad uuid in path", "GET", "/v1/volumes/not-a-uuid/epoch", ``, 400, "invalid_uuid"},
 		{"bad uuid in body", "POST", "/v1/volumes", `{"nonce":` + n + `,"evidence":"eA==","volume":{"uuid":"x","key_id":"aa"}}`, 400, "invalid_uuid"},
 		{"bad key id", "POST", "/v1/volumes", `{"nonce":` + n + `,"evidence":"eA==","volume":{"uuid":"` + volB + `","key_id":"xyz"}}`, 400, "invalid_key_id"},
-		{"unknown volume", "GET", "/v1/volumes/" + volB, ``, 404, "volume_not_found"},
+		{"unknown volume", "GET", "/v1/volumes/" + volB + "/epoch", ``, 404, "volume_not_found"},
+		{"volume read by a guest", "GET", "/v1/volumes/" + volA, ``, 401, "operator_certificate_required"},
 		{"nonce with body", "POST", "/v1/nonce", `{}`, 400, "unexpected_body"},
 	}
 	for _, tc := range tests {
@@ -292,7 +296,7 @@ func TestRegisterAndEpochs(t *testing.T) {
 	e := newEnv(t, nil)
 	e.register(t, volA)
 	var v api.Volume
-	if code, ae := e.do(t, e.guest, "GET", "/v1/volumes/"+strings.ToUpper(volA), nil, &v); code != 200 {
+	if code, ae := e.do(t, e.operator, "GET", "/v1/volumes/"+strings.ToUpper(volA), nil, &v); code != 200 {
 		t.Fatalf("get volume: %d %+v", code, ae)
 	}
 	want := api.Volume{UUID: volA, KeyID: kid, Measurements: json.RawMessage(`{"pcr":"15"}`), CreatedAt: v.CreatedAt}
@@ -303,8 +307,8 @@ func TestRegisterAndEpochs(t *testing.T) {
 	// Registering again is refused, and so is a proof about another volume.
 	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	code, ae := e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volA, KeyID: kid}}, nil)
-	if code != 409 || ae.Code != "volume_exists" {
-		t.Errorf("second registration: %d %+v", code, ae)
+	if code != 409 || ae.Code != "volume_exists" || ae.KeyID != kid {
+		t.Errorf("second registration: %d %+v, want 409 volume_exists with the registered key id", code, ae)
 	}
 	n, ev = e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
 	code, ae = e.do(t, e.guest, "POST", "/v1/volumes", api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volB, KeyID: kid}}, nil)
@@ -510,7 +514,7 @@ func TestSlowClients(t *testing.T) {
 // TestConcurrentAdvances races guests advancing one volume's epoch through
 // the API: every 200 is counted exactly once.
 func TestConcurrentAdvances(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *broker.Config) { c.RateLimit = -1 })
 	e.register(t, volA)
 	const guests, tries = 4, 10
 	var wg sync.WaitGroup
@@ -584,9 +588,8 @@ func TestRecoveryEscrow(t *testing.T) {
 	if code, _ := e.do(t, e.operator, "GET", "/v1/volumes/"+volA, nil, &v); code != 200 || string(v.Recovery) != string(tok) {
 		t.Errorf("operator: %d, recovery %s, want %s", code, v.Recovery, tok)
 	}
-	v = api.Volume{}
-	if code, _ := e.do(t, e.guest, "GET", "/v1/volumes/"+volA, nil, &v); code != 200 || v.Recovery != nil {
-		t.Errorf("guest: %d, recovery %s, want none", code, v.Recovery)
+	if code, ae := e.do(t, e.guest, "GET", "/v1/volumes/"+volA, nil, nil); code != 401 {
+		t.Errorf("guest read: %d %+v, want 401", code, ae)
 	}
 	n, ev = e.evidence(t, brokertest.Evidence{Volume: volB, KeyID: kid})
 	req = api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volB, KeyID: kid, Recovery: json.RawMessage(`{"type":"systemd-tpm2"}`)}}

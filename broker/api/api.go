@@ -130,6 +130,9 @@ type Error struct {
 	Code string `json:"code"`
 	// Current is the stored epoch, with Code "epoch_conflict".
 	Current *uint64 `json:"current,omitempty"`
+	// KeyID is the registered key id, with Code "volume_exists" (answered
+	// only after the creation record or evidence verified).
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // KeySuite is the HPKE suite of released keys. The guest's release key is

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,12 +48,23 @@ type Options struct {
 	// Conns, when not 0, is how many connections the client keeps open
 	// to the broker at most (for concurrent callers, e.g. a load test).
 	Conns int
+	// Retries is how many times a request refused with 429 (rate limit,
+	// broker busy) is sent again after the answer's Retry-After (at most
+	// [MaxRetryWait]); 0 means [DefaultRetries], negative never.
+	Retries int
 }
+
+// DefaultRetries is [Options.Retries] when 0.
+const DefaultRetries = 3
+
+// MaxRetryWait caps the wait a Retry-After asks for.
+const MaxRetryWait = 5 * time.Second
 
 // Client calls one broker. It is safe for concurrent use.
 type Client struct {
-	base string
-	http *http.Client
+	base    string
+	http    *http.Client
+	retries int
 }
 
 // New returns a client of the broker at baseURL ("https://host:port", with
@@ -76,9 +88,13 @@ func New(baseURL string, o Options) (*Client, error) {
 	if o.Conns > 0 {
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = o.Conns, o.Conns, o.Conns
 	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
 	return &Client{
-		base: strings.TrimSuffix(u.String(), "/"),
-		http: &http.Client{Transport: tr, Timeout: o.Timeout},
+		base:    strings.TrimSuffix(u.String(), "/"),
+		http:    &http.Client{Transport: tr, Timeout: o.Timeout},
+		retries: max(0, o.Retries),
 	}, nil
 }
 
@@ -123,6 +139,10 @@ type Error struct {
 	Message string
 	// Current is the stored epoch with Code "epoch_conflict".
 	Current *uint64
+	// KeyID is the registered key id with Code "volume_exists".
+	KeyID string
+	// RetryAfter is the wait the broker asked for with status 429.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -139,15 +159,37 @@ func IsCode(err error, code string) bool {
 }
 
 // call sends body (JSON; none when nil) and decodes a 2xx answer into out
-// (ignored when nil).
+// (ignored when nil). A 429 is sent again after its Retry-After: the broker
+// refused it before doing anything.
 func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("broker: %s %s: %w", method, path, err)
 		}
-		rd = bytes.NewReader(b)
+		raw = b
+	}
+	for try := 0; ; try++ {
+		err := c.once(ctx, method, path, raw, out)
+		var e *Error
+		if try >= c.retries || !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+			return err
+		}
+		t := time.NewTimer(min(max(e.RetryAfter, 100*time.Millisecond), MaxRetryWait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
@@ -167,9 +209,12 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{Method: method, Path: path, Status: resp.StatusCode}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
 		var ae api.Error
 		if json.Unmarshal(raw, &ae) == nil && ae.Code != "" {
-			e.Code, e.Message, e.Current = ae.Code, ae.Error, ae.Current
+			e.Code, e.Message, e.Current, e.KeyID = ae.Code, ae.Error, ae.Current, ae.KeyID
 		}
 		return e
 	}
@@ -216,7 +261,11 @@ func (c *Client) Register(ctx context.Context, req api.RegisterRequest) (*api.Vo
 	return &v, nil
 }
 
-// Volume returns the creation record the broker holds for a volume.
+// Volume returns the creation record the broker holds for a volume
+// (operators: the client needs the operator certificate). A guest tells
+// whether its volume is registered from [Client.Epoch] (an [*Error] with
+// Code "volume_not_found" when not), and which key id it is registered
+// with from the [*Error] of [Client.Register] (Code "volume_exists", KeyID).
 func (c *Client) Volume(ctx context.Context, uuid string) (*api.Volume, error) {
 	var v api.Volume
 	if err := c.call(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(uuid), nil, &v); err != nil {
@@ -225,7 +274,8 @@ func (c *Client) Volume(ctx context.Context, uuid string) (*api.Volume, error) {
 	return &v, nil
 }
 
-// Epoch returns a volume's freshness epoch.
+// Epoch returns a volume's freshness epoch; anyone may read it. An
+// unregistered volume is an [*Error] with Code "volume_not_found".
 func (c *Client) Epoch(ctx context.Context, uuid string) (uint64, error) {
 	var e api.Epoch
 	if err := c.call(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(uuid)+"/epoch", nil, &e); err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/broker/client"
@@ -56,7 +59,7 @@ func evidence(t *testing.T, c *client.Client) ([]byte, []byte) {
 }
 
 func TestGuestCalls(t *testing.T) {
-	_, c := start(t)
+	l, c := start(t)
 	ctx := context.Background()
 	if err := c.Healthy(ctx); err != nil {
 		t.Fatalf("Healthy: %v", err)
@@ -80,12 +83,21 @@ func TestGuestCalls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	got, err := c.Volume(ctx, volume)
+	if _, err := c.Volume(ctx, volume); !client.IsCode(err, "operator_certificate_required") {
+		t.Errorf("Volume without a client certificate: %v, want operator_certificate_required", err)
+	}
+	got, err := operator(t, l).Volume(ctx, volume)
 	if err != nil {
 		t.Fatalf("Volume: %v", err)
 	}
 	if diff := cmp.Diff(v, got); diff != "" {
 		t.Errorf("Volume after Register (-registered +read):\n%s", diff)
+	}
+	n, ev = evidence(t, c)
+	_, err = c.Register(ctx, api.RegisterRequest{Nonce: n, Evidence: ev, Volume: api.VolumeSpec{UUID: volume, KeyID: keyID}})
+	var re *client.Error
+	if !errors.As(err, &re) || re.Code != "volume_exists" || re.KeyID != keyID {
+		t.Errorf("Register again: %v, want volume_exists with key id %s", err, keyID)
 	}
 	n, ev = evidence(t, c)
 	if err := c.AdvanceEpoch(ctx, volume, n, ev, 0, 7); err != nil {
@@ -127,6 +139,21 @@ func TestTLSConfigErrors(t *testing.T) {
 	if _, err := client.TLSConfig(dir+"/missing.pem", "", ""); err == nil {
 		t.Error("missing certificate file accepted")
 	}
+}
+
+// operator is a client of l with the operator certificate.
+func operator(t *testing.T, l *brokertest.Local) *client.Client {
+	t.Helper()
+	opTLS, err := client.TLSConfig(l.TLS.ServerCert, l.TLS.OperatorCert, l.TLS.OperatorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := client.New(l.URL, client.Options{TLS: opTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(op.Close)
+	return op
 }
 
 // TestKeyRelease stores a key as an operator and has a guest fetch it,
@@ -172,5 +199,52 @@ func TestKeyRelease(t *testing.T) {
 	got, err := api.OpenKey(priv, volume, *rk)
 	if err != nil || string(got) != string(key) {
 		t.Errorf("released key %q, %v; want %q", got, err, key)
+	}
+}
+
+// TestRetriesTooManyRequests: a 429 is sent again after its Retry-After,
+// unless the client is told not to retry.
+func TestRetriesTooManyRequests(t *testing.T) {
+	l, err := brokertest.StartLocal(t.TempDir(), nil, func(c *broker.Config) { c.RateLimit, c.RateBurst = 1, 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	cfg, err := client.TLSConfig(l.TLS.ServerCert, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		retries int
+		want    int // status of the second call, 0 for success
+	}{
+		{"no retry", -1, http.StatusTooManyRequests},
+		{"retry", 0, 0},
+	} {
+		c, err := client.New(l.URL, client.Options{TLS: cfg, Retries: tc.retries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		time.Sleep(time.Second) // a full bucket
+		if _, err := c.Nonce(ctx); err != nil {
+			t.Fatalf("%s: first nonce: %v", tc.name, err)
+		}
+		_, err = c.Nonce(ctx)
+		got := 0
+		var ce *client.Error
+		if errors.As(err, &ce) {
+			got = ce.Status
+			if ce.RetryAfter != time.Second {
+				t.Errorf("%s: RetryAfter %v, want 1s", tc.name, ce.RetryAfter)
+			}
+		} else if err != nil {
+			t.Fatalf("%s: second nonce: %v", tc.name, err)
+		}
+		if got != tc.want {
+			t.Errorf("%s: second nonce answered %d, want %d (%v)", tc.name, got, tc.want, err)
+		}
 	}
 }

@@ -1,5 +1,5 @@
-// Package store defines what the confidisk broker keeps: single-use nonces,
-// volume creation records, each volume's freshness epoch and the wrapped keys
+// Package store defines what the confidisk broker keeps: the nonces that
+// were used (until they expire), volume creation records, each volume's freshness epoch and the wrapped keys
 // of pre-encrypted volumes.
 //
 // The [Store] interface is implemented by store/bolt (one embedded file, the
@@ -9,9 +9,11 @@
 // Semantics every implementation guarantees:
 //
 //   - A nonce is consumed at most once: of any number of concurrent
-//     [Store.ConsumeNonce] calls for one nonce, exactly one succeeds. Consumed
-//     nonces are remembered until they expire, so a replay is reported as
-//     [ErrNonceUsed] rather than [ErrNonceUnknown].
+//     [Store.ConsumeNonce] calls for one nonce, on one broker or on several
+//     replicas sharing the store, exactly one succeeds; the others get
+//     [ErrNonceUsed]. Nonces are stateless (the broker checks their MAC and
+//     lifetime): issuing one stores nothing, and a used nonce is remembered
+//     only until it expires.
 //   - Epochs only move forward, by compare-and-swap: [Store.CompareAndSwapEpoch]
 //     succeeds only if the stored epoch equals old, and new must be greater
 //     than old (by any amount, so that a guest whose TPM counter ran ahead
@@ -33,14 +35,8 @@ import (
 
 // Errors reported by every [Store]. Test them with errors.Is.
 var (
-	// ErrNonceUnknown: the nonce was never issued, or it expired and was pruned.
-	ErrNonceUnknown = errors.New("nonce unknown")
 	// ErrNonceUsed: the nonce was already consumed (a replay).
 	ErrNonceUsed = errors.New("nonce already used")
-	// ErrNonceExpired: the nonce was issued but its lifetime is over.
-	ErrNonceExpired = errors.New("nonce expired")
-	// ErrNonceExists: PutNonce was given a nonce that is already stored.
-	ErrNonceExists = errors.New("nonce already issued")
 	// ErrVolumeNotFound: no creation record for this volume UUID.
 	ErrVolumeNotFound = errors.New("volume not registered")
 	// ErrVolumeExists: a creation record for this volume UUID already exists.
@@ -105,13 +101,12 @@ type WrappedKey struct {
 // for concurrent use, and by several processes where the backend allows it
 // (PostgreSQL).
 type Store interface {
-	// PutNonce records a freshly issued nonce valid until expires.
-	PutNonce(ctx context.Context, nonce []byte, expires time.Time) error
-	// ConsumeNonce marks the nonce used, at most once. It fails with
-	// ErrNonceUnknown, ErrNonceUsed or ErrNonceExpired.
-	ConsumeNonce(ctx context.Context, nonce []byte, now time.Time) error
-	// PruneNonces forgets nonces that expired before now and returns how
-	// many were removed.
+	// ConsumeNonce records the nonce as used until expires (the broker has
+	// checked that it is genuine and alive; expires is the one the nonce
+	// carries), at most once: ErrNonceUsed when it already is.
+	ConsumeNonce(ctx context.Context, nonce []byte, expires time.Time) error
+	// PruneNonces forgets used nonces that expired at or before now and
+	// returns how many were removed.
 	PruneNonces(ctx context.Context, now time.Time) (int, error)
 
 	// RegisterVolume stores a creation record with epoch 0; ErrVolumeExists

@@ -1,5 +1,9 @@
 // Package bolt is the embedded [store.Store] of the confidisk broker: one
 // bbolt file, every write committed with fsync before the call returns.
+// Concurrent writes are grouped into one commit (bbolt's Batch), so one
+// fsync serves every request waiting at that moment. Used nonces are keyed
+// by expiry and pruned from the front; [Open] rewrites (compacts) a file
+// that is mostly free pages, since bbolt never shrinks a file by itself.
 //
 // A bbolt file is locked by the process that opens it, so only one broker
 // can use it; run several replicas on store/postgres instead.
@@ -21,10 +25,13 @@ import (
 )
 
 var (
-	bucketNonces  = []byte("nonces")
-	bucketVolumes = []byte("volumes")
-	bucketEpochs  = []byte("epochs")
-	bucketKeys    = []byte("keys")
+	bucketUsedNonces = []byte("used-nonces")
+	bucketVolumes    = []byte("volumes")
+	bucketEpochs     = []byte("epochs")
+	bucketKeys       = []byte("keys")
+	// bucketOldNonces held issued nonces before they became stateless;
+	// Open deletes it.
+	bucketOldNonces = []byte("nonces")
 )
 
 // Store is a [store.Store] on one bbolt file.
@@ -49,7 +56,12 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketNonces, bucketVolumes, bucketEpochs, bucketKeys} {
+		if tx.Bucket(bucketOldNonces) != nil {
+			if err := tx.DeleteBucket(bucketOldNonces); err != nil {
+				return err
+			}
+		}
+		for _, b := range [][]byte{bucketUsedNonces, bucketVolumes, bucketEpochs, bucketKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -60,63 +72,47 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open bolt store %s: create buckets: %w", path, err)
 	}
+	db.MaxBatchDelay = batchDelay
 	return &Store{db: db}, nil
+}
+
+// batchDelay is how long a write waits for others to share its commit.
+const batchDelay = 2 * time.Millisecond
+
+// batch runs fn in a grouped write transaction. fn returns a refusal (a
+// store error such as ErrVolumeExists, after writing nothing) or a failure;
+// a refusal does not roll back the other writes of the batch.
+func (s *Store) batch(fn func(tx *bbolt.Tx) (refusal, err error)) error {
+	var refusal error
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		var err error
+		refusal, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return refusal
 }
 
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// nonce record: 8 bytes expiry (unix nanoseconds, big endian) + 1 byte used flag.
-func encodeNonce(expires time.Time, used bool) []byte {
-	b := make([]byte, 9)
-	binary.BigEndian.PutUint64(b, uint64(expires.UnixNano()))
-	if used {
-		b[8] = 1
-	}
-	return b
-}
-
-func decodeNonce(b []byte) (time.Time, bool, error) {
-	if len(b) != 9 {
-		return time.Time{}, false, fmt.Errorf("corrupt nonce record of %d bytes", len(b))
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), b[8] == 1, nil
-}
-
-// PutNonce implements [store.Store].
-func (s *Store) PutNonce(_ context.Context, nonce []byte, expires time.Time) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketNonces)
-		if b.Get(nonce) != nil {
-			return store.ErrNonceExists
-		}
-		return b.Put(nonce, encodeNonce(expires, false))
-	})
-	if err != nil {
-		return fmt.Errorf("put nonce: %w", err)
-	}
-	return nil
+// usedNonceKey orders used nonces by expiry: 8 bytes of Unix nanoseconds
+// (big endian), then the nonce; pruning walks from the first key.
+func usedNonceKey(nonce []byte, expires time.Time) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(expires.UnixNano())), nonce...)
 }
 
 // ConsumeNonce implements [store.Store].
-func (s *Store) ConsumeNonce(_ context.Context, nonce []byte, now time.Time) error {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketNonces)
-		v := b.Get(nonce)
-		if v == nil {
-			return store.ErrNonceUnknown
+func (s *Store) ConsumeNonce(_ context.Context, nonce []byte, expires time.Time) error {
+	k := usedNonceKey(nonce, expires)
+	err := s.batch(func(tx *bbolt.Tx) (error, error) {
+		b := tx.Bucket(bucketUsedNonces)
+		if b.Get(k) != nil {
+			return store.ErrNonceUsed, nil
 		}
-		exp, used, err := decodeNonce(v)
-		if err != nil {
-			return err
-		}
-		switch {
-		case used:
-			return store.ErrNonceUsed
-		case !now.Before(exp):
-			return store.ErrNonceExpired
-		}
-		return b.Put(nonce, encodeNonce(exp, true))
+		return nil, b.Put(k, []byte{1})
 	})
 	if err != nil {
 		return fmt.Errorf("consume nonce: %w", err)
@@ -126,25 +122,16 @@ func (s *Store) ConsumeNonce(_ context.Context, nonce []byte, now time.Time) err
 
 // PruneNonces implements [store.Store].
 func (s *Store) PruneNonces(_ context.Context, now time.Time) (int, error) {
+	limit := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 	n := 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketNonces)
-		var expired [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			if exp, _, err := decodeNonce(v); err != nil || !now.Before(exp) {
-				expired = append(expired, bytes.Clone(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range expired {
-			if err := b.Delete(k); err != nil {
+		c := tx.Bucket(bucketUsedNonces).Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:min(8, len(k))], limit) <= 0; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
 				return err
 			}
+			n++
 		}
-		n = len(expired)
 		return nil
 	})
 	if err != nil {
@@ -160,15 +147,15 @@ func (s *Store) RegisterVolume(_ context.Context, v store.Volume) error {
 	if err != nil {
 		return fmt.Errorf("register volume %s: %w", v.UUID, err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.batch(func(tx *bbolt.Tx) (error, error) {
 		vb := tx.Bucket(bucketVolumes)
 		if vb.Get([]byte(v.UUID)) != nil {
-			return store.ErrVolumeExists
+			return store.ErrVolumeExists, nil
 		}
 		if err := vb.Put([]byte(v.UUID), rec); err != nil {
-			return err
+			return nil, err
 		}
-		return tx.Bucket(bucketEpochs).Put([]byte(v.UUID), encodeEpoch(0))
+		return nil, tx.Bucket(bucketEpochs).Put([]byte(v.UUID), encodeEpoch(0))
 	})
 	if err != nil {
 		return fmt.Errorf("register volume %s: %w", v.UUID, err)
@@ -239,25 +226,26 @@ func (s *Store) Epoch(_ context.Context, uuid string) (uint64, error) {
 }
 
 // CompareAndSwapEpoch implements [store.Store]. bbolt serialises writers,
-// so the read and the write happen in one exclusive transaction.
+// so the read and the write happen in one exclusive transaction (shared
+// with other writes of the same batch, which run one after another in it).
 func (s *Store) CompareAndSwapEpoch(_ context.Context, uuid string, old, new uint64) error {
 	if err := store.CheckAdvance(old, new); err != nil {
 		return err
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.batch(func(tx *bbolt.Tx) (error, error) {
 		b := tx.Bucket(bucketEpochs)
 		rec := b.Get([]byte(uuid))
 		if rec == nil {
-			return store.ErrVolumeNotFound
+			return store.ErrVolumeNotFound, nil
 		}
 		cur, err := decodeEpoch(rec)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if cur != old {
-			return &store.EpochConflictError{Current: cur}
+			return &store.EpochConflictError{Current: cur}, nil
 		}
-		return b.Put([]byte(uuid), encodeEpoch(new))
+		return nil, b.Put([]byte(uuid), encodeEpoch(new))
 	})
 	if err != nil {
 		return fmt.Errorf("advance epoch of %s: %w", uuid, err)
@@ -278,11 +266,11 @@ func (s *Store) PutKey(_ context.Context, uuid string, k store.WrappedKey) error
 	if err != nil {
 		return fmt.Errorf("put key of %s: %w", uuid, err)
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.batch(func(tx *bbolt.Tx) (error, error) {
 		if tx.Bucket(bucketVolumes).Get([]byte(uuid)) == nil {
-			return store.ErrVolumeNotFound
+			return store.ErrVolumeNotFound, nil
 		}
-		return tx.Bucket(bucketKeys).Put([]byte(uuid), rec)
+		return nil, tx.Bucket(bucketKeys).Put([]byte(uuid), rec)
 	})
 	if err != nil {
 		return fmt.Errorf("put key of %s: %w", uuid, err)

@@ -7,9 +7,16 @@
 // single `UPDATE ... WHERE uuid = $1 AND epoch = $old`: PostgreSQL re-checks
 // the WHERE clause after waiting for a concurrent writer's row lock, so of
 // two racing advances from the same old value exactly one succeeds. Nonces
-// are consumed by `UPDATE ... SET used = true WHERE NOT used AND expires >
-// now`; used nonces stay (as tombstones) until they expire so that a replay
-// is told apart from an unknown nonce.
+// are stateless (the broker checks their MAC and lifetime); a used nonce is
+// an `INSERT ... ON CONFLICT DO NOTHING` into confidisk_used_nonces, which
+// inserts for exactly one of any number of racing replicas, and stays until
+// it expires.
+//
+// Migrations only add (CREATE ... IF NOT EXISTS, ADD COLUMN IF NOT EXISTS),
+// under the advisory lock, so any number of replicas of any version may run
+// them at once, and older replicas keep working during a rolling upgrade;
+// confidisk_nonces (issued nonces, before they were stateless) is no longer
+// used and may be dropped once every replica is upgraded.
 package postgres
 
 import (
@@ -29,12 +36,11 @@ import (
 const schemaLockID = 0x636f6e666964 // "confid"
 
 const schema = `
-CREATE TABLE IF NOT EXISTS confidisk_nonces (
+CREATE TABLE IF NOT EXISTS confidisk_used_nonces (
 	nonce   BYTEA PRIMARY KEY,
-	expires TIMESTAMPTZ NOT NULL,
-	used    BOOLEAN NOT NULL DEFAULT FALSE
+	expires TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX IF NOT EXISTS confidisk_nonces_expires ON confidisk_nonces (expires);
+CREATE INDEX IF NOT EXISTS confidisk_used_nonces_expires ON confidisk_used_nonces (expires);
 CREATE TABLE IF NOT EXISTS confidisk_volumes (
 	uuid         TEXT PRIMARY KEY,
 	key_id       TEXT NOT NULL,
@@ -93,46 +99,22 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-// PutNonce implements [store.Store].
-func (s *Store) PutNonce(ctx context.Context, nonce []byte, expires time.Time) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO confidisk_nonces (nonce, expires) VALUES ($1, $2)`, nonce, expires)
-	if isUniqueViolation(err) {
-		err = store.ErrNonceExists
+// ConsumeNonce implements [store.Store].
+func (s *Store) ConsumeNonce(ctx context.Context, nonce []byte, expires time.Time) error {
+	tag, err := s.pool.Exec(ctx,
+		`INSERT INTO confidisk_used_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING`, nonce, expires)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = store.ErrNonceUsed
 	}
 	if err != nil {
-		return fmt.Errorf("put nonce: %w", err)
+		return fmt.Errorf("consume nonce: %w", err)
 	}
 	return nil
 }
 
-// ConsumeNonce implements [store.Store].
-func (s *Store) ConsumeNonce(ctx context.Context, nonce []byte, now time.Time) error {
-	tag, err := s.pool.Exec(ctx,
-		`UPDATE confidisk_nonces SET used = TRUE WHERE nonce = $1 AND NOT used AND expires > $2`, nonce, now)
-	if err != nil {
-		return fmt.Errorf("consume nonce: %w", err)
-	}
-	if tag.RowsAffected() == 1 {
-		return nil
-	}
-	var used bool
-	var expires time.Time
-	err = s.pool.QueryRow(ctx, `SELECT used, expires FROM confidisk_nonces WHERE nonce = $1`, nonce).Scan(&used, &expires)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		err = store.ErrNonceUnknown
-	case err != nil:
-	case used:
-		err = store.ErrNonceUsed
-	default:
-		err = store.ErrNonceExpired
-	}
-	return fmt.Errorf("consume nonce: %w", err)
-}
-
 // PruneNonces implements [store.Store].
 func (s *Store) PruneNonces(ctx context.Context, now time.Time) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM confidisk_nonces WHERE expires <= $1`, now)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM confidisk_used_nonces WHERE expires <= $1`, now)
 	if err != nil {
 		return 0, fmt.Errorf("prune nonces: %w", err)
 	}
