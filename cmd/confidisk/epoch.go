@@ -8,7 +8,6 @@ import (
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
-	"github.com/confidisk/confidisk/tpm"
 )
 
 func newEpochCmd() *cobra.Command {
@@ -28,8 +27,9 @@ or --token-only to unseal with the TPM (only possible before the boot measured
 the volume into PCR 15).`,
 	}
 	var (
-		keyFile, tpmDevice, brokerURL, brokerCA string
-		tokenOnly, asJSON                       bool
+		keyFile, brokerURL, brokerCA string
+		tf                           tpmFlags
+		tokenOnly, asJSON            bool
 	)
 	brokerClient := func() (*client.Client, error) {
 		if brokerURL == "" {
@@ -43,7 +43,7 @@ the volume into PCR 15).`,
 	}
 	unlock := func(cmd *cobra.Command, d *device, h *luks2.Header) ([]byte, error) {
 		if tokenOnly {
-			return unlockWithTPM2(cmd, tpmDevice, d, h)
+			return unlockWithTPM2(cmd, tf.dev, d, h)
 		}
 		pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
 		if err != nil {
@@ -66,7 +66,7 @@ the volume into PCR 15).`,
 			if err != nil {
 				return err
 			}
-			t, err := openTPMFlag(tpmDevice)
+			t, err := tf.open()
 			if err != nil {
 				return err
 			}
@@ -107,7 +107,7 @@ the volume into PCR 15).`,
 				if err != nil {
 					return false, err
 				}
-				t, err := openTPMFlag(tpmDevice)
+				t, err := tf.open()
 				if err != nil {
 					return false, err
 				}
@@ -134,7 +134,7 @@ the volume into PCR 15).`,
 	for _, c := range []*cobra.Command{show, advance} {
 		c.Flags().StringVarP(&keyFile, "key-file", "d", "", "read a passphrase of the volume from this file (- for standard input)")
 		c.Flags().BoolVar(&tokenOnly, "token-only", false, "unseal the volume key with the TPM instead")
-		c.Flags().StringVar(&tpmDevice, "tpm", tpm.DefaultDevice, "TPM: /dev/tpmrm0, or swtpm:PATH")
+		tf.registerDevice(c.Flags())
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		c.Flags().StringVar(&brokerURL, "broker", "", "the broker anchoring the volume too (https://HOST:PORT); advance needs this guest's evidence (PCR 15 holding the volume)")
 		c.Flags().StringVar(&brokerCA, "broker-ca", "/etc/confidisk/broker.pem", "PEM certificate(s) the broker's TLS certificate must chain to")

@@ -116,18 +116,14 @@ also the sha256 digest systemd-cryptsetup extends into PCR 15. No TPM is used.`,
 }
 
 func newTPMPCRsCmd() *cobra.Command {
-	var dev, bank, pcrs string
+	var tf tpmFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "pcrs [--pcrs LIST] [--bank BANK]",
 		Short: "Read PCR values",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := tpm.ParseBank(bank)
-			if err != nil {
-				return usageError{err}
-			}
-			list, err := parsePCRList(pcrs)
+			b, list, err := tf.selection()
 			if err != nil {
 				return err
 			}
@@ -136,7 +132,7 @@ func newTPMPCRsCmd() *cobra.Command {
 					list = append(list, i)
 				}
 			}
-			t, err := openTPMFlag(dev)
+			t, err := tf.open()
 			if err != nil {
 				return err
 			}
@@ -160,15 +156,16 @@ func newTPMPCRsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
-	cmd.Flags().StringVar(&bank, "bank", "sha256", "PCR bank")
-	cmd.Flags().StringVar(&pcrs, "pcrs", "", "PCRs to read, e.g. 7,11,15 (default all)")
+	tf.register(cmd.Flags(), "PCRs to read, e.g. 7,11,15 (default all)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
 func newTPMSealCmd() *cobra.Command {
-	var dev, bank, pcrs, in, out, pinFile string
+	var (
+		tf               tpmFlags
+		in, out, pinFile string
+	)
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "seal --in SECRET --out TOKEN.json --pcrs LIST",
@@ -185,11 +182,7 @@ unless --force. Unseal with "confidisk tpm unseal".`,
 			if _, err := os.Lstat(out); err == nil && !force {
 				return fmt.Errorf("%s exists; refusing to overwrite it (give --force, or another --out)", out)
 			}
-			b, err := tpm.ParseBank(bank)
-			if err != nil {
-				return usageError{err}
-			}
-			list, err := parsePCRList(pcrs)
+			b, list, err := tf.selection()
 			if err != nil {
 				return err
 			}
@@ -203,7 +196,7 @@ unless --force. Unseal with "confidisk tpm unseal".`,
 					return err
 				}
 			}
-			t, err := openTPMFlag(dev)
+			t, err := tf.open()
 			if err != nil {
 				return err
 			}
@@ -219,9 +212,7 @@ unless --force. Unseal with "confidisk tpm unseal".`,
 			return writeOut(out, append(j, '\n'), force)
 		},
 	}
-	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
-	cmd.Flags().StringVar(&bank, "bank", "sha256", "PCR bank")
-	cmd.Flags().StringVar(&pcrs, "pcrs", "", "PCRs to seal to, e.g. 7,15")
+	tf.register(cmd.Flags(), "PCRs to seal to, e.g. 7,15")
 	cmd.Flags().StringVar(&in, "in", "", "file holding the secret")
 	cmd.Flags().StringVar(&out, "out", "", "token JSON to write")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing --out")
@@ -230,7 +221,10 @@ unless --force. Unseal with "confidisk tpm unseal".`,
 }
 
 func newTPMUnsealCmd() *cobra.Command {
-	var dev, in, out, pinFile, sigFile string
+	var (
+		tf                        tpmFlags
+		in, out, pinFile, sigFile string
+	)
 	cmd := &cobra.Command{
 		Use:   "unseal --in TOKEN.json --out SECRET",
 		Short: "Unseal a secret from a systemd-tpm2 token JSON",
@@ -265,7 +259,7 @@ The secret is never printed.`,
 					return err
 				}
 			}
-			t, err := openTPMFlag(dev)
+			t, err := tf.open()
 			if err != nil {
 				return err
 			}
@@ -277,7 +271,7 @@ The secret is never printed.`,
 			return os.WriteFile(out, secret, 0o600)
 		},
 	}
-	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
+	tf.registerDevice(cmd.Flags())
 	cmd.Flags().StringVar(&in, "in", "", "token JSON")
 	cmd.Flags().StringVar(&out, "out", "", "file to write the secret to")
 	cmd.Flags().StringVar(&pinFile, "pin-file", "", "file holding the PIN")
@@ -286,7 +280,10 @@ The secret is never printed.`,
 }
 
 func newTPMMeasureCmd() *cobra.Command {
-	var dev, keyFile, name, uuid, logPath, banks string
+	var (
+		tf                                  tpmFlags
+		keyFile, name, uuid, logPath, banks string
+	)
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "measure-volume --key-file FILE --name NAME --uuid UUID",
@@ -311,7 +308,7 @@ bank (or --banks) and appends a "volume-key" record to the measurement log
 				}
 				o.Banks = append(o.Banks, b)
 			}
-			t, err := openTPMFlag(dev)
+			t, err := tf.open()
 			if err != nil {
 				return err
 			}
@@ -329,7 +326,7 @@ bank (or --banks) and appends a "volume-key" record to the measurement log
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
+	tf.registerDevice(cmd.Flags())
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "file holding the raw volume key")
 	cmd.Flags().StringVar(&name, "name", "", "volume name")
 	cmd.Flags().StringVar(&uuid, "uuid", "", "LUKS UUID")
@@ -364,7 +361,10 @@ fails with "never incremented", which after earlier increments means somebody
 re-created it.`,
 	}
 	run := func(name, short string, f func(t transport.TPM, index tpm2.TPMHandle) (uint64, bool, error)) *cobra.Command {
-		var dev, index string
+		var (
+			tf    tpmFlags
+			index string
+		)
 		var asJSON bool
 		c := &cobra.Command{
 			Use:   name + " --index 0x...",
@@ -375,7 +375,7 @@ re-created it.`,
 				if err != nil {
 					return err
 				}
-				t, err := openTPMFlag(dev)
+				t, err := tf.open()
 				if err != nil {
 					return err
 				}
@@ -399,7 +399,7 @@ re-created it.`,
 				return nil
 			},
 		}
-		c.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
+		tf.registerDevice(c.Flags())
 		c.Flags().StringVar(&index, "index", "", "NV index handle, e.g. 0x01800100")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		return c
@@ -444,7 +444,10 @@ func parseNonce(s string) ([]byte, error) {
 }
 
 func newTPMQuoteCmd() *cobra.Command {
-	var dev, bank, pcrs, nonce, out string
+	var (
+		tf         tpmFlags
+		nonce, out string
+	)
 	cmd := &cobra.Command{
 		Use:   "quote --pcrs LIST --nonce HEX [--out FILE]",
 		Short: "Sign PCR values with the attestation key (TPM2_Quote)",
@@ -456,11 +459,7 @@ quoted PCR values (hex) to --out (default standard output). Check it with
 "confidisk tpm verify-quote".`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := tpm.ParseBank(bank)
-			if err != nil {
-				return usageError{err}
-			}
-			list, err := parsePCRList(pcrs)
+			b, list, err := tf.selection()
 			if err != nil {
 				return err
 			}
@@ -471,7 +470,7 @@ quoted PCR values (hex) to --out (default standard output). Check it with
 			if err != nil {
 				return err
 			}
-			t, err := openTPMFlag(dev)
+			t, err := tf.open()
 			if err != nil {
 				return err
 			}
@@ -504,9 +503,7 @@ quoted PCR values (hex) to --out (default standard output). Check it with
 			return os.WriteFile(out, append(j, '\n'), 0o644)
 		},
 	}
-	cmd.Flags().StringVar(&dev, "tpm", tpm.DefaultDevice, "TPM device, or swtpm:PATH")
-	cmd.Flags().StringVar(&bank, "bank", "sha256", "PCR bank")
-	cmd.Flags().StringVar(&pcrs, "pcrs", "", "PCRs to quote, e.g. 7,15")
+	tf.register(cmd.Flags(), "PCRs to quote, e.g. 7,15")
 	cmd.Flags().StringVar(&nonce, "nonce", "", "verifier's nonce, hex (at most 64 bytes)")
 	cmd.Flags().StringVar(&out, "out", "", "file to write the quote JSON to (default standard output)")
 	return cmd
