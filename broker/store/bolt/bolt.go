@@ -72,8 +72,70 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open bolt store %s: create buckets: %w", path, err)
 	}
+	if db, err = compactIfSparse(db, path, lockTimeout); err != nil {
+		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+	}
 	db.MaxBatchDelay = batchDelay
 	return &Store{db: db}, nil
+}
+
+// compactMinBytes is the smallest file [Open] compacts.
+const compactMinBytes = 1 << 20
+
+// compactIfSparse rewrites the file when at least half of it is free pages
+// (pruned nonces): bbolt reuses free pages but never shrinks the file. The
+// copy is written next to it, synced, and renamed over it.
+func compactIfSparse(db *bbolt.DB, path string, lockTimeout time.Duration) (*bbolt.DB, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	stats := db.Stats()
+	free := int64(stats.FreePageN+stats.PendingPageN) * int64(db.Info().PageSize)
+	if st.Size() < compactMinBytes || 2*free < st.Size() {
+		return db, nil
+	}
+	tmp := path + ".compact"
+	err = compactTo(db, tmp)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("compact: %w", err)
+	}
+	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+}
+
+func compactTo(src *bbolt.DB, tmp string) error {
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	dst, err := bbolt.Open(tmp, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	err = bbolt.Compact(dst, src, 64<<20)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // batchDelay is how long a write waits for others to share its commit.
