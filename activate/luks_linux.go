@@ -231,7 +231,27 @@ const (
 	// fresh key: reading it fails with EIO until it is written. No read
 	// ever returns data that was not written through this volume.
 	InitFast
+	// InitNone writes no tags (cryptsetup's --integrity-no-wipe): every
+	// sector reads as EIO until it is written.
+	InitNone
 )
+
+// InitIntegrityTags initialises a freshly formatted LUKS2 volume with
+// integrity, as cryptsetup luksFormat --integrity does: the dm-integrity
+// superblock ([InitIntegrity]), then the tags as mode says
+// ([WipeIntegrity]). Both `confidisk luks format` and first boot use it.
+func InitIntegrityTags(m Mapper, devPath string, h *luks2.Header, vk []byte, mode InitMode, progress func(done, total int64)) error {
+	if _, err := InitIntegrity(m, devPath, h); err != nil {
+		return fmt.Errorf("initialise dm-integrity: %w", err)
+	}
+	if mode == InitNone {
+		return nil
+	}
+	if err := WipeIntegrity(m, devPath, h, vk, mode, progress); err != nil {
+		return fmt.Errorf("initialise integrity tags: %w", err)
+	}
+	return nil
+}
 
 // InitFastBytes is how much InitFast writes at each end of the volume.
 const InitFastBytes = 1 << 20

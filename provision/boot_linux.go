@@ -567,15 +567,12 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	b.reportRecovery(h.UUID, recovery)
 	b.point(string(StepFormatted))
 
-	if _, err := activate.InitIntegrity(b.dm, dev, h); err != nil {
-		return nil, nil, fmt.Errorf("initialise dm-integrity: %w", err)
-	}
 	mode := activate.InitFull
 	if b.cfg.FastInit {
 		mode = activate.InitFast
 	}
-	if err := activate.WipeIntegrity(b.dm, dev, h, vk, mode, nil); err != nil {
-		return nil, nil, fmt.Errorf("initialise integrity tags: %w", err)
+	if err := activate.InitIntegrityTags(b.dm, dev, h, vk, mode, nil); err != nil {
+		return nil, nil, err
 	}
 	if err := b.writeStep(f, h, vk, pt, StepInitialised); err != nil {
 		return nil, nil, err

@@ -315,21 +315,22 @@ and device-mapper:
 			}
 			d.lock.Unlock() // activation takes its own view of the device
 			d.lock = nil
-			if _, err := activate.InitIntegrity(client, path, h); err != nil {
-				return fmt.Errorf("initialise dm-integrity on %s: %w", path, err)
-			}
-			if integrityNoWipe {
-				return nil
-			}
 			mode := activate.InitFull
-			if integrityFast {
+			switch {
+			case integrityNoWipe:
+				mode = activate.InitNone
+			case integrityFast:
 				mode = activate.InitFast
 			}
-			bar := newProgress("initialising integrity tags", d.size)
-			err = activate.WipeIntegrity(client, path, h, vk, mode, func(done, _ int64) { bar.update(uint64(done), 0) })
+			total := d.size
+			if mode == activate.InitNone {
+				total = 0 // no tags written: no bar
+			}
+			bar := newProgress("initialising integrity tags", total)
+			err = activate.InitIntegrityTags(client, path, h, vk, mode, func(done, _ int64) { bar.update(uint64(done), 0) })
 			bar.finish()
 			if err != nil {
-				return fmt.Errorf("initialise integrity tags on %s: %w", path, err)
+				return fmt.Errorf("%s: %w", path, err)
 			}
 			return nil
 		},
