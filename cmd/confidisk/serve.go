@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +35,9 @@ type serveOptions struct {
 	listen, data, storeKind, postgresURL string
 	tlsCert, tlsKey, operatorCA          string
 	verifier, policy, logLevel           string
+	metricsListen                        string
+	rateLimit                            float64
+	rateBurst, maxInFlight, maxConns     int
 }
 
 func newServeCmd() *cobra.Command {
@@ -56,7 +61,17 @@ With no flags it listens on https://127.0.0.1:8443 with the embedded store
 
 --tls-cert/--tls-key/--operator-ca use your own certificates instead. With
 --store postgres several replicas share one database (--postgres-url); give
-them the same kek file and certificates.
+them the same kek file and certificates (the kek also keys the stateless
+nonces, so that a nonce one replica issued is accepted by every replica,
+once).
+
+Under abuse: each client address gets --rate-limit requests a second
+(bursts of --rate-burst), at most --max-in-flight requests are answered at
+once (both answer 429 with Retry-After beyond), and at most
+--max-connections connections are open. GET /metrics and GET
+/v1/volumes/{uuid} need the operator certificate; --metrics-listen ADDR
+serves /metrics and /healthz without TLS on a separate address for the
+monitoring network.
 
 Evidence is checked by --verifier tpm against the reference values in
 --policy FILE (a vTPM quote, systemd's userspace measurement log, the
@@ -85,6 +100,11 @@ It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
 	f.StringVar(&o.verifier, "verifier", "none", "evidence verifier: tpm (vTPM quote + logs checked against --policy; the default when --policy is given) or none (refuse all evidence)")
 	f.StringVar(&o.policy, "policy", "", "reference-value policy (JSON, see docs/attestation.md) for --verifier tpm")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "also serve GET /metrics and /healthz without TLS on this address (the monitoring network only)")
+	f.Float64Var(&o.rateLimit, "rate-limit", broker.DefaultRateLimit, "requests per second per client address (0: no limit; operators are not limited)")
+	f.IntVar(&o.rateBurst, "rate-burst", broker.DefaultRateBurst, "burst of requests per client address")
+	f.IntVar(&o.maxInFlight, "max-in-flight", broker.DefaultMaxInFlight, "requests answered at once; more get 429")
+	f.IntVar(&o.maxConns, "max-connections", broker.DefaultMaxConnections, "open connections at most; more wait in the listen backlog")
 	return cmd
 }
 
@@ -177,6 +197,9 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	default:
 		return usageError{fmt.Errorf("--verifier %q: want tpm or none", o.verifier)}
 	}
+	if o.rateLimit < 0 || o.rateBurst < 1 || o.maxInFlight < 1 || o.maxConns < 1 {
+		return usageError{errors.New("--rate-limit must be at least 0, --rate-burst, --max-in-flight and --max-connections at least 1")}
+	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return usageError{errors.New("--tls-cert and --tls-key go together")}
 	}
@@ -228,7 +251,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := broker.New(broker.Config{Store: st, Verifier: verifier, Logger: log, TLS: tlsCfg, KEK: kek})
+	srv, err := broker.New(brokerConfig(o, st, verifier, log, tlsCfg, kek))
 	if err != nil {
 		return err
 	}
@@ -236,12 +259,53 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	stopMetrics, err := serveMetrics(ctx, o.metricsListen, srv, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	fmt.Fprintf(cmd.OutOrStdout(), "confidisk serve: listening on https://%s (store: %s, data: %s)\n", ln.Addr(), storeDesc, data)
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+func brokerConfig(o serveOptions, st store.Store, v broker.Verifier, log *slog.Logger, tlsCfg *tls.Config, kek []byte) broker.Config {
+	rate := o.rateLimit
+	if rate == 0 {
+		rate = -1 // broker.Config: negative is no limit
+	}
+	return broker.Config{Store: st, Verifier: v, Logger: log, TLS: tlsCfg, KEK: kek,
+		RateLimit: rate, RateBurst: o.rateBurst, MaxInFlight: o.maxInFlight, MaxConnections: o.maxConns}
+}
+
+// serveMetrics serves srv's metrics handler on addr (nothing when addr is
+// empty) until the returned function is called.
+func serveMetrics(ctx context.Context, addr string, srv *broker.Server, log *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: broker.DefaultReadHeaderTimeout,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(broker.LimitListener(ln, 16)); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		hs.Close()
+		<-done
+	}, nil
 }
 
 func openStore(ctx context.Context, o serveOptions, data string) (store.Store, string, error) {

@@ -168,6 +168,9 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve", "--verifier", "tpm"},
 		{"serve", "--verifier", "insecure-test", "--policy", "p.json"},
 		{"serve", "--verifier", "insecure-test"}, // without CONFIDISK_INSECURE_TEST_VERIFIER=1
+		{"serve", "--rate-limit", "-1"},
+		{"serve", "--max-in-flight", "0"},
+		{"serve", "--max-connections", "0"},
 	}
 	for _, args := range tests {
 		_, _, err := runIn(t, "", append(args, "--data", t.TempDir())...)
@@ -185,7 +188,7 @@ func TestServeUsageErrors(t *testing.T) {
 func TestServeCrashEpochs(t *testing.T) {
 	bin := buildServeBinary(t)
 	data := t.TempDir()
-	args := []string{"--listen", "127.0.0.1:0", "--data", data, "--verifier", "insecure-test"}
+	args := []string{"--listen", "127.0.0.1:0", "--data", data, "--verifier", "insecure-test", "--rate-limit", "0"}
 	insecure := []string{insecureTestEnv + "=1"}
 	const vol = "11111111-2222-4333-8444-555555555555"
 	const kills = 3
