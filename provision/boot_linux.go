@@ -531,42 +531,11 @@ func recoveryKey() (string, error) {
 // provision formats the state partition and runs every provisioning step.
 func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.Header, []byte, error) {
 	b.res.FirstBoot = true
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, nil, err
-	}
 	b.record = b.want
-	uuid, err := luks2.NewUUID()
+	h, vk, pt, err := b.format(f)
 	if err != nil {
 		return nil, nil, err
 	}
-	recovery, err := recoveryKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	pt := &ProvisionToken{Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Step: StepFormatted, RecoveryKeyslot: -1, RW: b.cfg.RW}
-	tokens, err := b.recoveryTokens(pt, uuid, recovery)
-	if err != nil {
-		return nil, nil, err
-	}
-	// The volume key comes from the kernel RNG (getrandom) inside Format.
-	// Keyslot 0 holds the recovery passphrase; without a way to recover it
-	// it is removed once the key is sealed.
-	h, vk, err := luks2.Format(f, uint64(size), []byte(recovery), luks2.FormatOptions{
-		Integrity: b.cfg.Integrity, Cipher: cipherFor(b.cfg.Integrity),
-		PBKDF: luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
-		Label: b.cfg.StateLabel, Subsystem: "confidisk", UUID: uuid, Tokens: tokens,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("format the state volume: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return nil, nil, err
-	}
-	b.res.VolumeUUID = h.UUID
-	b.reportRecovery(h.UUID, recovery)
-	b.point(string(StepFormatted))
-
 	mode := activate.InitFull
 	if b.cfg.FastInit {
 		mode = activate.InitFast
@@ -577,21 +546,12 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	if err := b.writeStep(f, h, vk, pt, StepInitialised); err != nil {
 		return nil, nil, err
 	}
-
-	path, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open the new state volume: %w", err)
-	}
-	if err := b.makeFS(ctx, path); err != nil {
-		return nil, nil, errors.Join(err, activate.CloseLUKS(b.dm, StateName, true))
-	}
-	if err := activate.CloseLUKS(b.dm, StateName, true); err != nil {
+	if err := b.fileSystem(ctx, dev, h, vk); err != nil {
 		return nil, nil, err
 	}
 	if err := b.writeStep(f, h, vk, pt, StepFilesystem); err != nil {
 		return nil, nil, err
 	}
-
 	// The first freshness epoch, before sealing: a failure or power cut
 	// until its token is written (the vTPM counter already started, the
 	// broker unreachable) then leads to a new provisioning, never to a
@@ -601,45 +561,100 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, fmt.Errorf("start the freshness epoch: %w", err)
 	}
 	b.res.Freshness = fr
-
-	// Seal to the policy PCRs at their current values, and to PCR 15 at its
-	// value before any volume key is measured (zeros): once this boot
-	// measures the volume, nothing can unseal the key again until reboot.
-	// The keyslot, its token and the step go to disk in one header write,
-	// so a header with a systemd-tpm2 token is always at StepSealed or
-	// later (checkNotRewound relies on it).
-	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
-	if _, _, err := enroll.AddEnrollment(b.tpm, f, h, vk, enroll.EnrollOptions{
-		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
-		Keyslot:     -1, TokenID: -1,
-	}); err != nil {
-		return nil, nil, fmt.Errorf("seal the volume key to the vTPM: %w", err)
-	}
-	if pt.RecoveryKeyslot < 0 {
-		if err := h.KillKeyslot(f, 0, false); err != nil {
-			return nil, nil, fmt.Errorf("remove the unrecoverable keyslot 0: %w", err)
-		}
-	}
-	if err := b.writeStep(f, h, vk, pt, StepSealed); err != nil {
-		return nil, nil, err
-	}
-	if err := b.finish(f, h, vk, pt); err != nil {
+	if err := b.seal(f, h, vk, pt); err != nil {
 		return nil, nil, err
 	}
 	b.res.KeyID = tpm.FixateValue(vk, StateName, h.UUID)
+	if err := b.finish(f, h, vk, pt); err != nil {
+		return nil, nil, err
+	}
 	if err := b.openState(dev, h, vk); err != nil {
 		return nil, nil, err
 	}
 	return h, vk, nil
 }
 
-// finish runs the steps after sealing: store the fixation digest, mark the
-// provisioning complete.
+// format writes the new LUKS2 header with integrity (StepFormatted): the
+// volume key from the kernel RNG (getrandom, inside luks2.Format), keyslot
+// 0 with the recovery passphrase, the provisioning token and, with an
+// operator key, the recovery token.
+func (b *booter) format(f *os.File) (*luks2.Header, []byte, *ProvisionToken, error) {
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	uuid, err := luks2.NewUUID()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	recovery, err := recoveryKey()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pt := &ProvisionToken{Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Step: StepFormatted, RecoveryKeyslot: -1, RW: b.cfg.RW}
+	tokens, err := b.recoveryTokens(pt, uuid, recovery)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, vk, err := luks2.Format(f, uint64(size), []byte(recovery), luks2.FormatOptions{
+		Integrity: b.cfg.Integrity, Cipher: cipherFor(b.cfg.Integrity),
+		PBKDF: luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
+		Label: b.cfg.StateLabel, Subsystem: "confidisk", UUID: uuid, Tokens: tokens,
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("format the state volume: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, nil, nil, err
+	}
+	b.res.VolumeUUID = h.UUID
+	b.reportRecovery(h.UUID, recovery)
+	b.point(string(StepFormatted))
+	return h, vk, pt, nil
+}
+
+// fileSystem makes the state file system through a temporary mapping.
+func (b *booter) fileSystem(ctx context.Context, dev string, h *luks2.Header, vk []byte) error {
+	path, err := activate.LUKS(b.dm, StateName, dev, h, vk, activate.LUKSOptions{})
+	if err != nil {
+		return fmt.Errorf("open the new state volume: %w", err)
+	}
+	if err := b.makeFS(ctx, path); err != nil {
+		return errors.Join(err, activate.CloseLUKS(b.dm, StateName, true))
+	}
+	return activate.CloseLUKS(b.dm, StateName, true)
+}
+
+// seal enrolls the volume key with the vTPM (StepSealed): sealed to the
+// policy PCRs at their current values, and to PCR 15 at its value before
+// any volume key is measured (zeros), so that once this boot measures the
+// volume nothing can unseal the key again until reboot. The keyslot, its
+// token, the removal of an unrecoverable keyslot 0 and the step go to disk
+// in one header write, so a header with a systemd-tpm2 token is always at
+// StepSealed or later (checkNotRewound relies on it).
+func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken) error {
+	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
+	if _, _, err := enroll.AddEnrollment(b.tpm, f, h, vk, enroll.EnrollOptions{
+		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
+		Keyslot:     -1, TokenID: -1,
+	}); err != nil {
+		return fmt.Errorf("seal the volume key to the vTPM: %w", err)
+	}
+	if pt.RecoveryKeyslot < 0 {
+		if err := h.KillKeyslot(f, 0, false); err != nil {
+			return fmt.Errorf("remove the unrecoverable keyslot 0: %w", err)
+		}
+	}
+	return b.writeStep(f, h, vk, pt, StepSealed)
+}
+
+// finish runs the steps after sealing: store the fixation digest (the
+// volume's key id, b.res.KeyID), mark the provisioning complete.
 // The fixation digest is written only while the volume is not yet at
 // StepFixated (a volume that is has had its digest checked instead).
 func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken) error {
 	if !pt.Step.AtLeast(StepFixated) {
-		digest, err := hex.DecodeString(tpm.FixateValue(vk, StateName, h.UUID))
+		digest, err := hex.DecodeString(b.res.KeyID)
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,15 +139,13 @@ var ErrBadConfig = errors.New("bad boot configuration")
 // command line, where settings of other programs are ignored; in the config
 // file an unknown key is an error.
 func (c *Config) set(key, value string, fromCmdline bool) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s=%s: %s", ErrBadConfig, key, value, fmt.Sprintf(format, args...))
-	}
-	k := strings.TrimPrefix(key, "confidisk.")
+	var why string
 	switch {
 	case key == "roothash":
 		b, err := hex.DecodeString(value)
 		if err != nil || len(b) < 32 {
-			return bad("want the hex dm-verity root hash (at least 64 hex digits)")
+			why = "want the hex dm-verity root hash (at least 64 hex digits)"
+			break
 		}
 		c.RootHash = b
 	case key == "systemd.volatile":
@@ -158,106 +155,21 @@ func (c *Config) set(key, value string, fromCmdline bool) error {
 		case "no", "0", "false":
 			c.RW = RWNone
 		default:
-			return bad("only overlay and no are supported")
+			why = "only overlay and no are supported"
 		}
 	case key == "init":
 		c.Init = value
-	case k == "rw" && key != k:
-		switch RWMode(value) {
-		case RWOverlay, RWCopy, RWNone:
-			c.RW = RWMode(value)
-		default:
-			return bad("want overlay, copy or none")
-		}
-	case k == "state" && key != k:
-		if value == "" {
-			return bad("empty label")
-		}
-		c.StateLabel = value
-	case k == "tpm2-pcrs" && key != k:
-		pcrs, err := parsePCRs(value)
-		if err != nil {
-			return bad("%v", err)
-		}
-		c.PCRs = pcrs
-	case k == "tpm" && key != k:
-		c.TPM = value
-	case k == "integrity" && key != k:
-		switch value {
-		case "hmac-sha256", "hmac-sha512", "aead":
-			c.Integrity = value
-		default:
-			return bad("want hmac-sha256, hmac-sha512 or aead")
-		}
-	case k == "integrity-init" && key != k:
-		switch value {
-		case "fast":
-			c.FastInit = true
-		case "full":
-			c.FastInit = false
-		default:
-			return bad("want fast or full")
-		}
-	case k == "sysroot" && key != k:
-		if !strings.HasPrefix(value, "/") {
-			return bad("want an absolute path")
-		}
-		c.Root = value
-	case k == "switch-root" && key != k:
-		v, err := strconv.ParseBool(value)
-		if err != nil {
-			return bad("want 0 or 1")
-		}
-		c.SwitchRoot = v
-	case k == "broker" && key != k:
-		u, err := url.Parse(value)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return bad("want https://HOST[:PORT]")
-		}
-		c.Broker = value
-	case k == "broker-ca" && key != k:
-		if !strings.HasPrefix(value, "/") {
-			return bad("want an absolute path")
-		}
-		c.BrokerCA = value
-	case k == "tee" && key != k:
-		switch value {
-		case "auto", "none", "sev-snp", "tdx":
-			c.TEE = value
-		default:
-			return bad("want auto, none, sev-snp or tdx")
-		}
-	case k == "rollback-anchor" && key != k:
-		switch value {
-		case "tpm", "broker", "tpm+broker", "broker+tpm":
-			c.Anchor = value
-		default:
-			return bad("want tpm, broker or tpm+broker")
-		}
-	case k == "device-timeout" && key != k:
-		n, err := strconv.ParseUint(value, 10, 16)
-		if err != nil {
-			return bad("want whole seconds (0 to 65535)")
-		}
-		c.DeviceTimeout = time.Duration(n) * time.Second
-	case k == "recovery-key" && key != k:
-		if !strings.HasPrefix(value, "/") {
-			return bad("want an absolute path")
-		}
-		c.RecoveryKey = value
-	case k == "recovery" && key != k:
-		switch {
-		case value != "console" && value != "operator-key":
-			return bad("want operator-key or console")
-		case value == "console" && fromCmdline:
-			return bad("printing the recovery key on the console weakens the volume (the host reads a confidential VM's console): " +
-				"it is taken only from the boot.conf inside the initrd")
-		}
-		c.RecoveryConsole = value == "console"
 	case strings.HasPrefix(key, "confidisk."):
-		return fmt.Errorf("%w: unknown option %s", ErrBadConfig, key)
+		opt, ok := options[strings.TrimPrefix(key, "confidisk.")]
+		if !ok {
+			return fmt.Errorf("%w: unknown option %s", ErrBadConfig, key)
+		}
+		why = opt(c, value, fromCmdline)
 	case !fromCmdline:
 		return fmt.Errorf("%w: unknown key %q", ErrBadConfig, key)
+	}
+	if why != "" {
+		return fmt.Errorf("%w: %s=%s: %s", ErrBadConfig, key, value, why)
 	}
 	return nil
 }

@@ -150,97 +150,160 @@ type brokerAdvance struct {
 	register bool // the broker does not know the volume yet
 }
 
+// anchor is one roll-back anchor of a volume's freshness epoch: the vTPM's
+// NV counter or the broker's epoch. An advance runs check on every anchor
+// before anything is written, writes the new epoch into the volume, then
+// runs advance on every anchor.
+type anchor interface {
+	// check reads the anchor and compares it with the volume's epoch e
+	// (hasEpoch false: the volume has none yet, which only a volume this
+	// boot formatted may lack). For a volume without an epoch it returns
+	// start, the epoch it begins at, and whether this anchor lets it start.
+	check(ctx context.Context, e uint64, hasEpoch, formatted bool, f *Freshness) (start uint64, mayStart bool, err error)
+	// advance moves the anchor to next, which the volume now holds.
+	advance(ctx context.Context, next uint64, f *Freshness) error
+}
+
+// tpmAnchor is the vTPM's monotonic NV counter.
+type tpmAnchor struct {
+	b *booter
+	t transport.TPM
+	c uint64
+}
+
+func (a *tpmAnchor) check(_ context.Context, e uint64, hasEpoch, formatted bool, f *Freshness) (uint64, bool, error) {
+	c, err := tpm.ReadCounter(a.t, FreshnessCounter)
+	fresh := false // the counter was never started
+	switch {
+	case errors.Is(err, tpm.ErrNVIndexMissing) && !hasEpoch:
+		if err := tpm.DefineCounter(a.t, FreshnessCounter); err != nil {
+			return 0, false, fmt.Errorf("define the freshness counter: %w", err)
+		}
+		fallthrough
+	case errors.Is(err, tpm.ErrCounterUninitialised) && !hasEpoch:
+		fresh = true
+		if c, err = tpm.IncrementCounter(a.t, FreshnessCounter); err != nil {
+			return 0, false, fmt.Errorf("start the freshness counter: %w", err)
+		}
+	case err != nil:
+		return 0, false, fmt.Errorf("%w (reading the freshness counter: %v)", ErrAnchorBehind, err)
+	}
+	a.c = c
+	if !hasEpoch {
+		return c, formatted || fresh, nil // the new volume starts at the counter
+	}
+	switch {
+	case e < c:
+		return 0, false, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrRolledBack, e, c)
+	case e == c+1:
+		f.CaughtUp = true
+		a.b.logf("freshness: the previous boot's advance to epoch %d was interrupted before the vTPM counter; completing it", e)
+		return 0, false, a.advance(context.Background(), e, f)
+	case e > c+1:
+		return 0, false, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrAnchorBehind, e, c)
+	}
+	return 0, false, nil
+}
+
+func (a *tpmAnchor) advance(_ context.Context, next uint64, f *Freshness) error {
+	c, err := tpm.IncrementCounter(a.t, FreshnessCounter)
+	if err != nil {
+		return fmt.Errorf("advance the freshness counter: %w", err)
+	}
+	if c != next {
+		return fmt.Errorf("%w: the vTPM counter moved to %d, not %d, while this boot advanced it", ErrAnchorBehind, c, next)
+	}
+	a.c, f.Counter = c, c
+	return nil
+}
+
+// brokerAnchor is the broker's epoch for the volume. It is read over TLS
+// before anything is written; its compare-and-swap needs evidence about the
+// opened volume and is left in booter.pending for reportToBroker.
+type brokerAnchor struct {
+	b          *booter
+	uuid       string
+	be         uint64
+	registered bool
+}
+
+func (a *brokerAnchor) check(ctx context.Context, e uint64, hasEpoch, formatted bool, f *Freshness) (uint64, bool, error) {
+	if a.b.broker == nil {
+		return 0, false, errors.New("the broker is a freshness anchor but no broker is configured")
+	}
+	be, err := a.b.broker.Epoch(ctx, a.uuid)
+	a.registered = !client.IsCode(err, "volume_not_found")
+	if !a.registered {
+		err = nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read the volume's epoch from the broker (a freshness anchor: boot cannot go on without it): %w", err)
+	}
+	a.be, f.Broker = be, &be
+	if !hasEpoch {
+		return 0, formatted, nil
+	}
+	switch {
+	case e < be:
+		return 0, false, fmt.Errorf("%w: the volume is at epoch %d, the broker at %d", ErrRolledBack, e, be)
+	case e > be && be != 0:
+		// The last advance stopped before the broker's, or `confidisk
+		// epoch advance` moved the volume and the vTPM only. Not a
+		// roll-back (the broker never goes back, so the volume is newer
+		// than anything it saw): the broker catches up. (0 is a volume the
+		// broker never advanced.)
+		a.b.logf("freshness: the broker's epoch %d is behind the volume's %d (an interrupted advance, or one without the broker); it catches up", be, e)
+	}
+	return 0, false, nil
+}
+
+func (a *brokerAnchor) advance(_ context.Context, next uint64, _ *Freshness) error {
+	a.b.pending = &brokerAdvance{uuid: a.uuid, old: a.be, new: next, register: !a.registered}
+	return nil
+}
+
+// anchors are the configuration's anchors, the broker first: when it
+// cannot be reached, nothing (not even the vTPM counter) has changed.
+func (b *booter) anchors(t transport.TPM, uuid string) []anchor {
+	useTPM, useBroker := b.cfg.Anchors()
+	var as []anchor
+	if useBroker {
+		as = append(as, &brokerAnchor{b: b, uuid: uuid})
+	}
+	if useTPM {
+		as = append(as, &tpmAnchor{b: b, t: t})
+	}
+	return as
+}
+
 // advanceFreshness runs the check and the two-phase advance against the
 // anchors of the configuration. formatted is true when this boot formatted
 // the volume. A volume without a freshness token is accepted only then, or
 // when the vTPM counter was never started (a provisioning that was
 // interrupted after sealing, before its first epoch): otherwise a host could
 // strip the token from an old copy.
-//
-// With the broker as an anchor its epoch is read and checked here, before
-// anything is written; the compare-and-swap that advances it needs evidence
-// about the opened volume and is left in b.pending for [booter.reportToBroker].
 func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev interface {
 	luks2ReadWriter
 	Sync() error
 }, h *luks2.Header, vk []byte, formatted bool) (*Freshness, error) {
-	useTPM, useBroker := b.cfg.Anchors()
 	e, id, err := readEpoch(h, vk)
 	if err != nil {
 		return nil, err
 	}
 	f := &Freshness{}
-	// The broker first: when it cannot be reached, nothing (not even the
-	// vTPM counter) has changed.
-	var be uint64
-	registered := true
-	if useBroker {
-		if b.broker == nil {
-			return nil, errors.New("the broker is a freshness anchor but no broker is configured")
-		}
-		be, err = b.broker.Epoch(ctx, h.UUID)
-		if client.IsCode(err, "volume_not_found") {
-			registered, err = false, nil
-		}
+	anchors := b.anchors(t, h.UUID)
+	mayStart := false
+	for _, a := range anchors {
+		start, may, err := a.check(ctx, e, id >= 0, formatted, f)
 		if err != nil {
-			return nil, fmt.Errorf("read the volume's epoch from the broker (a freshness anchor: boot cannot go on without it): %w", err)
+			return nil, err
 		}
-		f.Broker = &be
-	}
-	fresh := false // the counter was never started
-	var c uint64
-	if useTPM {
-		c, err = tpm.ReadCounter(t, FreshnessCounter)
-		switch {
-		case errors.Is(err, tpm.ErrNVIndexMissing) && id < 0:
-			if err := tpm.DefineCounter(t, FreshnessCounter); err != nil {
-				return nil, fmt.Errorf("define the freshness counter: %w", err)
-			}
-			fallthrough
-		case errors.Is(err, tpm.ErrCounterUninitialised) && id < 0:
-			fresh = true
-			if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
-				return nil, fmt.Errorf("start the freshness counter: %w", err)
-			}
-		case err != nil:
-			return nil, fmt.Errorf("%w (reading the freshness counter: %v)", ErrAnchorBehind, err)
+		if id < 0 && may {
+			e, mayStart = max(e, start), true
 		}
 	}
-	switch {
-	case id < 0 && (formatted || fresh):
-		e = c // the new volume starts at the anchor (0 without the vTPM)
-	case id < 0:
+	if id < 0 && !mayStart {
 		return nil, fmt.Errorf("%w: no freshness token on a provisioned volume", ErrFreshnessTampered)
-	}
-	if useTPM {
-		switch {
-		case e < c:
-			return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrRolledBack, e, c)
-		case e == c+1:
-			f.CaughtUp = true
-			b.logf("freshness: the previous boot's advance to epoch %d was interrupted before the vTPM counter; completing it", e)
-			if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
-				return nil, err
-			}
-			if c != e {
-				return nil, fmt.Errorf("%w: the vTPM counter moved to %d, not %d, while this boot caught it up", ErrAnchorBehind, c, e)
-			}
-		case e > c+1:
-			return nil, fmt.Errorf("%w: the volume is at epoch %d, the vTPM counter at %d", ErrAnchorBehind, e, c)
-		}
-	}
-	if useBroker {
-		switch {
-		case e < be:
-			return nil, fmt.Errorf("%w: the volume is at epoch %d, the broker at %d", ErrRolledBack, e, be)
-		case e > be && be != 0:
-			// The last advance stopped before the broker's, or `confidisk
-			// epoch advance` moved the volume and the vTPM only. Not a
-			// roll-back (the broker never goes back, so the volume is
-			// newer than anything it saw): the broker catches up. (0 is a
-			// volume the broker never advanced.)
-			b.logf("freshness: the broker's epoch %d is behind the volume's %d (an interrupted advance, or one without the broker); it catches up", be, e)
-		}
 	}
 	next := e + 1
 	// Phase 1: the volume first.
@@ -256,19 +319,14 @@ func (b *booter) advanceFreshness(ctx context.Context, t transport.TPM, dev inte
 	b.point("epoch-written")
 	f.Epoch = next
 	// Phase 2: the anchors.
-	if useTPM {
-		if c, err = tpm.IncrementCounter(t, FreshnessCounter); err != nil {
-			return nil, fmt.Errorf("advance the freshness counter: %w", err)
+	for _, a := range anchors {
+		if err := a.advance(ctx, next, f); err != nil {
+			return nil, err
 		}
-		if c != next {
-			return nil, fmt.Errorf("%w: the vTPM counter moved to %d, not %d, while this boot advanced it", ErrAnchorBehind, c, next)
-		}
-		f.Counter = c
-		b.point("anchor-advanced")
-		b.logf("freshness: volume and vTPM counter at epoch %d", c)
 	}
-	if useBroker {
-		b.pending = &brokerAdvance{uuid: h.UUID, old: be, new: next, register: !registered}
+	if f.Counter != 0 {
+		b.point("anchor-advanced")
+		b.logf("freshness: volume and vTPM counter at epoch %d", f.Counter)
 	}
 	return f, nil
 }
