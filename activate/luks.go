@@ -111,12 +111,14 @@ func BuildLUKSTables(h *luks2.Header, name, rawDev string, rawSectors, providedS
 	if rawSectors <= g.offsetSector {
 		return nil, fmt.Errorf("device of %d sectors ends before the data offset (sector %d)", rawSectors, g.offsetSector)
 	}
+	// iv_offset stays 0 whatever the segment's iv_tweak says: cryptsetup
+	// activates a single-segment LUKS2 volume with crypt_get_iv_offset,
+	// which is 0 for LUKS2 (lib/setup.c), and uses iv_tweak only in the
+	// multi-segment tables of an online reencryption. The lab proves it
+	// (luks-interop, a cryptsetup volume with iv_tweak 2048). confidisk's
+	// boot refuses a non-zero iv_tweak and authenticates it.
 	cp := dm.CryptParams{
-		Cipher: g.cipher,
-		// The segment's iv_tweak is dm-crypt's iv_offset, as cryptsetup
-		// loads it (lib/setup.c crypt_get_iv_offset → LUKS2 segment
-		// iv_tweak; LUKS2 on-disk format, section 3.3).
-		IVOffset:         uint64(g.seg.IVTweak),
+		Cipher:           g.cipher,
 		AllowDiscards:    o.AllowDiscards,
 		NoReadWorkqueue:  o.NoReadWorkqueue,
 		NoWriteWorkqueue: o.NoWriteWorkqueue,

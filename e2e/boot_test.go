@@ -463,8 +463,8 @@ if confidisk boot --cmdline /tmp/no-roothash 2>/tmp/a.log; then result no-rootha
 check names-missing-roothash grep -q 'no roothash=' /tmp/a.log
 if confidisk boot --mkfs /usr/sbin/mkfs.ext4 2>/tmp/b.log; then result foreign-state fail accepted; else result foreign-state ok "$(tail -1 /tmp/b.log)"; fi
 check names-what-it-found grep -q 'holds ext2/3/4' /tmp/b.log
-check nothing-mapped sh -c '! test -e /dev/mapper/state && ! test -e /dev/mapper/root && ! grep -q /run/confidisk /proc/mounts'
-echo "console=ttyS0 confidisk.switch-root=0 confidisk.device-timeout=2 roothash=$(printf '%064d' 0)" > /tmp/no-disk
+check nothing-mapped sh -c 'ls /dev/mapper; grep confidisk /proc/mounts; tail -3 /tmp/b.log; ! test -e /dev/mapper/state && ! test -e /dev/mapper/root && ! grep -q /run/confidisk /proc/mounts'
+echo "console=ttyS0 confidisk.switch-root=0 confidisk.device-timeout=2 confidisk.state=not-there $(grep -o 'roothash=[0-9a-f]*' /proc/cmdline)" > /tmp/no-disk
 if confidisk boot --cmdline /tmp/no-disk 2>/tmp/c.log; then result no-disk fail accepted; else result no-disk ok "$(tail -1 /tmp/c.log)"; fi
 check waits-bounded grep -q 'waited 2s for the root, root verity and state partitions' /tmp/c.log
 `,

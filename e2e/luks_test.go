@@ -91,7 +91,8 @@ check ours-close-plain confidisk luks close p
 check wrong-passphrase-refused sh -c 'printf nope > /bad; ! /bin/confidisk luks open --key-file /bad /dev/vdd p && test "$(ls /dev/mapper)" = control'
 
 # 5. A cryptsetup volume whose segment has iv_tweak 2048: cryptsetup writes,
-#    confidisk reads the same bytes (both use it as dm-crypt's iv_offset).
+#    confidisk reads the same bytes, through the same table (cryptsetup
+#    uses iv_tweak only while reencrypting: iv_offset 0 here).
 check theirs-open-tweak cryptsetup open --key-file /key /dev/vde tw
 sum=$(pattern /dev/mapper/tw) && result theirs-write-tweak ok "$sum" || result theirs-write-tweak fail "$sum"
 theirs_tables=$(tables tw)
@@ -100,8 +101,7 @@ check ours-open-tweak confidisk luks open --key-file /key /dev/vde tw
 got=$(readsum /dev/mapper/tw)
 [ "$got" = "$sum" ] && result iv-tweak-read ok "$got" || result iv-tweak-read fail "want $sum got $got"
 ours_tables=$(tables tw)
-case "$ours_tables" in *" 2048 /dev/"*) [ "$ours_tables" = "$theirs_tables" ] && result same-tables-tweak ok "$ours_tables" || result same-tables-tweak fail "cryptsetup: $theirs_tables / confidisk: $ours_tables" ;;
-  *) result same-tables-tweak fail "no iv_offset 2048: $ours_tables" ;; esac
+[ -n "$ours_tables" ] && [ "$ours_tables" = "$theirs_tables" ] && result same-tables-tweak ok "$ours_tables" || result same-tables-tweak fail "cryptsetup: $theirs_tables / confidisk: $ours_tables"
 check ours-close-tweak confidisk luks close tw
 `,
 		Expect: []string{"ours-read-theirs", "same-tables-hmac", "theirs-read-ours", "same-tables-aead", "zeros-after-wipe", "same-tables-plain", "nothing-left", "wrong-passphrase-refused",
@@ -112,7 +112,7 @@ check ours-close-tweak confidisk luks close tw
 
 // ivTweakedVolume is a 48 MiB image formatted by cryptsetup (no integrity,
 // so the host's cryptsetup can do it without device-mapper) whose segment's
-// iv_tweak is then set to 2048, as reencryption leaves it.
+// iv_tweak is then set to 2048 (a value only a reencryption uses).
 func ivTweakedVolume(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()

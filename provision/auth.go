@@ -238,6 +238,10 @@ func checkFloor(h *luks2.Header, cfg *Config) error {
 		return floor("segment 0 has no integrity protection (provisioned volumes use %s)", integ.Type)
 	case seg.Encryption != enc || seg.Integrity.Type != integ.Type:
 		return floor("segment 0 is %s with %s, the boot configuration says %s with %s", seg.Encryption, seg.Integrity.Type, enc, integ.Type)
+	case seg.IVTweak != 0:
+		// Only a reencryption in progress uses it (cryptsetup ignores it
+		// when it activates one segment); confidisk volumes never do.
+		return floor("segment 0 iv_tweak is %d, not 0", seg.IVTweak)
 	}
 	for id, k := range m.Keyslots {
 		if k.Raw != nil {

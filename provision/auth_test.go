@@ -143,6 +143,7 @@ func TestCheckFloor(t *testing.T) {
 		{"keyslot-null", func(h *luks2.Header) { h.Metadata.Keyslots[0].Area.Encryption = "cipher_null-ecb" }, `keyslot 0 area encryption is "cipher_null-ecb"`},
 		{"keyslot-ecb", func(h *luks2.Header) { h.Metadata.Keyslots[0].Area.Encryption = "aes-ecb" }, "keyslot 0 area"},
 		{"key-size", func(h *luks2.Header) { h.Metadata.Keyslots[0].KeySize = 32 }, "32-byte key"},
+		{"iv-tweak", func(h *luks2.Header) { h.Metadata.Segments[0].IVTweak = 8 }, "iv_tweak is 8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

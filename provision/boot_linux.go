@@ -134,11 +134,6 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	b := &booter{o: o, cfg: cfg, res: &Result{Root: cfg.Root}}
-	defer func() {
-		if err != nil {
-			b.undo.run(b.logf)
-		}
-	}()
 	var lay *Layout
 	if err := b.waitFor(ctx, "the root, root verity and state partitions", func() (err error) {
 		lay, err = Discover(cfg)
@@ -152,6 +147,11 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, fmt.Errorf("device-mapper: %w", err)
 	}
 	defer b.dm.Close()
+	defer func() { // before the device-mapper client closes
+		if err != nil {
+			b.undo.run(b.logf)
+		}
+	}()
 	if err := b.verityRoot(lay); err != nil {
 		return nil, err
 	}
