@@ -63,7 +63,8 @@ start_serve() {
   local name=$1
   shift
   data="$work/$name-data"
-  CONFIDISK_INSECURE_TEST_VERIFIER=1 "$bin" serve --verifier insecure-test --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" "$@" \
+  # One address sends all the load: no per-client rate limit.
+  CONFIDISK_INSECURE_TEST_VERIFIER=1 "$bin" serve --verifier insecure-test --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" --rate-limit 0 "$@" \
     >"$work/$name-serve.out" 2>"$work/$name-serve.log" &
   serve_pid=$!
   url=""
