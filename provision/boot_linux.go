@@ -205,11 +205,8 @@ func (b *booter) connect(ctx context.Context) (func(), error) {
 		b.tpm = tc
 	}
 	if cfg.Broker != "" {
-		tc, err := client.TLSConfig(cfg.BrokerCA, "", "")
-		if err != nil {
-			return closeAll, fmt.Errorf("broker %s: %w", cfg.Broker, err)
-		}
-		if b.broker, err = client.New(cfg.Broker, client.Options{TLS: tc}); err != nil {
+		var err error
+		if b.broker, err = client.Dial(cfg.Broker, cfg.BrokerCA, "", ""); err != nil {
 			return closeAll, err
 		}
 		closers = append(closers, func() error { b.broker.Close(); return nil })

@@ -26,33 +26,53 @@ The volume key is needed: give a passphrase (the recovery key) with --key-file,
 or --token-only to unseal with the TPM (only possible before the boot measured
 the volume into PCR 15).`,
 	}
-	var (
-		keyFile, brokerURL, brokerCA string
-		tf                           tpmFlags
-		tokenOnly, asJSON            bool
-	)
-	brokerClient := func() (*client.Client, error) {
-		if brokerURL == "" {
-			return nil, nil
-		}
-		tc, err := client.TLSConfig(brokerCA, "", "")
-		if err != nil {
-			return nil, err
-		}
-		return client.New(brokerURL, client.Options{TLS: tc})
+	f := &epochFlags{}
+	cmd.AddCommand(f.register(epochShowCmd(f)), f.register(epochAdvanceCmd(f)))
+	return cmd
+}
+
+// epochFlags are the flags epoch show and advance share: how to get the
+// volume key, the TPM, the broker.
+type epochFlags struct {
+	keyFile, brokerURL, brokerCA string
+	tf                           tpmFlags
+	tokenOnly, asJSON            bool
+}
+
+func (f *epochFlags) register(c *cobra.Command) *cobra.Command {
+	fl := c.Flags()
+	fl.StringVarP(&f.keyFile, "key-file", "d", "", "read a passphrase of the volume from this file (- for standard input)")
+	fl.BoolVar(&f.tokenOnly, "token-only", false, "unseal the volume key with the TPM instead")
+	f.tf.registerDevice(fl)
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+	fl.StringVar(&f.brokerURL, "broker", "", "the broker anchoring the volume too (https://HOST:PORT); advance needs this guest's evidence (PCR 15 holding the volume)")
+	fl.StringVar(&f.brokerCA, "broker-ca", "/etc/confidisk/broker.pem", "PEM certificate(s) the broker's TLS certificate must chain to")
+	return c
+}
+
+// broker is the broker client, nil without --broker.
+func (f *epochFlags) broker() (*client.Client, error) {
+	if f.brokerURL == "" {
+		return nil, nil
 	}
-	unlock := func(cmd *cobra.Command, d *device, h *luks2.Header) ([]byte, error) {
-		if tokenOnly {
-			return unlockWithTPM2(cmd, tf.dev, d, h)
-		}
-		pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
-		if err != nil {
-			return nil, err
-		}
-		vk, _, err := h.Unlock(d.f, pass, -1)
-		return vk, err
+	return client.Dial(f.brokerURL, f.brokerCA, "", "")
+}
+
+// unlock gets the volume key: with the TPM (--token-only) or a passphrase.
+func (f *epochFlags) unlock(cmd *cobra.Command, d *device, h *luks2.Header) ([]byte, error) {
+	if f.tokenOnly {
+		return unlockWithTPM2(cmd, f.tf.dev, d, h)
 	}
-	show := &cobra.Command{
+	pass, err := readKey(cmd, f.keyFile, "Enter a passphrase of the volume: ", false)
+	if err != nil {
+		return nil, err
+	}
+	vk, _, err := h.Unlock(d.f, pass, -1)
+	return vk, err
+}
+
+func epochShowCmd(f *epochFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "show DEVICE",
 		Short: "Print the volume's epoch and the vTPM counter",
 		Args:  exactArgs(1),
@@ -62,11 +82,11 @@ the volume into PCR 15).`,
 				return err
 			}
 			defer d.close()
-			vk, err := unlock(cmd, d, h)
+			vk, err := f.unlock(cmd, d, h)
 			if err != nil {
 				return err
 			}
-			t, err := tf.open()
+			t, err := f.tf.open()
 			if err != nil {
 				return err
 			}
@@ -77,7 +97,7 @@ the volume into PCR 15).`,
 			}
 			out := map[string]uint64{"epoch": e, "counter": c}
 			line := fmt.Sprintf("epoch %d, vTPM counter %d", e, c)
-			bc, err := brokerClient()
+			bc, err := f.broker()
 			if err != nil {
 				return err
 			}
@@ -90,29 +110,32 @@ the volume into PCR 15).`,
 				out["broker"] = be
 				line += fmt.Sprintf(", broker %d", be)
 			}
-			if asJSON {
+			if f.asJSON {
 				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), line)
 			return nil
 		},
 	}
-	advance := &cobra.Command{
+}
+
+func epochAdvanceCmd(f *epochFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "advance DEVICE",
 		Short: "Advance the epoch now: older copies of the volume become invalid",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				vk, err := unlock(cmd, d, h)
+				vk, err := f.unlock(cmd, d, h)
 				if err != nil {
 					return false, err
 				}
-				t, err := tf.open()
+				t, err := f.tf.open()
 				if err != nil {
 					return false, err
 				}
 				defer t.Close()
-				bc, err := brokerClient()
+				bc, err := f.broker()
 				if err != nil {
 					return false, err
 				}
@@ -123,7 +146,7 @@ the volume into PCR 15).`,
 				if err != nil {
 					return false, err
 				}
-				if asJSON {
+				if f.asJSON {
 					return false, writeJSON(cmd.OutOrStdout(), fr)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "epoch advanced to %d\n", fr.Epoch)
@@ -131,14 +154,4 @@ the volume into PCR 15).`,
 			})
 		},
 	}
-	for _, c := range []*cobra.Command{show, advance} {
-		c.Flags().StringVarP(&keyFile, "key-file", "d", "", "read a passphrase of the volume from this file (- for standard input)")
-		c.Flags().BoolVar(&tokenOnly, "token-only", false, "unseal the volume key with the TPM instead")
-		tf.registerDevice(c.Flags())
-		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-		c.Flags().StringVar(&brokerURL, "broker", "", "the broker anchoring the volume too (https://HOST:PORT); advance needs this guest's evidence (PCR 15 holding the volume)")
-		c.Flags().StringVar(&brokerCA, "broker-ca", "/etc/confidisk/broker.pem", "PEM certificate(s) the broker's TLS certificate must chain to")
-	}
-	cmd.AddCommand(show, advance)
-	return cmd
 }

@@ -235,15 +235,74 @@ func writeHeader(d *device, h *luks2.Header) error {
 	return h.Write(d.f)
 }
 
+// formatFlags are luks format's flags, named as cryptsetup luksFormat's.
+type formatFlags struct {
+	kdf                                   pbkdfFlags
+	typ, cipher, integ, keyFile, label    string
+	subsystem, uuid, volumeKeyFile        string
+	keySizeBits, sectorSize, keySlot      int
+	metadataSize, keyslotsSize, offset    uint64
+	batch, integrityNoWipe, integrityFast bool
+}
+
+func (f *formatFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	f.kdf.register(fl)
+	fl.StringVar(&f.typ, "type", "luks2", "header type (only luks2)")
+	fl.StringVarP(&f.cipher, "cipher", "c", "", "cipher (default aes-xts-plain64; aes-gcm-random with --integrity aead)")
+	fl.IntVarP(&f.keySizeBits, "key-size", "s", 0, "cipher key size in bits (default 512 for XTS, 256 otherwise); an integrity key is added")
+	fl.StringVar(&f.integ, "integrity", "", "integrity protection: hmac-sha256, hmac-sha512 or aead")
+	fl.BoolVar(&f.integrityNoWipe, "integrity-no-wipe", false, "do not initialise integrity tags (reads of unwritten sectors fail)")
+	fl.BoolVar(&f.integrityFast, "integrity-fast", false, "initialise only the first and last MiB of integrity tags")
+	fl.IntVar(&f.sectorSize, "sector-size", 4096, "encryption sector size: 512, 1024, 2048 or 4096")
+	fl.StringVarP(&f.keyFile, "key-file", "d", "", "read the passphrase from this file (- for standard input)")
+	fl.StringVar(&f.volumeKeyFile, "volume-key-file", "", "use the volume key in this file instead of a random one")
+	fl.IntVarP(&f.keySlot, "key-slot", "S", 0, "keyslot for the passphrase")
+	fl.StringVar(&f.label, "label", "", "header label")
+	fl.StringVar(&f.subsystem, "subsystem", "", "header subsystem")
+	fl.StringVar(&f.uuid, "uuid", "", "header UUID (default: random)")
+	fl.Uint64Var(&f.metadataSize, "luks2-metadata-size", 0, "size of one header copy in bytes (16384 … 4194304)")
+	fl.Uint64Var(&f.keyslotsSize, "luks2-keyslots-size", 0, "size of the keyslots area in bytes")
+	fl.Uint64Var(&f.offset, "offset", 0, "data offset in 512-byte sectors (default 32768)")
+	fl.BoolVarP(&f.batch, "batch-mode", "q", false, "do not ask for confirmation before overwriting")
+	cmd.MarkFlagsMutuallyExclusive("integrity-no-wipe", "integrity-fast")
+}
+
+// options checks the flags and returns the format options.
+func (f *formatFlags) options() (luks2.FormatOptions, error) {
+	if f.typ != "luks2" {
+		return luks2.FormatOptions{}, usageError{fmt.Errorf("--type %q: only luks2 is supported", f.typ)}
+	}
+	if f.keySizeBits%8 != 0 {
+		return luks2.FormatOptions{}, usageError{fmt.Errorf("--key-size %d is not a whole number of bytes", f.keySizeBits)}
+	}
+	o := luks2.FormatOptions{
+		Cipher: f.cipher, KeySize: f.keySizeBits / 8, Integrity: f.integ, SectorSize: f.sectorSize,
+		PBKDF: f.kdf.value(), Label: f.label, Subsystem: f.subsystem, UUID: f.uuid,
+		HdrSize: f.metadataSize, KeyslotsSize: f.keyslotsSize, DataOffset: f.offset * 512, Keyslot: f.keySlot,
+	}
+	if f.volumeKeyFile != "" {
+		var err error
+		if o.VolumeKey, err = os.ReadFile(f.volumeKeyFile); err != nil {
+			return o, fmt.Errorf("read volume key file: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// initMode is how the flags say integrity tags are initialised.
+func (f *formatFlags) initMode() activate.InitMode {
+	switch {
+	case f.integrityNoWipe:
+		return activate.InitNone
+	case f.integrityFast:
+		return activate.InitFast
+	}
+	return activate.InitFull
+}
+
 func newLUKSFormatCmd() *cobra.Command {
-	var (
-		kdf                                   pbkdfFlags
-		typ, cipher, integ, keyFile, label    string
-		subsystem, uuid, volumeKeyFile        string
-		keySizeBits, sectorSize, keySlot      int
-		metadataSize, keyslotsSize, offset    uint64
-		batch, integrityNoWipe, integrityFast bool
-	)
+	f := &formatFlags{}
 	cmd := &cobra.Command{
 		Use:   "format DEVICE",
 		Short: "Write a new LUKS2 header (and initialise integrity) on DEVICE",
@@ -266,96 +325,59 @@ and device-mapper:
   confidisk luks format --integrity hmac-sha256 --sector-size 4096 /dev/vdb
   confidisk luks format --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --label state disk.img`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if typ != "luks2" {
-				return usageError{fmt.Errorf("--type %q: only luks2 is supported", typ)}
-			}
-			if keySizeBits%8 != 0 {
-				return usageError{fmt.Errorf("--key-size %d is not a whole number of bytes", keySizeBits)}
-			}
-			path := args[0]
-			d, err := openDevice(path, true)
-			if err != nil {
-				return err
-			}
-			defer d.close()
-			if err := confirmOverwrite(cmd, d.f, path, batch); err != nil {
-				return err
-			}
-			pass, err := readKey(cmd, keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
-			if err != nil {
-				return err
-			}
-			o := luks2.FormatOptions{
-				Cipher: cipher, KeySize: keySizeBits / 8, Integrity: integ, SectorSize: sectorSize,
-				PBKDF: kdf.value(), Label: label, Subsystem: subsystem, UUID: uuid,
-				HdrSize: metadataSize, KeyslotsSize: keyslotsSize, DataOffset: offset * 512, Keyslot: keySlot,
-			}
-			if volumeKeyFile != "" {
-				if o.VolumeKey, err = os.ReadFile(volumeKeyFile); err != nil {
-					return fmt.Errorf("read volume key file: %w", err)
-				}
-			}
-			var client *dm.Client
-			if integ != "" && integ != "none" {
-				if client, err = dm.Open(dm.DefaultControl); err != nil {
-					return fmt.Errorf("--integrity needs device-mapper (the kernel writes the dm-integrity superblock): %w", err)
-				}
-				defer client.Close()
-			}
-			h, vk, err := luks2.Format(d.f, uint64(d.size), pass, o)
-			if err != nil {
-				return fmt.Errorf("format %s: %w", path, err)
-			}
-			if err := d.f.Sync(); err != nil {
-				return err
-			}
-			if client == nil {
-				return nil
-			}
-			d.lock.Unlock() // activation takes its own view of the device
-			d.lock = nil
-			mode := activate.InitFull
-			switch {
-			case integrityNoWipe:
-				mode = activate.InitNone
-			case integrityFast:
-				mode = activate.InitFast
-			}
-			total := d.size
-			if mode == activate.InitNone {
-				total = 0 // no tags written: no bar
-			}
-			bar := newProgress("initialising integrity tags", total)
-			err = activate.InitIntegrityTags(client, path, h, vk, mode, func(done, _ int64) { bar.update(uint64(done), 0) })
-			bar.finish()
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runFormat(cmd, args[0], f) },
 	}
-	fl := cmd.Flags()
-	kdf.register(fl)
-	fl.StringVar(&typ, "type", "luks2", "header type (only luks2)")
-	fl.StringVarP(&cipher, "cipher", "c", "", "cipher (default aes-xts-plain64; aes-gcm-random with --integrity aead)")
-	fl.IntVarP(&keySizeBits, "key-size", "s", 0, "cipher key size in bits (default 512 for XTS, 256 otherwise); an integrity key is added")
-	fl.StringVar(&integ, "integrity", "", "integrity protection: hmac-sha256, hmac-sha512 or aead")
-	fl.BoolVar(&integrityNoWipe, "integrity-no-wipe", false, "do not initialise integrity tags (reads of unwritten sectors fail)")
-	fl.BoolVar(&integrityFast, "integrity-fast", false, "initialise only the first and last MiB of integrity tags")
-	fl.IntVar(&sectorSize, "sector-size", 4096, "encryption sector size: 512, 1024, 2048 or 4096")
-	fl.StringVarP(&keyFile, "key-file", "d", "", "read the passphrase from this file (- for standard input)")
-	fl.StringVar(&volumeKeyFile, "volume-key-file", "", "use the volume key in this file instead of a random one")
-	fl.IntVarP(&keySlot, "key-slot", "S", 0, "keyslot for the passphrase")
-	fl.StringVar(&label, "label", "", "header label")
-	fl.StringVar(&subsystem, "subsystem", "", "header subsystem")
-	fl.StringVar(&uuid, "uuid", "", "header UUID (default: random)")
-	fl.Uint64Var(&metadataSize, "luks2-metadata-size", 0, "size of one header copy in bytes (16384 … 4194304)")
-	fl.Uint64Var(&keyslotsSize, "luks2-keyslots-size", 0, "size of the keyslots area in bytes")
-	fl.Uint64Var(&offset, "offset", 0, "data offset in 512-byte sectors (default 32768)")
-	fl.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation before overwriting")
-	cmd.MarkFlagsMutuallyExclusive("integrity-no-wipe", "integrity-fast")
+	f.register(cmd)
 	return cmd
+}
+
+// runFormat formats path: the header, then, with integrity, the
+// dm-integrity superblock and tags through the kernel.
+func runFormat(cmd *cobra.Command, path string, f *formatFlags) error {
+	o, err := f.options()
+	if err != nil {
+		return err
+	}
+	d, err := openDevice(path, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := confirmOverwrite(cmd, d.f, path, f.batch); err != nil {
+		return err
+	}
+	pass, err := readKey(cmd, f.keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
+	if err != nil {
+		return err
+	}
+	var client *dm.Client
+	if f.integ != "" && f.integ != "none" {
+		if client, err = dm.Open(dm.DefaultControl); err != nil {
+			return fmt.Errorf("--integrity needs device-mapper (the kernel writes the dm-integrity superblock): %w", err)
+		}
+		defer client.Close()
+	}
+	h, vk, err := luks2.Format(d.f, uint64(d.size), pass, o)
+	if err != nil {
+		return fmt.Errorf("format %s: %w", path, err)
+	}
+	if err := d.f.Sync(); err != nil || client == nil {
+		return err
+	}
+	d.lock.Unlock() // activation takes its own view of the device
+	d.lock = nil
+	mode := f.initMode()
+	total := d.size
+	if mode == activate.InitNone {
+		total = 0 // no tags written: no bar
+	}
+	bar := newProgress("initialising integrity tags", total)
+	err = activate.InitIntegrityTags(client, path, h, vk, mode, func(done, _ int64) { bar.update(uint64(done), 0) })
+	bar.finish()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // confirmOverwrite refuses to format over something recognisable unless the
