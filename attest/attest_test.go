@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
@@ -159,7 +159,7 @@ func TestAttestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Measurements = nil
-	want := &broker.Claims{Volume: testUUID, KeyID: g.keyID, ReleaseKey: releaseKey}
+	want := &api.Claims{Volume: testUUID, KeyID: g.keyID, ReleaseKey: releaseKey}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("claims (-want +got):\n%s", diff)
 	}

@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/confidisk/confidisk/broker"
 	"time"
 
+	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/tpm"
 )
 
@@ -128,10 +128,10 @@ func VerifyCreation(ctx context.Context, rec *CreationRecord, p *Policy, now tim
 	return v.VerifyCreation(ctx, rec)
 }
 
-// VerifyCreationRecord implements broker.CreationVerifier: it parses and
+// VerifyCreationRecord implements the broker's CreationVerifier: it parses and
 // checks a creation record and returns the volume it proves was created in
 // an attested guest.
-func (v *Validator) VerifyCreationRecord(ctx context.Context, record []byte) (*broker.Claims, error) {
+func (v *Validator) VerifyCreationRecord(ctx context.Context, record []byte) (*api.Claims, error) {
 	rec, err := ParseCreationRecord(record)
 	if err != nil {
 		return nil, err
@@ -140,5 +140,5 @@ func (v *Validator) VerifyCreationRecord(ctx context.Context, record []byte) (*b
 	if err != nil {
 		return nil, err
 	}
-	return &broker.Claims{Volume: c.UUID, KeyID: c.KeyID, Measurements: c.Measurements}, nil
+	return &api.Claims{Volume: c.UUID, KeyID: c.KeyID, Measurements: c.Measurements}, nil
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/tpm/eventlog"
 )
@@ -40,14 +40,14 @@ type ValidatorOptions struct {
 }
 
 // Validator checks evidence against a [Policy] on the verifier side. It
-// implements broker.Verifier.
+// implements the broker's Verifier and CreationVerifier (checked where the
+// broker is built, cmd/confidisk/serve.go: attest does not link the
+// broker's server).
 type Validator struct {
 	p   Policy
 	tee map[string]TEEVerifier
 	now func() time.Time
 }
-
-var _ broker.Verifier = (*Validator)(nil)
 
 // NewValidator returns a Validator for a copy of p, checked as
 // [ParsePolicy] checks it.
@@ -73,7 +73,7 @@ func NewValidator(p *Policy, o ValidatorOptions) (*Validator, error) {
 }
 
 // Measurements are what verified evidence shows about the guest; they are
-// [broker.Claims.Measurements] (JSON) and [Creation.Measurements].
+// [api.Claims.Measurements] (JSON) and [Creation.Measurements].
 type Measurements struct {
 	// Bank and PCRs are the quoted PCR values (lowercase hex by index).
 	Bank tpm.Bank       `json:"bank"`
@@ -117,7 +117,7 @@ type checked struct {
 	volumes []volumeRecord
 }
 
-// Verify implements broker.Verifier: it checks evidence (see
+// Verify implements the broker's Verifier: it checks evidence (see
 // [ParseEvidence]) against nonce and the policy, in this order, each
 // failure wrapping its sentinel error: the nonce the evidence answers
 // ([ErrNonceMismatch]); the AK's form and pinning ([ErrMalformedEvidence],
@@ -134,7 +134,7 @@ type checked struct {
 // sha256 digest, HMAC-SHA256(volume key, "cryptsetup:<name>:<uuid>"),
 // which is systemd's fixate-volume-key= value. With another bank the key id
 // is left empty. Evidence without a volume-key record gives no Volume.
-func (v *Validator) Verify(ctx context.Context, evidence, nonce []byte) (*broker.Claims, error) {
+func (v *Validator) Verify(ctx context.Context, evidence, nonce []byte) (*api.Claims, error) {
 	e, err := ParseEvidence(evidence)
 	if err != nil {
 		return nil, fmt.Errorf("verify evidence: %w", err)
@@ -152,7 +152,7 @@ func (v *Validator) Verify(ctx context.Context, evidence, nonce []byte) (*broker
 	if err != nil {
 		return nil, fmt.Errorf("verify evidence: %w", err)
 	}
-	cl := &broker.Claims{Measurements: m, ReleaseKey: e.ReleaseKey}
+	cl := &api.Claims{Measurements: m, ReleaseKey: e.ReleaseKey}
 	if r := v.pick(c.volumes); r != nil {
 		cl.Volume = r.uuid
 		if e.Bank == tpm.SHA256 {

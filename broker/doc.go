@@ -53,5 +53,5 @@
 // broker's key-encryption key ([Config.KEK], a file in the data directory;
 // replicas sharing a PostgreSQL store must share it). A key is released only
 // HPKE-sealed to the ephemeral P-256 public key the guest bound into its
-// evidence ([Claims.ReleaseKey]), never in clear.
+// evidence ([api.Claims.ReleaseKey]), never in clear.
 package broker

@@ -222,7 +222,7 @@ func (s *Server) requireOperator(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // attest checks and consumes the nonce and verifies the evidence bound to it.
-func (s *Server) attest(ctx context.Context, nonce, evidence []byte) (*Claims, *apiError) {
+func (s *Server) attest(ctx context.Context, nonce, evidence []byte) (*api.Claims, *apiError) {
 	expires, err := s.nonces.check(nonce, s.cfg.Now())
 	switch {
 	case errors.Is(err, errNonceExpired):
@@ -256,7 +256,7 @@ func (s *Server) attest(ctx context.Context, nonce, evidence []byte) (*Claims, *
 // UUID (another volume made under a squatted UUID, or a forged one) is
 // key_id_mismatch. An unregistered volume is volume_not_found when
 // mustExist, else accepted.
-func (s *Server) matchRegistered(ctx context.Context, c *Claims, uuid string, mustExist bool) *apiError {
+func (s *Server) matchRegistered(ctx context.Context, c *api.Claims, uuid string, mustExist bool) *apiError {
 	v, err := s.cfg.Store.Volume(ctx, uuid)
 	switch {
 	case errors.Is(err, store.ErrVolumeNotFound) && !mustExist:
@@ -270,7 +270,7 @@ func (s *Server) matchRegistered(ctx context.Context, c *Claims, uuid string, mu
 	return nil
 }
 
-func claimsFor(c *Claims, uuid string) *apiError {
+func claimsFor(c *api.Claims, uuid string) *apiError {
 	if c.Volume != uuid {
 		return &apiError{status: http.StatusForbidden, code: "evidence_volume_mismatch",
 			msg: "evidence is about volume " + truncate(c.Volume) + ", not " + uuid}
@@ -334,7 +334,7 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, api.Claims{Volume: c.Volume, KeyID: c.KeyID, Measurements: c.Measurements, ReleaseKey: c.ReleaseKey})
+	s.writeJSON(w, http.StatusOK, *c)
 }
 
 // toAPI is the volume as answered; the escrowed recovery token only to

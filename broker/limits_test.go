@@ -76,7 +76,7 @@ type blockingVerifier struct {
 	release chan struct{}
 }
 
-func (v blockingVerifier) Verify(ctx context.Context, ev, nonce []byte) (*broker.Claims, error) {
+func (v blockingVerifier) Verify(ctx context.Context, ev, nonce []byte) (*api.Claims, error) {
 	v.entered <- struct{}{}
 	<-v.release
 	return brokertest.Verifier{}.Verify(ctx, ev, nonce)

@@ -31,13 +31,18 @@ type EvidenceRequest struct {
 // Claims is what the broker learnt from verified evidence (the answer of
 // POST /v1/evidence).
 type Claims struct {
-	// Volume is the UUID of the volume the guest attests to.
+	// Volume is the UUID of the volume the guest attests to (for example the
+	// one whose key it measured into PCR 15, or the one it asks a key for).
 	Volume string `json:"volume,omitempty"`
-	// KeyID is the attested volume key identifier (hex), if any.
+	// KeyID is the attested volume key identifier (lowercase hex), if the
+	// evidence shows one; when set it must match the volume's record.
 	KeyID string `json:"key_id,omitempty"`
-	// Measurements are the attested values, opaque JSON.
+	// Measurements are the attested values, opaque JSON, recorded with a
+	// creation proof.
 	Measurements json.RawMessage `json:"measurements,omitempty"`
-	// ReleaseKey is the guest's ephemeral public key bound into the evidence.
+	// ReleaseKey is an ephemeral HPKE public key (uncompressed P-256 point)
+	// the guest generated and bound into the evidence (for example through
+	// the report data). Released keys are sealed to it.
 	ReleaseKey []byte `json:"release_key,omitempty"`
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/store"
 	"github.com/confidisk/confidisk/broker/store/bolt"
 )
@@ -56,7 +57,7 @@ type Verifier struct{}
 var _ broker.Verifier = Verifier{}
 
 // Verify implements [broker.Verifier] for [Evidence].
-func (Verifier) Verify(_ context.Context, evidence, nonce []byte) (*broker.Claims, error) {
+func (Verifier) Verify(_ context.Context, evidence, nonce []byte) (*api.Claims, error) {
 	var e Evidence
 	dec := json.NewDecoder(bytes.NewReader(evidence))
 	dec.DisallowUnknownFields()
@@ -69,7 +70,7 @@ func (Verifier) Verify(_ context.Context, evidence, nonce []byte) (*broker.Claim
 	case !bytes.Equal(e.Nonce, nonce):
 		return nil, errors.New("test evidence is bound to another nonce")
 	}
-	return &broker.Claims{Volume: e.Volume, KeyID: e.KeyID, Measurements: e.Measurements, ReleaseKey: e.ReleaseKey}, nil
+	return &api.Claims{Volume: e.Volume, KeyID: e.KeyID, Measurements: e.Measurements, ReleaseKey: e.ReleaseKey}, nil
 }
 
 // Local is a broker serving TLS on a loopback port, with a bbolt store,

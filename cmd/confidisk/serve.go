@@ -22,6 +22,7 @@ import (
 	"github.com/confidisk/confidisk/attest/snp"
 	"github.com/confidisk/confidisk/attest/tdx"
 	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/broker/store"
 	"github.com/confidisk/confidisk/broker/store/bolt"
@@ -39,6 +40,13 @@ type serveOptions struct {
 	rateLimit                            float64
 	rateBurst, maxInFlight, maxConns     int
 }
+
+// The real verifier is the broker's: attest implements the broker's
+// interfaces without linking the broker's server.
+var _ interface {
+	broker.Verifier
+	broker.CreationVerifier
+} = (*attest.Validator)(nil)
 
 func newServeCmd() *cobra.Command {
 	var o serveOptions
@@ -144,7 +152,7 @@ func teeVerifiers(p *attest.Policy) (map[string]attest.TEEVerifier, error) {
 // refuseVerifier stands in until a real verifier is configured.
 type refuseVerifier struct{}
 
-func (refuseVerifier) Verify(context.Context, []byte, []byte) (*broker.Claims, error) {
+func (refuseVerifier) Verify(context.Context, []byte, []byte) (*api.Claims, error) {
 	return nil, errors.New("this broker has no attestation verifier configured")
 }
 
