@@ -65,6 +65,7 @@ func TestVeritysetupInterop(t *testing.T) {
 		{name: "4k-sha256-sb", dataBS: 4096, hashBS: 4096, hash: "sha256", salt: "9f3c0b5e1d2a4f6e8b7c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c"},
 		{name: "512-sha256-nosb", dataBS: 512, hashBS: 512, hash: "sha256", salt: "00ff", noSuperblock: true},
 		{name: "1k-4k-sha1-nosalt", dataBS: 1024, hashBS: 4096, hash: "sha1", salt: "-"},
+		{name: "4k-sha512-sb", dataBS: 4096, hashBS: 4096, hash: "sha512", salt: "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed"},
 		{name: "4k-512-sha512-offset", dataBS: 4096, hashBS: 512, hash: "sha512", salt: "dadada", hashOffset: 8192},
 		{name: "64k-sha256-nosb-offset", dataBS: 65536, hashBS: 4096, hash: "sha256", salt: "0102030405", noSuperblock: true, hashOffset: 4096},
 	}

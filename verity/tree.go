@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/confidisk/confidisk/internal/sha256mb"
+	"github.com/confidisk/confidisk/internal/sha512mb"
 )
 
 // Options tune [Format] and [Verify]. The zero value is ready to use.
@@ -59,10 +60,36 @@ type tree struct {
 	p       Params
 	g       *Geometry
 	newHash func() hash.Hash
-	// mb hashes many blocks at once (SHA-256 with the salt first, hash
-	// type 1: the default and what every current tool writes); nil for
-	// other hashes and for type 0.
-	mb *sha256mb.Prefixed
+	// mb hashes many blocks at once (SHA-256 or SHA-512 with the salt
+	// first, hash type 1: the default and what every current tool
+	// writes); nil for other hashes and for type 0.
+	mb batchHasher
+}
+
+// batchHasher writes the digest of salt ‖ msgs[j] to dst[j], for up to
+// mbBatch messages of one length.
+type batchHasher func(dst, msgs [][]byte)
+
+// sha256Batch hashes with the multi-buffer kernels of sha256mb.
+func sha256Batch(p *sha256mb.Prefixed) batchHasher {
+	return func(dst, msgs [][]byte) {
+		var sums [mbBatch][sha256mb.Size]byte
+		p.SumN(sums[:len(msgs)], msgs)
+		for j := range msgs {
+			copy(dst[j], sums[j][:])
+		}
+	}
+}
+
+// sha512Batch hashes with the multi-buffer kernel of sha512mb.
+func sha512Batch(p *sha512mb.Prefixed) batchHasher {
+	return func(dst, msgs [][]byte) {
+		var sums [mbBatch][sha512mb.Size]byte
+		p.SumN(sums[:len(msgs)], msgs)
+		for j := range msgs {
+			copy(dst[j], sums[j][:])
+		}
+	}
 }
 
 func newTree(p Params) (*tree, error) {
@@ -72,14 +99,18 @@ func newTree(p Params) (*tree, error) {
 	}
 	nh, _ := newHash(p.HashName)
 	t := &tree{p: p, g: g, newHash: nh}
-	if p.HashName == "sha256" && p.HashType == 1 {
-		t.mb = sha256mb.NewPrefixed(p.Salt)
+	switch {
+	case p.HashType != 1:
+	case p.HashName == "sha256":
+		t.mb = sha256Batch(sha256mb.NewPrefixed(p.Salt))
+	case p.HashName == "sha512":
+		t.mb = sha512Batch(sha512mb.NewPrefixed(p.Salt))
 	}
 	return t, nil
 }
 
-// mbBatch is how many blocks hashChildren hands sha256mb at once (a
-// multiple of its 16 lanes).
+// mbBatch is how many blocks hashChildren hands a batchHasher at once (a
+// multiple of sha256mb's 16 lanes and sha512mb's 4).
 const mbBatch = 64
 
 // digest writes the tree entry of block into dst[:DigestSize]: H(salt ‖ block)
@@ -278,20 +309,15 @@ func (t *tree) hashChildren(h hash.Hash, s step, buf, out []byte, nc uint64) (er
 	clear(out)
 	entry := func(i uint64) []byte { return out[int(i/hpb)*hbs+int(t.entryOffset(i%hpb)):] }
 	if t.mb != nil {
-		var (
-			msgs [mbBatch][]byte
-			sums [mbBatch][sha256mb.Size]byte
-		)
+		var msgs, dst [mbBatch][]byte
 		for first := uint64(0); first < nc; first += mbBatch {
 			n := int(min(mbBatch, nc-first))
 			for j := range n {
 				c := int(first) + j
 				msgs[j] = buf[c*s.childSize : (c+1)*s.childSize]
+				dst[j] = entry(first + uint64(j))
 			}
-			t.mb.SumN(sums[:n], msgs[:n])
-			for j := range n {
-				copy(entry(first+uint64(j)), sums[j][:])
-			}
+			t.mb(dst[:n], msgs[:n])
 		}
 		return nil
 	}
