@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Formats and verifies the same random file with veritysetup and with
-# confidisk, best of N runs each, and prints the times and the ratios.
-# Usage: bench/verity.sh [SIZE_MIB] [RUNS]    (defaults: 1024 MiB, 3 runs)
+# confidisk, for sha256 and sha512, best of N runs each, and prints the times
+# and the ratios, the CPU features that decide which hashing kernels run, and
+# the load average (the machine is shared: read the figures with it).
+# Usage: bench/verity.sh [SIZE_MIB] [RUNS] [HASHES]
+#        (defaults: 1024 MiB, 3 runs, "sha256 sha512")
 # The file is read once before timing so that both tools read the page cache.
+# With COLD=1 the file's pages are dropped from the page cache before every
+# run instead (posix_fadvise POSIX_FADV_DONTNEED through dd iflag=nocache; the
+# file is clean, so this drops exactly its pages and nothing else's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 runs=${2:-3}
+hashes=${3:-sha256 sha512}
+cold=${COLD:-0}
 bin=${CONFIDISK:-bin/confidisk}
 [ -x "$bin" ] || make -s build
 command -v veritysetup >/dev/null || { echo "veritysetup is missing: apt-get install -y cryptsetup-bin" >&2; exit 1; }
@@ -15,15 +23,33 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/verity-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 data=$work/data.img
 head -c "$((size_mib << 20))" /dev/urandom >"$data"
+sync "$data"
 cat "$data" >/dev/null
 salt=5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed
 uuid=0c9b7a65-1f4e-4d2b-9a51-3e1d2c7b8a90
+
+# has FLAG: whether /proc/cpuinfo lists the CPU flag.
+has() { grep -m1 '^flags' /proc/cpuinfo | grep -qw "$1"; }
+
+# kernels: which code confidisk hashes with here (internal/sha256mb and
+# internal/sha512mb pick them from the same CPUID bits).
+kernels() {
+  local k256=crypto/sha256 k512=crypto/sha512
+  if has sha_ni; then k256="SHA-NI x2"; fi
+  if has avx512f && has avx512bw; then k256="AVX-512 x16 (+ SHA-NI x2 for the rest)"; fi
+  if has avx2; then k512="AVX2 x4"; fi
+  printf 'sha256 %s, sha512 %s' "$k256" "$k512"
+}
+
+# evict: drop the data file from the page cache (COLD=1 only).
+evict() { [ "$cold" = 1 ] && dd if="$data" iflag=nocache count=0 status=none; true; }
 
 # best_of CMD...: prints the best wall time in seconds of $runs runs.
 best_of() {
   local best="" t0 t1 s
   for _ in $(seq "$runs"); do
     rm -f "$work"/*.hash
+    evict
     t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
     s=$(( t1 - t0 ))
     if [ -z "$best" ] || [ "$s" -lt "$best" ]; then best=$s; fi
@@ -31,26 +57,45 @@ best_of() {
   awk -v ns="$best" 'BEGIN { printf "%.3f", ns / 1e9 }'
 }
 
-vs_fmt=$(best_of veritysetup format --salt $salt --uuid $uuid "$data" "$work/vs.hash")
-cd_fmt=$(best_of "$bin" verity format --salt $salt --uuid $uuid "$data" "$work/cd.hash")
-veritysetup format --salt $salt --uuid $uuid "$data" "$work/vs.hash" >"$work/vs.out"
-root=$(awk '/^Root hash:/ { print $3 }' "$work/vs.out")
-"$bin" verity format --salt $salt --uuid $uuid "$data" "$work/cd.hash" >/dev/null
-cmp -s "$work/vs.hash" "$work/cd.hash" || { echo "hash devices differ!" >&2; exit 1; }
-cp "$work/vs.hash" "$work/keep.vs"; cp "$work/cd.hash" "$work/keep.cd"
-verify_vs() { veritysetup verify "$data" "$work/keep.vs" "$root"; }
-verify_cd() { "$bin" verity verify "$data" "$work/keep.cd" "$root"; }
-vs_ver=$(best_of verify_vs)
-cd_ver=$(best_of verify_cd)
+# row STEP VS CD: one line of the table.
+row() {
+  printf '  %-15s  %11ss  %11ss  %7.2fx\n' "$1" "$2" "$3" "$(awk -v a="$2" -v b="$3" 'BEGIN{print a/b}')"
+}
 
+# bench_hash ALG: format and verify with both tools; prints two rows.
+bench_hash() {
+  local alg=$1 vs_fmt cd_fmt vs_ver cd_ver root
+  local fmt=(format --hash "$alg" --salt $salt --uuid $uuid "$data")
+  vs_fmt=$(best_of veritysetup "${fmt[@]}" "$work/vs.hash")
+  cd_fmt=$(best_of "$bin" verity "${fmt[@]}" "$work/cd.hash")
+  veritysetup "${fmt[@]}" "$work/vs.hash" >"$work/vs.out"
+  root=$(awk '/^Root hash:/ { print $3 }' "$work/vs.out")
+  "$bin" verity "${fmt[@]}" "$work/cd.hash" >/dev/null
+  cmp -s "$work/vs.hash" "$work/cd.hash" || { echo "$alg: hash devices differ!" >&2; exit 1; }
+  cp "$work/vs.hash" "$work/keep.vs"; cp "$work/cd.hash" "$work/keep.cd"
+  vs_ver=$(best_of veritysetup verify --hash "$alg" "$data" "$work/keep.vs" "$root")
+  cd_ver=$(best_of "$bin" verity verify "$data" "$work/keep.cd" "$root")
+  row "format $alg" "$vs_fmt" "$cd_fmt"
+  row "verify $alg" "$vs_ver" "$cd_ver"
+}
+
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+table=$(for alg in $hashes; do bench_hash "$alg"; done)
 rss="n/a"
 if [ -x /usr/bin/time ]; then
+  evict
   rss=$( { /usr/bin/time -f '%M' "$bin" verity format --salt $salt "$data" "$work/rss.hash" >/dev/null; } 2>&1 | tail -1 )
   rss="$((rss / 1024)) MiB"
 fi
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-printf 'verity benchmark: %d MiB random data, %d cores, best of %d runs\n' "$size_mib" "$(nproc)" "$runs"
-printf '  %-8s  %12s  %12s  %8s\n' step veritysetup confidisk speedup
-printf '  %-8s  %11ss  %11ss  %7.2fx\n' format "$vs_fmt" "$cd_fmt" "$(awk -v a="$vs_fmt" -v b="$cd_fmt" 'BEGIN{print a/b}')"
-printf '  %-8s  %11ss  %11ss  %7.2fx\n' verify "$vs_ver" "$cd_ver" "$(awk -v a="$vs_ver" -v b="$cd_ver" 'BEGIN{print a/b}')"
+cache="in the page cache"
+[ "$cold" = 1 ] && cache="dropped from the page cache before each run"
+printf 'verity benchmark: %d MiB random data %s, %d cores, best of %d runs\n' "$size_mib" "$cache" "$(nproc)" "$runs"
+printf '  CPU: %s; flags: %s\n' "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+  "$(for f in avx512f avx512bw sha_ni avx2; do has $f && printf '%s ' $f || printf 'no-%s ' $f; done)"
+printf '  confidisk kernels: %s\n' "$(kernels)"
+printf '  load average before: %s, after: %s\n' "$load0" "$load1"
+printf '  %-15s  %12s  %12s  %8s\n' step veritysetup confidisk speedup
+printf '%s\n' "$table"
 printf '  confidisk format peak RSS: %s; hash devices byte-identical: yes\n' "$rss"
