@@ -5,12 +5,19 @@
 # fsync on as by default). Load comes from bench/brokerload; one
 # verification is POST /v1/nonce + POST /v1/evidence, one epoch operation is
 # POST /v1/nonce + POST /v1/volumes/{uuid}/epoch (see its doc comment).
-# The insecure-test verifier accepts forged evidence, so this measures the
-# broker's TLS, HTTP, nonce and store path, not real attestation.
+# The insecure-test verifier accepts forged evidence, so those runs measure
+# the broker's TLS, HTTP, nonce and store path. The "real" runs measure real
+# verification: bench/brokerevidence first (untimed) quotes nonces minted
+# from the broker's KEK with AKS swtpm instances (their own attestation
+# keys, PCR 7 with a firmware event log, PCR 15 with systemd's log) and
+# writes the policy; then `confidisk serve --policy` checks each document in
+# full (POST /v1/evidence), with bbolt, PostgreSQL, and three replicas on one
+# PostgreSQL (sharing certificates and KEK, the clients spread over them).
 #
 # Usage: bench/broker.sh            (environment, with defaults:)
 #   N=2000        operations per run        C=8     concurrent clients
 #   T=60s         time limit per run        EPOCHS=1  also run the epoch mode
+#   REAL=1        also run real verification   AKS=64  attestation keys
 #   LOG_LEVEL=info  broker log level (every request is logged at info)
 # Everything listens on 127.0.0.1 only and is removed on exit, even on failure.
 set -euo pipefail
@@ -19,12 +26,15 @@ n=${N:-2000}
 c=${C:-8}
 t=${T:-60s}
 epochs=${EPOCHS:-1}
+real=${REAL:-1}
+aks=${AKS:-64}
 loglevel=${LOG_LEVEL:-info}
 bin=${CONFIDISK:-bin/confidisk}
 [ -x "$bin" ] || make -s build
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/broker-bench.XXXXXX")
-serve_pid=""
+serve_pids=()
+url=""
 pgdir="" pgbin="" pg_started=""
 
 as_pg() { # CMD...: run as the postgres user when root (PostgreSQL refuses root)
@@ -36,11 +46,13 @@ as_pg() { # CMD...: run as the postgres user when root (PostgreSQL refuses root)
 }
 
 stop_serve() {
-  if [ -n "$serve_pid" ]; then
-    kill -TERM "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-    serve_pid=""
-  fi
+  local pid
+  for pid in "${serve_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  serve_pids=()
+  url=""
 }
 
 cleanup() {
@@ -56,25 +68,36 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 go build -o "$work/brokerload" ./bench/brokerload
+go build -o "$work/brokerevidence" ./bench/brokerevidence
+if [ "$real" = 1 ] && ! command -v swtpm >/dev/null; then
+  echo "== real verification: skipped: no swtpm (apt-get install -y swtpm)" >&2
+  real=0
+fi
 
-# start_serve NAME ARGS...: starts the broker on a free loopback port with a
-# fresh data directory; sets serve_pid, url and data.
+# start_serve NAME ARGS...: starts a broker on a free loopback port with the
+# data directory $work/NAME-data (made if missing), the insecure-test
+# verifier unless ARGS has --policy; adds its pid to serve_pids and its URL
+# to url (comma-separated), sets data.
 start_serve() {
   local name=$1
   shift
   data="$work/$name-data"
+  local verifier=(--verifier insecure-test)
+  case " $* " in *" --policy "*) verifier=() ;; esac
   # One address sends all the load: no per-client rate limit.
-  CONFIDISK_INSECURE_TEST_VERIFIER=1 "$bin" serve --verifier insecure-test --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" --rate-limit 0 "$@" \
+  CONFIDISK_INSECURE_TEST_VERIFIER=1 "$bin" serve "${verifier[@]}" --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" --rate-limit 0 "$@" \
     >"$work/$name-serve.out" 2>"$work/$name-serve.log" &
-  serve_pid=$!
-  url=""
+  local pid=$! u=""
+  serve_pids+=("$pid")
   for _ in $(seq 300); do
-    url=$(sed -n 's/^confidisk serve: listening on \(https:\/\/[^ ]*\).*/\1/p' "$work/$name-serve.out")
-    [ -n "$url" ] && return 0
-    if ! kill -0 "$serve_pid" 2>/dev/null; then
+    u=$(sed -n 's/^confidisk serve: listening on \(https:\/\/[^ ]*\).*/\1/p' "$work/$name-serve.out")
+    if [ -n "$u" ]; then
+      url=${url:+$url,}$u
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
       echo "confidisk serve ($name) exited:" >&2
       tail -n 20 "$work/$name-serve.log" >&2
-      serve_pid=""
       return 1
     fi
     sleep 0.1
@@ -83,12 +106,34 @@ start_serve() {
   return 1
 }
 
+# prepare NAME: makes NAME's data directory with a KEK and, untimed, N real
+# evidence documents over nonces minted from it and their policy.
+prepare() {
+  mkdir -p "$work/$1-data"
+  echo "== $1: preparing $n real evidence documents from $aks attestation keys (untimed)"
+  "$work/brokerevidence" -kek "$work/$1-data/kek" -n "$n" -aks "$aks" \
+    -out "$work/$1-evidence.jsonl" -policy "$work/$1-policy.json"
+}
+
+# share FROM TO...: copies FROM's certificates (generated when it first
+# started) and KEK into each TO's data directory, as replicas share them.
+share() {
+  local from=$1 to
+  shift
+  for to in "$@"; do
+    mkdir -p "$work/$to-data"
+    cp -r "$work/$from-data/tls" "$work/$from-data/kek" "$work/$to-data/"
+  done
+}
+
 rows=()
-# load NAME [-epochs]: runs brokerload against the running broker; appends a row.
+# load NAME [-epochs | -evidence FILE]: runs brokerload against the running
+# broker(s); appends a row.
 load() {
   local name=$1 mode=verify
   shift
   [ "${1:-}" = -epochs ] && mode=epoch
+  [ "${1:-}" = -evidence ] && mode=real
   echo "== $name, $mode: $n operations, $c clients, limit $t"
   local rc=0
   "$work/brokerload" -url "$url" -data "$data" -label "$name" -n "$n" -c "$c" -t "$t" "$@" \
@@ -110,6 +155,12 @@ start_serve bolt
 load bolt
 [ "$epochs" = 0 ] || load bolt -epochs
 stop_serve
+if [ "$real" = 1 ]; then
+  prepare bolt-real
+  start_serve bolt-real --policy "$work/bolt-real-policy.json"
+  load bolt -evidence "$work/bolt-real-evidence.jsonl"
+  stop_serve
+fi
 
 # 2. PostgreSQL
 pg_skip=""
@@ -155,10 +206,26 @@ else
   fi
   (cd "$pgdir" && as_pg "$pgbin/createdb" -h "$pgdir" -p "$port" -U postgres confidisk_bench)
   echo "== postgres: $pgversion on 127.0.0.1:$port (fsync=$(cd "$pgdir" && as_pg "$pgbin/psql" -h "$pgdir" -p "$port" -U postgres -Atc 'show fsync' confidisk_bench), synchronous_commit=$(cd "$pgdir" && as_pg "$pgbin/psql" -h "$pgdir" -p "$port" -U postgres -Atc 'show synchronous_commit' confidisk_bench))"
-  start_serve postgres --store postgres --postgres-url "postgres://postgres@127.0.0.1:$port/confidisk_bench?sslmode=disable"
+  pgurl="postgres://postgres@127.0.0.1:$port/confidisk_bench?sslmode=disable"
+  start_serve postgres --store postgres --postgres-url "$pgurl"
   load postgres
   [ "$epochs" = 0 ] || load postgres -epochs
   stop_serve
+  if [ "$real" = 1 ]; then
+    prepare pg-real
+    start_serve pg-real --store postgres --postgres-url "$pgurl" --policy "$work/pg-real-policy.json"
+    load postgres -evidence "$work/pg-real-evidence.jsonl"
+    stop_serve
+    prepare pg3-0
+    start_serve pg3-0 --store postgres --postgres-url "$pgurl" --policy "$work/pg3-0-policy.json"
+    share pg3-0 pg3-1 pg3-2 # its generated certificates and the KEK
+    for r in 1 2; do
+      start_serve "pg3-$r" --store postgres --postgres-url "$pgurl" --policy "$work/pg3-0-policy.json"
+    done
+    data="$work/pg3-0-data"
+    load postgres-3 -evidence "$work/pg3-0-evidence.jsonl"
+    stop_serve
+  fi
 fi
 
 echo

@@ -152,3 +152,25 @@ func TestLimitListener(t *testing.T) {
 	for range accepted {
 	}
 }
+
+// TestMintNonce: a nonce minted offline from the KEK is accepted once.
+func TestMintNonce(t *testing.T) {
+	kek := make([]byte, 32)
+	e := newEnv(t, func(c *broker.Config) { c.KEK = kek })
+	n, err := broker.MintNonce(kek, e.clock.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := brokertest.Evidence{Nonce: n, Volume: volA, KeyID: kid}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"", "nonce_used"} {
+		if code, ae := e.do(t, e.guest, "POST", "/v1/evidence", api.EvidenceRequest{Nonce: n, Evidence: ev}, nil); ae.Code != want {
+			t.Errorf("use %d: %d %+v, want %q", i, code, ae, want)
+		}
+	}
+	if _, err := broker.MintNonce(kek[:5], time.Now()); err == nil {
+		t.Error("MintNonce with a short KEK succeeded")
+	}
+}

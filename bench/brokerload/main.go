@@ -16,13 +16,21 @@
 // operation failed.
 //
 // The insecure-test verifier accepts forged evidence: this measures the
-// broker's HTTP, TLS, nonce and store path, not real attestation.
+// broker's HTTP, TLS, nonce and store path, not real attestation. With
+// -evidence FILE (written by bench/brokerevidence before the timing: real
+// vTPM quotes over nonces minted from the broker's KEK, one
+// api.EvidenceRequest per line) one operation is POST /v1/evidence of the
+// next prepared document, checked by `confidisk serve --policy` in full.
+//
+// -url may list several brokers (replicas), comma-separated: the workers
+// are spread over them.
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +52,7 @@ import (
 
 type options struct {
 	url, data, cert, label string
+	evidence               string
 	n, c, maxErrors        int
 	limit                  time.Duration
 	epochs                 bool
@@ -60,6 +69,7 @@ func main() {
 	flag.IntVar(&o.maxErrors, "max-errors", 100, "give up after this many failed operations")
 	flag.DurationVar(&o.limit, "t", 60*time.Second, "overall time limit; the run stops by itself")
 	flag.BoolVar(&o.epochs, "epochs", false, "advance the epoch of a registered volume (one per worker) instead of POST /v1/evidence")
+	flag.StringVar(&o.evidence, "evidence", "", "prepared real evidence (bench/brokerevidence): POST /v1/evidence of each line")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "brokerload:", err)
@@ -79,6 +89,8 @@ func (o options) check() error {
 		return errors.New("give exactly one of -data and -cert")
 	case o.n < 1 || o.c < 1 || o.limit <= 0 || o.maxErrors < 1:
 		return errors.New("-n, -c, -t and -max-errors must be positive")
+	case o.epochs && o.evidence != "":
+		return errors.New("-epochs and -evidence exclude each other")
 	}
 	return nil
 }
@@ -103,6 +115,29 @@ type worker struct {
 	volume, key string
 	epoch       uint64
 	epochs      bool
+	prepared    *prepared // with -evidence
+}
+
+// prepared is the real evidence of -evidence, handed out once each.
+type prepared struct {
+	reqs []api.EvidenceRequest
+	next atomic.Int64
+}
+
+func loadPrepared(path string) (*prepared, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{}
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r api.EvidenceRequest
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+		p.reqs = append(p.reqs, r)
+	}
+	return p, nil
 }
 
 func newUUID() (string, error) {
@@ -122,6 +157,9 @@ func (w *worker) setup(ctx context.Context) error {
 		return err
 	}
 	w.key = strings.ReplaceAll(w.volume, "-", "")
+	if w.prepared != nil {
+		return w.c.Healthy(ctx)
+	}
 	if !w.epochs {
 		// Warm the connection so the first timed operation does not pay
 		// for the TLS handshake.
@@ -141,6 +179,15 @@ func (w *worker) setup(ctx context.Context) error {
 
 // op is one timed operation.
 func (w *worker) op(ctx context.Context) error {
+	if w.prepared != nil {
+		i := w.prepared.next.Add(1) - 1
+		if int(i) >= len(w.prepared.reqs) {
+			return errors.New("no prepared evidence left")
+		}
+		r := w.prepared.reqs[i]
+		_, err := w.c.Verify(ctx, r.Nonce, r.Evidence)
+		return err
+	}
 	nonce, ev, err := evidence(ctx, w.c, w.volume, w.key)
 	if err != nil {
 		return err
@@ -182,11 +229,22 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("pin broker certificate: %w", err)
 	}
-	c, err := client.New(o.url, client.Options{TLS: tlsCfg, Conns: o.c})
-	if err != nil {
-		return err
+	var clients []*client.Client
+	for _, u := range strings.Split(o.url, ",") {
+		c, err := client.New(u, client.Options{TLS: tlsCfg, Conns: o.c, Retries: -1})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		clients = append(clients, c)
 	}
-	defer c.Close()
+	var prep *prepared
+	if o.evidence != "" {
+		if prep, err = loadPrepared(o.evidence); err != nil {
+			return err
+		}
+		o.n = min(o.n, len(prep.reqs))
+	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -195,7 +253,7 @@ func run(o options) error {
 
 	workers := make([]*worker, min(o.c, o.n))
 	for i := range workers {
-		workers[i] = &worker{c: c, epochs: o.epochs}
+		workers[i] = &worker{c: clients[i%len(clients)], epochs: o.epochs, prepared: prep}
 	}
 	// Set up concurrently so that each worker has its own connection.
 	var setupErr error
@@ -304,9 +362,12 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 
 func report(w io.Writer, o options, r result) {
-	mode := "verify"
-	if o.epochs {
-		mode = "epoch"
+	mode, what := "verify", "nonce + evidence"
+	switch {
+	case o.epochs:
+		mode, what = "epoch", "nonce + epoch advance"
+	case o.evidence != "":
+		mode, what = "real", "real evidence, nonce prepared"
 	}
 	label := o.label
 	if label == "" {
@@ -324,7 +385,7 @@ func report(w io.Writer, o options, r result) {
 	}
 	fmt.Fprintf(w, "brokerload label=%s mode=%s concurrency=%d requests=%d ok=%d errors=%d stopped_by_limit=%t elapsed_s=%.3f verifications_per_s=%.1f p50_ms=%s p90_ms=%s p99_ms=%s max_ms=%s\n",
 		label, mode, o.c, ok+r.errs, ok, r.errs, r.stopped, r.elapsed.Seconds(), rate, ms(p50), ms(p90), ms(p99), ms(maxLat))
-	fmt.Fprintf(w, "  %s, mode %s (nonce + %s), %d workers\n", label, mode, map[bool]string{false: "evidence", true: "epoch advance"}[o.epochs], o.c)
+	fmt.Fprintf(w, "  %s, mode %s (%s), %d workers\n", label, mode, what, o.c)
 	fmt.Fprintf(w, "  %-22s %d (%d ok, %d errors)%s\n", "requests", ok+r.errs, ok, r.errs, map[bool]string{true: ", stopped by the time limit"}[r.stopped])
 	fmt.Fprintf(w, "  %-22s %.3f s\n", "elapsed", r.elapsed.Seconds())
 	fmt.Fprintf(w, "  %-22s %.1f\n", "verifications/s", rate)
