@@ -10,8 +10,12 @@ export CGO_ENABLED := 0
 
 all: build
 
+# bin/confidisk is the whole binary; bin/confidisk-guest (-tags confidisk_guest)
+# leaves out the broker server, its stores and the operator's broker client:
+# it is what an initrd carries (the lab's and the demo's guests).
 build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/confidisk
+	$(GO) build -trimpath -ldflags='-s -w' -tags confidisk_guest -o $(BIN)-guest ./cmd/confidisk
 
 # Installs the oracles and lab tools (veritysetup, qemu, swtpm, ...) when run as root.
 deps:
@@ -27,6 +31,7 @@ unit:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags confidisk_guest ./cmd/confidisk
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
 

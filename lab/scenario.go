@@ -183,9 +183,10 @@ func (r *BootResult) problems(sc Scenario) []string {
 	return p
 }
 
-// ConfidiskBinary builds the project's binary (./cmd/confidisk of the module
-// that contains the test, CGO_ENABLED=0, so it runs in the initramfs without a
-// C library) into a temporary directory of t and returns its path, for
+// ConfidiskBinary builds the project's guest binary (./cmd/confidisk of the
+// module that contains the test with -tags confidisk_guest, as an initrd
+// carries it; CGO_ENABLED=0, so it runs in the initramfs without a C
+// library) into a temporary directory of t and returns its path, for
 // [Scenario.Files], e.g. Files: map[string]string{"/bin/confidisk": lab.ConfidiskBinary(t)}.
 func ConfidiskBinary(t testing.TB) string {
 	t.Helper()
@@ -198,7 +199,7 @@ func ConfidiskBinary(t testing.TB) string {
 		t.Fatal("find the module root: go env GOMOD is empty (not inside the module)")
 	}
 	out := filepath.Join(t.TempDir(), "confidisk")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/confidisk")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "confidisk_guest", "-o", out, "./cmd/confidisk")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {

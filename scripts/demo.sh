@@ -51,9 +51,9 @@ fi
 echo "bytes returned before the error: $(stat -c %s "$work/checked.img") (= block $((off / 4096)) x 4096)"
 
 say "7. In a guest: the kernel's dm-verity, set up by 'confidisk verity open'"
-go run ./lab/demo verity "$bin" "$work/root.good.img" "$work/root.verity" "$work/root.img" "$root" $((off / 4096))
+go run ./lab/demo verity "$bin-guest" "$work/root.good.img" "$work/root.verity" "$work/root.img" "$root" $((off / 4096))
 
 say "8. A confidential guest's own state volume: self-encryption, unlock, the broker, roll-back and swap attacks"
-go run ./lab/demo boot "$bin"
+go run ./lab/demo boot "$bin-guest"
 
 say "Done: the tampered byte was never handed out, and the guest only ever opened its own, current volume."

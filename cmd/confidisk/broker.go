@@ -1,3 +1,5 @@
+//go:build !confidisk_guest
+
 package main
 
 import (

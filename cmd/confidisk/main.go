@@ -41,6 +41,7 @@ Its on-disk formats are byte-compatible with veritysetup, cryptsetup and systemd
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVerityCmd(), newLUKSCmd(), newBootCmd(), newEpochCmd(), newTPMCmd(), newServeCmd(), newBrokerCmd(), newStateCmd())
+	root.AddCommand(newVerityCmd(), newLUKSCmd(), newBootCmd(), newEpochCmd(), newTPMCmd(), newStateCmd())
+	root.AddCommand(operatorCommands()...)
 	return root
 }
