@@ -174,3 +174,34 @@ func TestMintNonce(t *testing.T) {
 		t.Error("MintNonce with a short KEK succeeded")
 	}
 }
+
+// TestAdvanceReplay: an epoch advance consumes its nonce in the same commit
+// as the swap: replaying it is nonce_used and changes nothing, and a
+// conflict consumes it too.
+func TestAdvanceReplay(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, volA)
+	n, ev := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
+	n2, ev2 := e.evidence(t, brokertest.Evidence{Volume: volA, KeyID: kid})
+	tests := []struct {
+		name     string
+		nonce    []byte
+		ev       []byte
+		old, new uint64
+		want     string
+		epoch    uint64
+	}{
+		{"advance", n, ev, 0, 1, "", 1},
+		{"replay", n, ev, 1, 2, "nonce_used", 1},
+		{"conflict", n2, ev2, 0, 5, "epoch_conflict", 1},
+		{"after a conflict the nonce is used", n2, ev2, 1, 2, "nonce_used", 1},
+	}
+	for _, tc := range tests {
+		_, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volA+"/epoch", api.AdvanceEpochRequest{Nonce: tc.nonce, Evidence: tc.ev, Old: tc.old, New: tc.new}, nil)
+		var ep api.Epoch
+		e.do(t, e.guest, "GET", "/v1/volumes/"+volA+"/epoch", nil, &ep)
+		if d := cmp.Diff([2]any{tc.want, tc.epoch}, [2]any{ae.Code, ep.Epoch}); d != "" {
+			t.Errorf("%s: code, epoch (-want +got):\n%s", tc.name, d)
+		}
+	}
+}

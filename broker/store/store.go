@@ -123,6 +123,11 @@ type Store interface {
 	// compare-and-swap). new must satisfy old < new <= MaxEpoch. On a
 	// mismatch it returns an *EpochConflictError with the current value.
 	CompareAndSwapEpoch(ctx context.Context, uuid string, old, new uint64) error
+	// ConsumeNonceAndAdvance is ConsumeNonce and then, unless the nonce was
+	// used, CompareAndSwapEpoch, in one durable commit: the nonce stays
+	// consumed whatever the swap's outcome (conflict, unknown volume).
+	// Invalid arguments (CheckAdvance) consume nothing.
+	ConsumeNonceAndAdvance(ctx context.Context, nonce []byte, expires time.Time, uuid string, old, new uint64) error
 
 	// PutKey stores (or replaces) the wrapped key of a registered volume.
 	PutKey(ctx context.Context, uuid string, k WrappedKey) error

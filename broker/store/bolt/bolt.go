@@ -294,23 +294,49 @@ func (s *Store) CompareAndSwapEpoch(_ context.Context, uuid string, old, new uin
 	if err := store.CheckAdvance(old, new); err != nil {
 		return err
 	}
-	err := s.batch(func(tx *bbolt.Tx) (error, error) {
-		b := tx.Bucket(bucketEpochs)
-		rec := b.Get([]byte(uuid))
-		if rec == nil {
-			return store.ErrVolumeNotFound, nil
-		}
-		cur, err := decodeEpoch(rec)
-		if err != nil {
-			return nil, err
-		}
-		if cur != old {
-			return &store.EpochConflictError{Current: cur}, nil
-		}
-		return nil, b.Put([]byte(uuid), encodeEpoch(new))
-	})
+	err := s.batch(func(tx *bbolt.Tx) (error, error) { return swapEpoch(tx, uuid, old, new) })
 	if err != nil {
 		return fmt.Errorf("advance epoch of %s: %w", uuid, err)
+	}
+	return nil
+}
+
+// swapEpoch is the compare-and-swap inside a write transaction.
+func swapEpoch(tx *bbolt.Tx, uuid string, old, new uint64) (refusal, err error) {
+	b := tx.Bucket(bucketEpochs)
+	rec := b.Get([]byte(uuid))
+	if rec == nil {
+		return store.ErrVolumeNotFound, nil
+	}
+	cur, err := decodeEpoch(rec)
+	if err != nil {
+		return nil, err
+	}
+	if cur != old {
+		return &store.EpochConflictError{Current: cur}, nil
+	}
+	return nil, b.Put([]byte(uuid), encodeEpoch(new))
+}
+
+// ConsumeNonceAndAdvance implements [store.Store]: one transaction (and
+// one commit, shared with the batch).
+func (s *Store) ConsumeNonceAndAdvance(_ context.Context, nonce []byte, expires time.Time, uuid string, old, new uint64) error {
+	if err := store.CheckAdvance(old, new); err != nil {
+		return err
+	}
+	k := usedNonceKey(nonce, expires)
+	err := s.batch(func(tx *bbolt.Tx) (error, error) {
+		b := tx.Bucket(bucketUsedNonces)
+		if b.Get(k) != nil {
+			return store.ErrNonceUsed, nil
+		}
+		if err := b.Put(k, []byte{1}); err != nil {
+			return nil, err
+		}
+		return swapEpoch(tx, uuid, old, new)
+	})
+	if err != nil {
+		return fmt.Errorf("consume nonce and advance epoch of %s: %w", uuid, err)
 	}
 	return nil
 }

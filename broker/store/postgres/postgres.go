@@ -234,6 +234,55 @@ func (s *Store) CompareAndSwapEpoch(ctx context.Context, uuid string, old, new u
 	return fmt.Errorf("advance epoch of %s: %w", uuid, err)
 }
 
+// ConsumeNonceAndAdvance implements [store.Store]: one transaction, one
+// commit.
+func (s *Store) ConsumeNonceAndAdvance(ctx context.Context, nonce []byte, expires time.Time, uuid string, old, new uint64) error {
+	if err := store.CheckAdvance(old, new); err != nil {
+		return err
+	}
+	var refusal error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		refusal = nil
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO confidisk_used_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING`, nonce, expires)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			refusal = store.ErrNonceUsed
+			return nil
+		}
+		refusal, err = swapEpoch(ctx, tx, uuid, old, new)
+		return err
+	})
+	if err == nil {
+		err = refusal
+	}
+	if err != nil {
+		return fmt.Errorf("consume nonce and advance epoch of %s: %w", uuid, err)
+	}
+	return nil
+}
+
+// swapEpoch is the compare-and-swap in tx; a conflict or an unknown volume
+// is a refusal (the transaction still commits).
+func swapEpoch(ctx context.Context, tx pgx.Tx, uuid string, old, new uint64) (refusal, err error) {
+	tag, err := tx.Exec(ctx,
+		`UPDATE confidisk_volumes SET epoch = $3 WHERE uuid = $1 AND epoch = $2`, uuid, int64(old), int64(new))
+	if err != nil || tag.RowsAffected() == 1 {
+		return nil, err
+	}
+	var cur int64
+	err = tx.QueryRow(ctx, `SELECT epoch FROM confidisk_volumes WHERE uuid = $1`, uuid).Scan(&cur)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.ErrVolumeNotFound, nil
+	case err != nil:
+		return nil, err
+	}
+	return &store.EpochConflictError{Current: uint64(cur)}, nil
+}
+
 // PutKey implements [store.Store].
 func (s *Store) PutKey(ctx context.Context, uuid string, k store.WrappedKey) error {
 	tag, err := s.pool.Exec(ctx, `

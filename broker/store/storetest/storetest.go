@@ -36,6 +36,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Epochs", func(t *testing.T) { testEpochs(t, open(t)) })
 	t.Run("EpochConcurrentAdvances", func(t *testing.T) { testEpochConcurrent(t, open(t)) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open(t)) })
+	t.Run("ConsumeNonceAndAdvance", func(t *testing.T) { testNonceAndAdvance(t, open(t)) })
+	t.Run("ConsumeNonceAndAdvanceRace", func(t *testing.T) { testNonceAndAdvanceRace(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC)
@@ -291,5 +293,70 @@ func testKeys(t *testing.T, s store.Store) {
 	errIs(t, "get replaced", err, nil)
 	if d := cmp.Diff(k2, got); d != "" {
 		t.Errorf("replaced key (-want +got):\n%s", d)
+	}
+}
+
+func testNonceAndAdvance(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	errIs(t, "register", s.RegisterVolume(ctx, volume(uuidA)), nil)
+	exp := t0.Add(time.Minute)
+	tests := []struct {
+		name     string
+		nonce    string
+		uuid     string
+		old, new uint64
+		want     error
+		epoch    uint64 // of uuidA afterwards
+		used     bool   // the nonce is consumed afterwards
+	}{
+		{"fresh", "a1", uuidA, 0, 2, nil, 2, true},
+		{"replayed nonce", "a1", uuidA, 2, 3, store.ErrNonceUsed, 2, true},
+		{"conflict consumes the nonce", "a2", uuidA, 0, 5, store.ErrEpochConflict, 2, true},
+		{"unknown volume consumes the nonce", "a3", uuidB, 0, 1, store.ErrVolumeNotFound, 2, true},
+		{"not increasing consumes nothing", "a4", uuidA, 2, 2, store.ErrEpochNotIncreasing, 2, false},
+		{"next", "a5", uuidA, 2, 3, nil, 3, true},
+	}
+	for _, tc := range tests {
+		err := s.ConsumeNonceAndAdvance(ctx, []byte(tc.nonce), exp, tc.uuid, tc.old, tc.new)
+		errIs(t, tc.name, err, tc.want)
+		e, err := s.Epoch(ctx, uuidA)
+		errIs(t, tc.name+": epoch", err, nil)
+		used := errors.Is(s.ConsumeNonce(ctx, []byte(tc.nonce), exp), store.ErrNonceUsed)
+		if d := cmp.Diff([2]any{tc.epoch, tc.used}, [2]any{e, used}); d != "" {
+			t.Errorf("%s: epoch, nonce used (-want +got):\n%s", tc.name, d)
+		}
+	}
+	var ce *store.EpochConflictError
+	if err := s.ConsumeNonceAndAdvance(ctx, []byte("a6"), exp, uuidA, 1, 4); !errors.As(err, &ce) || ce.Current != 3 {
+		t.Errorf("conflict: %v, want the current epoch 3", err)
+	}
+}
+
+func testNonceAndAdvanceRace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	errIs(t, "register", s.RegisterVolume(ctx, volume(uuidC)), nil)
+	const racers = 8
+	exp := time.Now().Add(time.Minute)
+	for round := range uint64(5) {
+		var wg sync.WaitGroup
+		errs := make([]error, racers)
+		for i := range racers {
+			wg.Go(func() {
+				errs[i] = s.ConsumeNonceAndAdvance(ctx, []byte(fmt.Sprintf("r%d-%d", round, i)), exp, uuidC, round, round+1)
+			})
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrEpochConflict):
+				t.Fatalf("racing advance: %v", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d of %d racing advances won, want 1", round, won, racers)
+		}
 	}
 }
