@@ -69,6 +69,9 @@ trap 'exit 143' TERM
 
 go build -o "$work/brokerload" ./bench/brokerload
 go build -o "$work/brokerevidence" ./bench/brokerevidence
+# The insecure-test verifier is only in a binary built for tests.
+insecure_bin="$work/confidisk-insecure"
+CGO_ENABLED=0 go build -tags confidisk_insecure -o "$insecure_bin" ./cmd/confidisk
 if [ "$real" = 1 ] && ! command -v swtpm >/dev/null; then
   echo "== real verification: skipped: no swtpm (apt-get install -y swtpm)" >&2
   real=0
@@ -82,10 +85,10 @@ start_serve() {
   local name=$1
   shift
   data="$work/$name-data"
-  local verifier=(--verifier insecure-test)
-  case " $* " in *" --policy "*) verifier=() ;; esac
+  local verifier=(--verifier insecure-test) serve_bin=$insecure_bin
+  case " $* " in *" --policy "*) verifier=() serve_bin=$bin ;; esac
   # One address sends all the load: no per-client rate limit.
-  CONFIDISK_INSECURE_TEST_VERIFIER=1 "$bin" serve "${verifier[@]}" --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" --rate-limit 0 "$@" \
+  CONFIDISK_INSECURE_TEST_VERIFIER=1 "$serve_bin" serve "${verifier[@]}" --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" --rate-limit 0 "$@" \
     >"$work/$name-serve.out" 2>"$work/$name-serve.log" &
   local pid=$! u=""
   serve_pids+=("$pid")

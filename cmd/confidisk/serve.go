@@ -25,7 +25,6 @@ import (
 	"github.com/confidisk/confidisk/attest/tdx"
 	"github.com/confidisk/confidisk/broker"
 	"github.com/confidisk/confidisk/broker/api"
-	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/broker/store"
 	"github.com/confidisk/confidisk/broker/store/bolt"
 	"github.com/confidisk/confidisk/broker/store/postgres"
@@ -199,10 +198,14 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		// The broker's own process tests (kill -9 crash test, load
 		// benchmark) need a verifier that accepts forged evidence. It is
 		// not in --help and needs the environment to say so as well.
+		v, built := insecureVerifier()
+		if !built {
+			return usageError{errors.New("--verifier insecure-test accepts forged evidence: this binary was built without it (go build -tags confidisk_insecure, for the broker's own tests)")}
+		}
 		if os.Getenv(insecureTestEnv) != "1" {
 			return usageError{fmt.Errorf("--verifier insecure-test accepts forged evidence and is for the broker's own tests: it needs %s=1 in the environment", insecureTestEnv)}
 		}
-		verifier = brokertest.Verifier{}
+		verifier = v
 		log.Warn("INSECURE: --verifier insecure-test accepts forged evidence; use it only in tests")
 	default:
 		return usageError{fmt.Errorf("--verifier %q: want tpm or none", o.verifier)}

@@ -28,11 +28,11 @@ import (
 )
 
 // buildServeBinary builds ./cmd/confidisk once per test into a temporary
-// directory.
+// directory, with the insecure test verifier (-tags confidisk_insecure).
 func buildServeBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "confidisk")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-tags", "confidisk_insecure", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
