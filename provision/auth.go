@@ -150,7 +150,7 @@ func checkSettings(prov, now *Settings) (*Settings, error) {
 // canonical is the MAC input of a token: "confidisk-provision v2\n" and the
 // token's JSON as encoding/json writes it (fields in declaration order,
 // record keys sorted, no spaces) without the mac field.
-func (pt *ProvisionToken) canonical() ([]byte, error) {
+func (pt *provisionToken) canonical() ([]byte, error) {
 	c := *pt
 	c.Type, c.Version, c.MAC = TokenType, tokenVersion, nil
 	c.Keyslots = []string{}
@@ -163,7 +163,7 @@ func (pt *ProvisionToken) canonical() ([]byte, error) {
 
 // authenticate records h (and sb, the dm-integrity superblock, nil before it
 // exists) in pt and sets its MAC under vk. The caller writes the header.
-func authenticate(pt *ProvisionToken, h *luks2.Header, sb *integrity.Superblock, vk []byte) error {
+func authenticate(pt *provisionToken, h *luks2.Header, sb *integrity.Superblock, vk []byte) error {
 	pt.Version = tokenVersion
 	pt.Metadata = metamac.Describe(h, sb)
 	msg, err := pt.canonical()
@@ -177,7 +177,7 @@ func authenticate(pt *ProvisionToken, h *luks2.Header, sb *integrity.Superblock,
 // verifyMetadata checks pt's MAC under vk, then its record against h, and
 // then against the dm-integrity superblock readSB reads (at the segment
 // offset just verified; nil readSB for a volume without integrity).
-func verifyMetadata(pt *ProvisionToken, h *luks2.Header, readSB func() (*integrity.Superblock, error), vk []byte) error {
+func verifyMetadata(pt *provisionToken, h *luks2.Header, readSB func() (*integrity.Superblock, error), vk []byte) error {
 	if pt.Version < tokenVersion {
 		return fmt.Errorf("%w: its provisioning record is version %d (from a confidisk before authenticated metadata); "+
 			"authenticate it from a rescue system with `confidisk state reconfigure DEVICE --key-file RECOVERY`", ErrUnauthenticated, pt.Version)

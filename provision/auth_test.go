@@ -17,7 +17,7 @@ import (
 
 // provisionedHeader is a header as first boot makes it (hmac-sha256), with
 // an authenticated version-2 token at step complete.
-func provisionedHeader(t *testing.T) (*luks2.Header, *integrity.Superblock, []byte, *ProvisionToken) {
+func provisionedHeader(t *testing.T) (*luks2.Header, *integrity.Superblock, []byte, *provisionToken) {
 	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "vol"))
 	if err != nil {
@@ -32,7 +32,7 @@ func provisionedHeader(t *testing.T) (*luks2.Header, *integrity.Superblock, []by
 		t.Fatal(err)
 	}
 	sb := &integrity.Superblock{Version: 5, IntegrityTagSize: 32, JournalSections: 4, ProvidedDataSectors: 8000, Log2SectorsPerBlock: 3}
-	pt := &ProvisionToken{Step: StepComplete, RW: RWOverlay, Settings: &Settings{Anchor: "tpm", PCRs: []int{7}, TEE: "none"}}
+	pt := &provisionToken{Step: StepComplete, RW: RWOverlay, Settings: &Settings{Anchor: "tpm", PCRs: []int{7}, TEE: "none"}}
 	if err := authenticate(pt, h, sb, vk); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func provisionedHeader(t *testing.T) (*luks2.Header, *integrity.Superblock, []by
 }
 
 // reparse reads pt back from the header's JSON, as a boot would.
-func reparse(t *testing.T, h *luks2.Header) *ProvisionToken {
+func reparse(t *testing.T, h *luks2.Header) *provisionToken {
 	t.Helper()
 	pt, _, err := findProvisionToken(h)
 	if err != nil {
@@ -57,29 +57,29 @@ func reparse(t *testing.T, h *luks2.Header) *ProvisionToken {
 func TestVerifyMetadata(t *testing.T) {
 	tests := []struct {
 		name    string
-		mutate  func(h *luks2.Header, sb *integrity.Superblock, pt *ProvisionToken)
+		mutate  func(h *luks2.Header, sb *integrity.Superblock, pt *provisionToken)
 		wantErr error
 		wantMsg string
 	}{
-		{"untouched", func(*luks2.Header, *integrity.Superblock, *ProvisionToken) {}, nil, ""},
-		{"cipher-null", func(h *luks2.Header, _ *integrity.Superblock, _ *ProvisionToken) {
+		{"untouched", func(*luks2.Header, *integrity.Superblock, *provisionToken) {}, nil, ""},
+		{"cipher-null", func(h *luks2.Header, _ *integrity.Superblock, _ *provisionToken) {
 			h.Metadata.Segments[0].Encryption, h.Metadata.Segments[0].Integrity = "cipher_null-ecb", nil
 		}, metamac.ErrChanged, `segment 0 encryption is "cipher_null-ecb", provisioned "aes-xts-plain64"`},
-		{"iv-tweak", func(h *luks2.Header, _ *integrity.Superblock, _ *ProvisionToken) { h.Metadata.Segments[0].IVTweak = 8 },
+		{"iv-tweak", func(h *luks2.Header, _ *integrity.Superblock, _ *provisionToken) { h.Metadata.Segments[0].IVTweak = 8 },
 			metamac.ErrChanged, "iv_tweak"},
-		{"superblock", func(_ *luks2.Header, sb *integrity.Superblock, _ *ProvisionToken) { sb.JournalSections = 0 },
+		{"superblock", func(_ *luks2.Header, sb *integrity.Superblock, _ *provisionToken) { sb.JournalSections = 0 },
 			metamac.ErrChanged, "journal_sections"},
-		{"step-rewound", func(_ *luks2.Header, _ *integrity.Superblock, pt *ProvisionToken) { pt.Step = StepFormatted },
+		{"step-rewound", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) { pt.Step = StepFormatted },
 			ErrMetadataTampered, ""},
-		{"anchor-dropped", func(_ *luks2.Header, _ *integrity.Superblock, pt *ProvisionToken) { pt.Settings.PCRs = []int{} },
+		{"anchor-dropped", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) { pt.Settings.PCRs = []int{} },
 			ErrMetadataTampered, ""},
-		{"record-edited-with-header", func(h *luks2.Header, _ *integrity.Superblock, pt *ProvisionToken) {
+		{"record-edited-with-header", func(h *luks2.Header, _ *integrity.Superblock, pt *provisionToken) {
 			h.Metadata.Segments[0].Offset += 4096
 			pt.Metadata["segments.0.offset"] = "16781312"
 		}, ErrMetadataTampered, ""},
-		{"mac-stripped", func(_ *luks2.Header, _ *integrity.Superblock, pt *ProvisionToken) { pt.MAC = nil },
+		{"mac-stripped", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) { pt.MAC = nil },
 			ErrMetadataTampered, "missing"},
-		{"downgraded-to-v1", func(_ *luks2.Header, _ *integrity.Superblock, pt *ProvisionToken) {
+		{"downgraded-to-v1", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) {
 			pt.Version, pt.MAC, pt.Settings, pt.Metadata = 1, nil, nil, nil
 		}, ErrUnauthenticated, "version 1"},
 	}
@@ -221,7 +221,7 @@ func TestCanonicalIgnoresLayout(t *testing.T) {
 	json.Unmarshal(raw, &m)
 	m["extra"] = "ignored"
 	relaid, _ := json.MarshalIndent(m, "", "   ")
-	var back ProvisionToken
+	var back provisionToken
 	if err := json.Unmarshal(relaid, &back); err != nil {
 		t.Fatal(err)
 	}

@@ -136,7 +136,7 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 	b := &booter{o: o, cfg: cfg, res: &Result{Root: cfg.Root}}
 	var lay *Layout
 	if err := b.waitFor(ctx, "the root, root verity and state partitions", func() (err error) {
-		lay, err = Discover(cfg)
+		lay, err = discover(cfg)
 		return err
 	}); err != nil {
 		return nil, err
@@ -288,11 +288,11 @@ func (b *booter) storeCreationRecord(dev string, h *luks2.Header) error {
 	return f.Sync()
 }
 
-// Discover finds the root data, root verity and state partitions: the
+// discover finds the root data, root verity and state partitions: the
 // data and hash partitions by the UUIDs the Discoverable Partitions
 // Specification derives from the root hash (falling back to their type when
 // only one of it exists), the state partition by its GPT label.
-func Discover(cfg Config) (*Layout, error) {
+func discover(cfg Config) (*Layout, error) {
 	dataUUID, hashUUID := gpt.VerityUUIDs(cfg.RootHash)
 	entries, err := os.ReadDir("/sys/block")
 	if err != nil {
@@ -471,7 +471,7 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	keyID := tpm.FixateValue(vk, StateName, h.UUID)
 	b.res.KeyID = keyID
 	if pt.Step.AtLeast(StepFixated) {
-		if err := CheckFixation(b.tpm, keyID); err != nil {
+		if err := checkFixation(b.tpm, keyID); err != nil {
 			return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 		}
 	}
@@ -575,7 +575,7 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 // volume key from the kernel RNG (getrandom, inside luks2.Format), keyslot
 // 0 with the recovery passphrase, the provisioning token and, with an
 // operator key, the recovery token.
-func (b *booter) format(f *os.File) (*luks2.Header, []byte, *ProvisionToken, error) {
+func (b *booter) format(f *os.File) (*luks2.Header, []byte, *provisionToken, error) {
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return nil, nil, nil, err
@@ -588,7 +588,7 @@ func (b *booter) format(f *os.File) (*luks2.Header, []byte, *ProvisionToken, err
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	pt := &ProvisionToken{Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Step: StepFormatted, RecoveryKeyslot: -1, RW: b.cfg.RW}
+	pt := &provisionToken{Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Step: StepFormatted, RecoveryKeyslot: -1, RW: b.cfg.RW}
 	tokens, err := b.recoveryTokens(pt, uuid, recovery)
 	if err != nil {
 		return nil, nil, nil, err
@@ -629,7 +629,7 @@ func (b *booter) fileSystem(ctx context.Context, dev string, h *luks2.Header, vk
 // token, the removal of an unrecoverable keyslot 0 and the step go to disk
 // in one header write, so a header with a systemd-tpm2 token is always at
 // StepSealed or later (checkNotRewound relies on it).
-func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken) error {
+func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *provisionToken) error {
 	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
 	if _, _, err := enroll.AddEnrollment(b.tpm, f, h, vk, enroll.EnrollOptions{
 		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
@@ -649,13 +649,13 @@ func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken
 // volume's key id, b.res.KeyID), mark the provisioning complete.
 // The fixation digest is written only while the volume is not yet at
 // StepFixated (a volume that is has had its digest checked instead).
-func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken) error {
+func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *provisionToken) error {
 	if !pt.Step.AtLeast(StepFixated) {
 		digest, err := hex.DecodeString(b.res.KeyID)
 		if err != nil {
 			return err
 		}
-		if err := WriteFixation(b.tpm, digest); err != nil {
+		if err := writeFixation(b.tpm, digest); err != nil {
 			return fmt.Errorf("store the fixation digest: %w", err)
 		}
 		if err := b.writeStep(f, h, vk, pt, StepFixated); err != nil {
@@ -667,7 +667,7 @@ func (b *booter) finish(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionTok
 
 // writeStep writes step into the provisioning token, authenticated under
 // the volume key vk with the header as it is now, and syncs it.
-func (b *booter) writeStep(f *os.File, h *luks2.Header, vk []byte, pt *ProvisionToken, step Step) error {
+func (b *booter) writeStep(f *os.File, h *luks2.Header, vk []byte, pt *provisionToken, step Step) error {
 	pt.Step = step
 	pt.Settings = b.record
 	var sb *integrity.Superblock

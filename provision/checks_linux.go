@@ -21,7 +21,7 @@ import (
 // and the fixation digest only after it, so either one present means the
 // step was set back (by the host: a real power cut cannot do it), and
 // re-provisioning would destroy a sealed volume.
-func (b *booter) checkNotRewound(h *luks2.Header, pt *ProvisionToken) error {
+func (b *booter) checkNotRewound(h *luks2.Header, pt *provisionToken) error {
 	for id, raw := range h.Metadata.Tokens {
 		var th luks2.TokenHeader
 		if json.Unmarshal(raw, &th) == nil && th.Type == tpm.TokenType {
@@ -29,7 +29,7 @@ func (b *booter) checkNotRewound(h *luks2.Header, pt *ProvisionToken) error {
 				ErrRewound, pt.Step, id, StepSealed)
 		}
 	}
-	stored, err := FixationStored(b.tpm)
+	stored, err := fixationStored(b.tpm)
 	if err != nil {
 		return fmt.Errorf("read the vTPM's fixation index: %w", err)
 	}
@@ -44,7 +44,7 @@ func (b *booter) checkNotRewound(h *luks2.Header, pt *ProvisionToken) error {
 // is written or mapped: the provisioning record's MAC, the header and the
 // dm-integrity superblock against it, and this boot's settings against the
 // provisioned ones. Settings this boot adds are recorded (the only write).
-func (b *booter) checkProvisioned(f *os.File, h *luks2.Header, pt *ProvisionToken, vk []byte) error {
+func (b *booter) checkProvisioned(f *os.File, h *luks2.Header, pt *provisionToken, vk []byte) error {
 	readSB := func() (*integrity.Superblock, error) { return activate.IntegritySuperblock(b.state, h) }
 	if err := verifyMetadata(pt, h, readSB, vk); err != nil {
 		return err
@@ -67,7 +67,7 @@ func (b *booter) checkProvisioned(f *os.File, h *luks2.Header, pt *ProvisionToke
 // recoveryTokens returns the tokens of a new volume: the provisioning
 // token and, with an operator recovery key, the recovery passphrase sealed
 // to it. pt.RecoveryKeyslot is set to 0 when the passphrase is kept.
-func (b *booter) recoveryTokens(pt *ProvisionToken, uuid, passphrase string) ([]json.RawMessage, error) {
+func (b *booter) recoveryTokens(pt *provisionToken, uuid, passphrase string) ([]json.RawMessage, error) {
 	var tokens []json.RawMessage
 	if b.recoveryPub != nil {
 		rt, err := recovery.Wrap(b.recoveryPub, uuid, 0, []byte(passphrase))

@@ -52,9 +52,9 @@ func nvName(t transport.TPM) (*tpm2.NVReadPublicResponse, error) {
 	return tpm2.NVReadPublic{NVIndex: FixationIndex}.Execute(t)
 }
 
-// WriteFixation stores digest (32 bytes) in the fixation index, defining it
+// writeFixation stores digest (32 bytes) in the fixation index, defining it
 // when it does not exist.
-func WriteFixation(t transport.TPM, digest []byte) error {
+func writeFixation(t transport.TPM, digest []byte) error {
 	if len(digest) != 32 {
 		return fmt.Errorf("fixation digest has %d bytes, want 32", len(digest))
 	}
@@ -84,9 +84,9 @@ func WriteFixation(t transport.TPM, digest []byte) error {
 	return nil
 }
 
-// CheckFixation compares the fixation value of the unlocked volume (lowercase
+// checkFixation compares the fixation value of the unlocked volume (lowercase
 // hex, as tpm.FixateValue returns it) with the digest in the vTPM.
-func CheckFixation(t transport.TPM, fixate string) error {
+func checkFixation(t transport.TPM, fixate string) error {
 	want, err := hex.DecodeString(fixate)
 	if err != nil || len(want) != 32 {
 		return fmt.Errorf("invalid fixation value %q", fixate)
@@ -115,10 +115,10 @@ func CheckFixation(t transport.TPM, fixate string) error {
 	return nil
 }
 
-// FixationStored reports whether the vTPM holds a fixation digest: a
+// fixationStored reports whether the vTPM holds a fixation digest: a
 // provisioning on this vTPM got past StepFixated.
-func FixationStored(t transport.TPM) (bool, error) {
-	err := CheckFixation(t, hex.EncodeToString(make([]byte, 32)))
+func fixationStored(t transport.TPM) (bool, error) {
+	err := checkFixation(t, hex.EncodeToString(make([]byte, 32)))
 	switch {
 	case errors.Is(err, ErrNoFixation):
 		return false, nil

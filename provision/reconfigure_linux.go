@@ -104,7 +104,7 @@ func Reconfigure(devPath string, h *luks2.Header, vk []byte, r Reconfiguration) 
 	return &s, setProvisionToken(h, pt)
 }
 
-func (r Reconfiguration) apply(s *Settings, pt *ProvisionToken) error {
+func (r Reconfiguration) apply(s *Settings, pt *provisionToken) error {
 	if r.Anchor != nil {
 		c := Config{Anchor: *r.Anchor}
 		if err := c.set("confidisk.rollback-anchor", *r.Anchor, false); err != nil {

@@ -44,12 +44,12 @@ func (s Step) AtLeast(o Step) bool { return s.index() >= o.index() && s.index() 
 // TokenType is the LUKS2 token type of the provisioning record.
 const TokenType = "confidisk-provision"
 
-// ProvisionToken is the provisioning record kept in the LUKS2 header. It
+// provisionToken is the provisioning record kept in the LUKS2 header. It
 // holds no secret. From version 2 on it is authenticated: MAC is
 // metamac.Sum under the volume key over the token's canonical encoding
-// (see [ProvisionToken.canonical]), which covers the step, the settings the
+// (see [provisionToken.canonical]), which covers the step, the settings the
 // volume was provisioned with and the record of its mapping metadata.
-type ProvisionToken struct {
+type provisionToken struct {
 	Type     string   `json:"type"`
 	Keyslots []string `json:"keyslots"`
 	Version  int      `json:"version"`
@@ -77,13 +77,13 @@ const tokenVersion = 2
 var ErrNotOurs = errors.New("the state partition holds data that confidisk did not provision")
 
 // findProvisionToken returns the provisioning token of h and its id.
-func findProvisionToken(h *luks2.Header) (*ProvisionToken, int, error) {
+func findProvisionToken(h *luks2.Header) (*provisionToken, int, error) {
 	for id, raw := range h.Metadata.Tokens {
 		var th luks2.TokenHeader
 		if json.Unmarshal(raw, &th) != nil || th.Type != TokenType {
 			continue
 		}
-		var t ProvisionToken
+		var t provisionToken
 		if err := json.Unmarshal(raw, &t); err != nil {
 			return nil, 0, fmt.Errorf("provisioning token %d: %w", id, err)
 		}
@@ -96,7 +96,7 @@ func findProvisionToken(h *luks2.Header) (*ProvisionToken, int, error) {
 }
 
 // setProvisionToken records step in h (the caller writes the header).
-func setProvisionToken(h *luks2.Header, t *ProvisionToken) error {
+func setProvisionToken(h *luks2.Header, t *provisionToken) error {
 	if old, id, err := findProvisionToken(h); err == nil && old != nil {
 		if err := h.RemoveToken(id); err != nil {
 			return err
