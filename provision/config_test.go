@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -58,6 +59,11 @@ func TestConfigErrors(t *testing.T) {
 		{"relative broker ca", "confidisk.broker-ca=ca.pem", "absolute"},
 		{"unknown anchor", "confidisk.rollback-anchor=disk", "tpm, broker or tpm+broker"},
 		{"unknown tee", "confidisk.tee=sgx", "auto, none, sev-snp or tdx"},
+		{"recovery on the console from the command line", "confidisk.recovery=console", "only from the boot.conf"},
+		{"unknown recovery", "confidisk.recovery=paper", "operator-key or console"},
+		{"relative recovery key", "confidisk.recovery-key=op.pub", "absolute"},
+		{"device timeout not a number", "confidisk.device-timeout=soon", "whole seconds"},
+		{"device timeout too large", "confidisk.device-timeout=70000", "whole seconds"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,4 +156,22 @@ func TestApplyFileTabLines(t *testing.T) {
 func applyNew(s string) error {
 	c := DefaultConfig()
 	return c.ApplyFile([]byte(s))
+}
+
+// TestConfigRecoveryAndTimeout: the settings only boot.conf may weaken, and
+// the device timeout.
+func TestConfigRecoveryAndTimeout(t *testing.T) {
+	c := DefaultConfig()
+	if c.DeviceTimeout != 30*time.Second || c.RecoveryConsole {
+		t.Fatalf("defaults: timeout %s, console %v", c.DeviceTimeout, c.RecoveryConsole)
+	}
+	if err := c.ApplyFile([]byte("recovery=console\ndevice-timeout=5\nrecovery-key=/etc/op.pub\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !c.RecoveryConsole || c.DeviceTimeout != 5*time.Second || c.RecoveryKey != "/etc/op.pub" {
+		t.Errorf("from boot.conf: console %v, timeout %s, key %q", c.RecoveryConsole, c.DeviceTimeout, c.RecoveryKey)
+	}
+	if err := c.ApplyCmdline("confidisk.recovery=operator-key"); err != nil || c.RecoveryConsole {
+		t.Errorf("the command line may ask for more: %v, console %v", err, c.RecoveryConsole)
+	}
 }
