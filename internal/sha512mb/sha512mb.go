@@ -110,7 +110,7 @@ func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 	if have4 {
 		// Three messages and an idle lane beat three through
 		// crypto/sha512; two do not (measured: block4 takes about the
-		// time of 2.1 blocks through crypto/sha512).
+		// time of two blocks through crypto/sha512).
 		for ; len(msgs)-i >= 3; i += lanes {
 			j := min(i+lanes, len(msgs))
 			p.sum4(dst[i:j], msgs[i:j])
