@@ -87,6 +87,7 @@ start_serve() {
   data="$work/$name-data"
   local verifier=(--verifier insecure-test) serve_bin=$insecure_bin
   case " $* " in *" --policy "*) verifier=() serve_bin=$bin ;; esac
+  : >"$work/$name-serve.out" # exists before the background job opens it
   # One address sends all the load: no per-client rate limit.
   CONFIDISK_INSECURE_TEST_VERIFIER=1 "$serve_bin" serve "${verifier[@]}" --listen 127.0.0.1:0 --data "$data" --log-level "$loglevel" --rate-limit 0 "$@" \
     >"$work/$name-serve.out" 2>"$work/$name-serve.log" &
