@@ -85,14 +85,16 @@ func recoveryToken(h *luks2.Header) json.RawMessage {
 	return nil
 }
 
-// checkRegisteredKey refuses a volume the broker knows under another key id.
-func (b *booter) checkRegisteredKey(ctx context.Context, uuid string) error {
-	v, err := b.broker.Volume(ctx, uuid)
-	if err != nil {
-		return fmt.Errorf("ask the broker about the volume: %w", err)
+// checkRegisteredKey refuses a volume the broker knows under another key
+// id, from the broker's volume_exists answer (which carries the registered
+// key id).
+func (b *booter) checkRegisteredKey(uuid string, regErr error) error {
+	var ce *client.Error
+	if !errors.As(regErr, &ce) || ce.KeyID == "" {
+		return fmt.Errorf("%w: the broker does not say which key id volume %s is registered with: %w", ErrBrokerRefused, uuid, regErr)
 	}
-	if v.KeyID != b.res.KeyID {
-		return fmt.Errorf("%w: it has volume %s registered with key id %.16s…, this volume's is %.16s…", ErrBrokerRefused, uuid, v.KeyID, b.res.KeyID)
+	if ce.KeyID != b.res.KeyID {
+		return fmt.Errorf("%w: it has volume %s registered with key id %.16s…, this volume's is %.16s…", ErrBrokerRefused, uuid, ce.KeyID, b.res.KeyID)
 	}
 	return nil
 }
@@ -114,7 +116,7 @@ func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
 	if p != nil {
 		register = p.register
 	} else {
-		_, err := b.broker.Volume(ctx, h.UUID)
+		_, err := b.broker.Epoch(ctx, h.UUID)
 		if register = client.IsCode(err, "volume_not_found"); err != nil && !register {
 			return fmt.Errorf("ask the broker about the volume: %w", err)
 		}
@@ -131,7 +133,7 @@ func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
 			// Registered since the epoch was read (the advance below
 			// fails unless the epoch is still the one checked) — or
 			// squatted: the UUID registered with another key.
-			if err := b.checkRegisteredKey(ctx, h.UUID); err != nil {
+			if err := b.checkRegisteredKey(h.UUID, err); err != nil {
 				return err
 			}
 		case err != nil:
