@@ -167,48 +167,9 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if o.policy != "" && !cmd.Flags().Changed("verifier") {
 		o.verifier = "tpm"
 	}
-	if o.policy != "" && o.verifier != "tpm" {
-		return usageError{fmt.Errorf("--policy is for --verifier tpm, not %s", o.verifier)}
-	}
-	var verifier broker.Verifier
-	switch o.verifier {
-	case "tpm":
-		if o.policy == "" {
-			return usageError{errors.New("--verifier tpm needs --policy FILE (reference values written by the image build; see docs/attestation.md)")}
-		}
-		p, err := attest.LoadPolicy(o.policy)
-		if err != nil {
-			return err
-		}
-		tee, err := teeVerifiers(p)
-		if err != nil {
-			return err
-		}
-		if verifier, err = attest.NewValidator(p, attest.ValidatorOptions{TEE: tee}); err != nil {
-			return err
-		}
-		if len(p.AttestationKeys) == 0 && !p.RequireTEE {
-			log.Warn("the policy pins no attestation keys and requires no SEV-SNP/TDX report: any TPM, even a software one, that reproduces the PCR values can attest; add attestation_keys to the policy",
-				"policy", o.policy)
-		}
-		log.Info("attestation policy loaded", "policy", o.policy, "pcrs", len(p.PCRs), "root_hashes", len(p.RootHashes), "attestation_keys", len(p.AttestationKeys))
-	case "none":
-		verifier = refuseVerifier{}
-	case "insecure-test":
-		// The broker's own process tests (kill -9 crash test, load
-		// benchmark) need a verifier that accepts forged evidence. It is
-		// not in --help and needs the environment to say so as well.
-		v, built := insecureVerifier()
-		if !built {
-			return usageError{errors.New("--verifier insecure-test accepts forged evidence: this binary was built without it (go build -tags confidisk_insecure, for the broker's own tests)")}
-		}
-		if os.Getenv(insecureTestEnv) != "1" {
-			return usageError{fmt.Errorf("--verifier insecure-test accepts forged evidence and is for the broker's own tests: it needs %s=1 in the environment", insecureTestEnv)}
-		}
-		verifier = v
-		log.Warn("INSECURE: --verifier insecure-test accepts forged evidence; use it only in tests")
-	default:
-		return usageError{fmt.Errorf("--verifier %q: want tpm or none", o.verifier)}
+	verifier, err := serveVerifier(o, log)
+	if err != nil {
+		return err
 	}
 	if o.rateLimit < 0 || o.rateBurst < 1 || o.maxInFlight < 1 || o.maxConns < 1 {
 		return usageError{errors.New("--rate-limit must be at least 0, --rate-burst, --max-in-flight and --max-connections at least 1")}
@@ -236,30 +197,10 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	}
 	defer st.Close()
 
-	files := broker.TLSPaths(filepath.Join(data, "tls"))
-	if o.tlsCert == "" || o.operatorCA == "" {
-		var generated bool
-		files, generated, err = broker.EnsureTLS(filepath.Join(data, "tls"), []string{host}, time.Now())
-		if err != nil {
-			return err
-		}
-		if generated {
-			log.Info("generated TLS certificates", "dir", filepath.Dir(files.ServerCert),
-				"server_cert", files.ServerCert, "operator_cert", files.OperatorCert)
-		}
-	}
-	certFile, keyFile, caFile := files.ServerCert, files.ServerKey, files.OperatorCA
-	if o.tlsCert != "" {
-		certFile, keyFile = o.tlsCert, o.tlsKey
-	}
-	if o.operatorCA != "" {
-		caFile = o.operatorCA
-	}
-	tlsCfg, err := broker.ServerTLSConfig(certFile, keyFile, caFile)
+	tlsCfg, err := serveTLS(o, data, host, log)
 	if err != nil {
 		return err
 	}
-	warnHost(log, certFile, host)
 	kek, err := broker.LoadOrCreateKEK(filepath.Join(data, "kek"))
 	if err != nil {
 		return err
@@ -284,6 +225,85 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveVerifier is the verifier --verifier and --policy ask for.
+func serveVerifier(o serveOptions, log *slog.Logger) (broker.Verifier, error) {
+	if o.policy != "" && o.verifier != "tpm" {
+		return nil, usageError{fmt.Errorf("--policy is for --verifier tpm, not %s", o.verifier)}
+	}
+	var verifier broker.Verifier
+	switch o.verifier {
+	case "tpm":
+		if o.policy == "" {
+			return nil, usageError{errors.New("--verifier tpm needs --policy FILE (reference values written by the image build; see docs/attestation.md)")}
+		}
+		p, err := attest.LoadPolicy(o.policy)
+		if err != nil {
+			return nil, err
+		}
+		tee, err := teeVerifiers(p)
+		if err != nil {
+			return nil, err
+		}
+		if verifier, err = attest.NewValidator(p, attest.ValidatorOptions{TEE: tee}); err != nil {
+			return nil, err
+		}
+		if len(p.AttestationKeys) == 0 && !p.RequireTEE {
+			log.Warn("the policy pins no attestation keys and requires no SEV-SNP/TDX report: any TPM, even a software one, that reproduces the PCR values can attest; add attestation_keys to the policy",
+				"policy", o.policy)
+		}
+		log.Info("attestation policy loaded", "policy", o.policy, "pcrs", len(p.PCRs), "root_hashes", len(p.RootHashes), "attestation_keys", len(p.AttestationKeys))
+	case "none":
+		verifier = refuseVerifier{}
+	case "insecure-test":
+		// The broker's own process tests (kill -9 crash test, load
+		// benchmark) need a verifier that accepts forged evidence. It is
+		// not in --help and needs the environment to say so as well.
+		v, built := insecureVerifier()
+		if !built {
+			return nil, usageError{errors.New("--verifier insecure-test accepts forged evidence: this binary was built without it (go build -tags confidisk_insecure, for the broker's own tests)")}
+		}
+		if os.Getenv(insecureTestEnv) != "1" {
+			return nil, usageError{fmt.Errorf("--verifier insecure-test accepts forged evidence and is for the broker's own tests: it needs %s=1 in the environment", insecureTestEnv)}
+		}
+		verifier = v
+		log.Warn("INSECURE: --verifier insecure-test accepts forged evidence; use it only in tests")
+	default:
+		return nil, usageError{fmt.Errorf("--verifier %q: want tpm or none", o.verifier)}
+	}
+	return verifier, nil
+}
+
+// serveTLS is the broker's TLS configuration: the given certificate and
+// operator CA, or ones generated (once) in the data directory.
+func serveTLS(o serveOptions, data, host string, log *slog.Logger) (*tls.Config, error) {
+	var err error
+	files := broker.TLSPaths(filepath.Join(data, "tls"))
+	if o.tlsCert == "" || o.operatorCA == "" {
+		var generated bool
+		files, generated, err = broker.EnsureTLS(filepath.Join(data, "tls"), []string{host}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if generated {
+			log.Info("generated TLS certificates", "dir", filepath.Dir(files.ServerCert),
+				"server_cert", files.ServerCert, "operator_cert", files.OperatorCert)
+		}
+	}
+	certFile, keyFile, caFile := files.ServerCert, files.ServerKey, files.OperatorCA
+	if o.tlsCert != "" {
+		certFile, keyFile = o.tlsCert, o.tlsKey
+	}
+	if o.operatorCA != "" {
+		caFile = o.operatorCA
+	}
+	tlsCfg, err := broker.ServerTLSConfig(certFile, keyFile, caFile)
+	if err != nil {
+		return nil, err
+	}
+	warnHost(log, certFile, host)
+	return tlsCfg, nil
 }
 
 func brokerConfig(o serveOptions, st store.Store, v broker.Verifier, log *slog.Logger, tlsCfg *tls.Config, kek []byte) broker.Config {
