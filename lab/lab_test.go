@@ -216,6 +216,27 @@ func TestLabPanicBeforeInitRetried(t *testing.T) {
 	}
 }
 
+// TestLabStallBeforeInitRetried: a kernel that does not reach /init within
+// the machine's deadline (here one far shorter than a boot) is stopped and
+// booted a second time, and the error says so when it stalls again.
+func TestLabStallBeforeInitRetried(t *testing.T) {
+	m := TestMachine(t)
+	m.InitDeadline = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	defer cancel()
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	if err := (&Initramfs{Modules: []string{}, ModuleDirs: []string{}, Init: "true\n"}).Build(ctx, m.Kernel, initrd); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Boot(ctx, BootOptions{Initrd: initrd})
+	if !errors.Is(err, ErrStalledBeforeInit) {
+		t.Fatalf("Boot: %v, want ErrStalledBeforeInit", err)
+	}
+	if res == nil || !errors.Is(res.Retried, ErrStalledBeforeInit) || m.boots != 2 {
+		t.Fatalf("boot result %+v after %d boots: want a retried first attempt", res, m.boots)
+	}
+}
+
 // cancelOn cancels a context when a console line contains a marker.
 type cancelOn struct {
 	marker string

@@ -68,6 +68,9 @@ type Machine struct {
 	MemoryMiB int
 	// CPUs is the number of virtual CPUs; 0 means 2.
 	CPUs int
+	// InitDeadline bounds the time to LAB-INIT ([ErrStalledBeforeInit]);
+	// 0 means DefaultInitDeadline.
+	InitDeadline time.Duration
 	// Accel is "tcg" or "kvm"; empty means [Accelerator].
 	Accel string
 	// UserNet gives the guest a virtio network card on QEMU's user
@@ -197,18 +200,29 @@ func (r *BootResult) Failed() []Result {
 // its own code on SMP); [Machine.Boot] then boots once more.
 var ErrPanicBeforeInit = errors.New("guest kernel panicked before /init")
 
+// ErrStalledBeforeInit is a guest kernel that did not reach /init within
+// [Machine.InitDeadline]. Under TCG on a starved host the 6.12 kernel has been seen
+// to stall in its own start-up (RCU stalls, "swapper/0:1 blocked"), before
+// anything of the scenario ran; it is treated like [ErrPanicBeforeInit].
+var ErrStalledBeforeInit = errors.New("guest kernel stalled before /init")
+
+// DefaultInitDeadline bounds the time to LAB-INIT: 5–15 s normally, under
+// TCG.
+const DefaultInitDeadline = 3 * time.Minute
+
 // Boot starts swtpm and QEMU, runs the guest until it powers off (or prints
 // LAB-DONE), the power is cut at opts.CutAt, or ctx ends, and returns what
 // the guest reported. The error is non-nil when the guest did not finish
 // normally (no LAB-DONE and no cut: panic, timeout, QEMU failure); it then
 // carries the last console lines, and the BootResult is still returned.
 //
-// A kernel that panics before /init ([ErrPanicBeforeInit]) has run nothing
-// of the scenario and written nothing to the disks: Boot then boots again,
-// once, and sets [BootResult.Retried].
+// A kernel that panics or stalls before /init ([ErrPanicBeforeInit],
+// [ErrStalledBeforeInit]) has run nothing of the scenario and written
+// nothing to the disks: Boot then boots again, once, and sets
+// [BootResult.Retried].
 func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*BootResult, error) {
 	res, err := m.boot(ctx, opts)
-	if errors.Is(err, ErrPanicBeforeInit) && ctx.Err() == nil {
+	if (errors.Is(err, ErrPanicBeforeInit) || errors.Is(err, ErrStalledBeforeInit)) && ctx.Err() == nil {
 		first := err
 		if res, err = m.boot(ctx, opts); res != nil {
 			res.Retried = first
@@ -293,7 +307,14 @@ func (m *Machine) boot(ctx context.Context, opts BootOptions) (*BootResult, erro
 		kvmFailed bool
 		panicLine string // the kernel's "Kernel panic" line, kept for the error
 		grace     <-chan time.Time
+		stalled   bool
 	)
+	deadline := m.InitDeadline
+	if deadline == 0 {
+		deadline = DefaultInitDeadline
+	}
+	initTimer := time.NewTimer(deadline)
+	defer initTimer.Stop()
 	kill := func() { _ = cmd.Process.Kill() }
 loop:
 	for {
@@ -337,6 +358,11 @@ loop:
 		case <-grace:
 			kill()
 			grace = nil
+		case <-initTimer.C:
+			if res.InitTime == 0 {
+				stalled = true
+				kill()
+			}
 		}
 	}
 	werr := cmd.Wait()
@@ -350,6 +376,8 @@ loop:
 		return res, fmt.Errorf("boot timed out or was cancelled (%w); last console lines:\n%s", ctx.Err(), res.Tail())
 	case kvmFailed:
 		return res, fmt.Errorf("kvm failed to run the guest; last console lines:\n%s", res.Tail())
+	case stalled:
+		return res, fmt.Errorf("%w (no LAB-INIT after %s); last console lines:\n%s", ErrStalledBeforeInit, deadline, res.Tail())
 	case panicLine != "" && res.InitTime == 0:
 		return res, fmt.Errorf("%w: %s; last console lines:\n%s", ErrPanicBeforeInit, strings.TrimSpace(panicLine), res.Tail())
 	case opts.CutAt != "":

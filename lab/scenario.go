@@ -148,7 +148,7 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 		t.Fatalf("lab %s: %v", sc.Name, err)
 	}
 	if res.Retried != nil {
-		t.Logf("lab %s: booted twice, the first kernel panicked before /init: %.200s", sc.Name, res.Retried)
+		t.Logf("lab %s: booted twice, the first kernel panicked or stalled before /init: %.200s", sc.Name, res.Retried)
 	}
 	t.Logf("lab %s: %s, boot-to-init %.1fs, boot %.1fs, console log %s", sc.Name, res.Accel,
 		res.InitTime.Seconds(), res.Duration.Seconds(), res.ConsoleLog)
