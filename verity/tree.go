@@ -11,8 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/confidisk/confidisk/internal/sha256mb"
-	"github.com/confidisk/confidisk/internal/sha512mb"
+	"github.com/confidisk/confidisk/verity/internal/sha256mb"
+	"github.com/confidisk/confidisk/verity/internal/sha512mb"
 )
 
 // Options tune [Format] and [Verify]. The zero value is ready to use.
