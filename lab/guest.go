@@ -3,6 +3,8 @@ package lab
 import (
 	"fmt"
 	"strings"
+
+	"github.com/confidisk/confidisk/initrd"
 )
 
 // Preamble is the shell code /init sources before the scenario script. It
@@ -65,7 +67,7 @@ lab_load() {
 // initScript is /init: mount the API file systems, announce LAB-INIT, load
 // the modules in order, run the scenario in a subshell, announce LAB-DONE
 // with its exit status, power off.
-func initScript(version string, load []string) string {
+func initScript(load []string) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
 # confidisk lab /init (generated)
@@ -83,8 +85,8 @@ mount -t securityfs securityfs /sys/kernel/security
 echo "LAB-INIT $(cut -d' ' -f1 /proc/uptime)"
 . /lab/preamble.sh
 `)
-	for _, rel := range load {
-		fmt.Fprintf(&b, "lab_load %s %s\n", moduleName(rel), guestModulePath(version, rel))
+	for _, p := range load {
+		fmt.Fprintf(&b, "lab_load %s %s\n", initrd.ModuleName(p), p)
 	}
 	// A machine with UserNet has eth0 on QEMU's user network: the host's
 	// loopback is 10.0.2.2 from the guest.

@@ -39,82 +39,20 @@
 package lab
 
 import (
-	"debug/elf"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
+
+	"github.com/confidisk/confidisk/initrd"
 )
 
 // MissingToolError reports a host tool the lab needs and the Debian package
 // that provides it.
-type MissingToolError struct {
-	// Tool is the command that was not found, e.g. "qemu-system-x86_64".
-	Tool string
-	// Package is the Debian package to install, e.g. "qemu-system-x86".
-	Package string
-	// Reason says why a tool that exists is not usable; empty when absent.
-	Reason string
-}
-
-// Error implements error.
-func (e *MissingToolError) Error() string {
-	what := "not found in PATH"
-	if e.Reason != "" {
-		what = e.Reason
-	}
-	return fmt.Sprintf("lab: %s %s: install it with `apt-get install -y %s`", e.Tool, what, e.Package)
-}
+type MissingToolError = initrd.MissingToolError
 
 // ErrNoKernelPackage is returned by [Kernel] when apt knows no
 // linux-image-6.12.*+deb12-amd64-unsigned package, usually because
 // `apt-get update` has not run on this machine yet.
 var ErrNoKernelPackage = errors.New("no linux-image-6.12.*+deb12-amd64-unsigned package known to apt: run `apt-get update` first")
 
-// lookTool finds tool in PATH or in the sbin directories (which a non-root
-// PATH often lacks), or returns a *MissingToolError naming pkg.
-func lookTool(tool, pkg string) (string, error) {
-	if p, err := exec.LookPath(tool); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
-		p := filepath.Join(dir, tool)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", &MissingToolError{Tool: tool, Package: pkg}
-}
-
-// staticBusybox returns the path of a statically linked busybox, which the
-// initramfs needs because it carries no C library for it.
-func staticBusybox() (string, error) {
-	p, err := lookTool("busybox", "busybox-static")
-	if err != nil {
-		return "", err
-	}
-	static, err := isStatic(p)
-	if err != nil {
-		return "", fmt.Errorf("inspect %s: %w", p, err)
-	}
-	if !static {
-		return "", &MissingToolError{Tool: "busybox", Package: "busybox-static", Reason: "at " + p + " is dynamically linked"}
-	}
-	return p, nil
-}
-
-// isStatic reports whether the ELF file at path has no program interpreter.
-func isStatic(path string) (bool, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false, nil
-		}
-	}
-	return true, nil
-}
+// lookTool finds tool in PATH or the sbin directories, or returns a
+// *MissingToolError naming pkg.
+func lookTool(tool, pkg string) (string, error) { return initrd.LookTool(tool, pkg) }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confidisk/confidisk/initrd"
 	"github.com/confidisk/confidisk/internal/testutil"
 )
 
@@ -67,7 +68,7 @@ func TestMachine(t testing.TB, disks ...Disk) *Machine {
 	t.Helper()
 	testutil.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
 	testutil.LookPath(t, "swtpm", "swtpm")
-	if _, err := staticBusybox(); err != nil {
+	if _, err := initrd.StaticBusybox(); err != nil {
 		missingOrFatal(t, err)
 	}
 	k := TestKernel(t)

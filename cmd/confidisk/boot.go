@@ -14,8 +14,8 @@ import (
 
 func newBootCmd() *cobra.Command {
 	var (
-		cmdlineFile, configFile, mkfs, stopAt, measureLog string
-		asJSON                                            bool
+		cmdlineFile, configFile, mkfs, stopAt, measureLog, onFailure string
+		asJSON                                                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "boot",
@@ -49,51 +49,14 @@ never reformatted. Configuration: kernel command line and --config (see
 docs/boot.md).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := provision.DefaultConfig()
-			if b, err := os.ReadFile(configFile); err == nil {
-				if err := cfg.ApplyFile(b); err != nil {
-					return fmt.Errorf("%s: %w", configFile, err)
-				}
-			} else if !errors.Is(err, os.ErrNotExist) || cmd.Flags().Changed("config") {
-				return err
+			if onFailure != "exit" && onFailure != "poweroff" {
+				return usageError{fmt.Errorf("--on-failure %q: want exit or poweroff", onFailure)}
 			}
-			cl, err := os.ReadFile(cmdlineFile)
-			if err != nil {
-				return err
+			err := runBoot(cmd, bootFlags{cmdlineFile, configFile, mkfs, stopAt, measureLog, asJSON})
+			if err != nil && onFailure == "poweroff" {
+				powerOff(cmd, err)
 			}
-			if err := cfg.ApplyCmdline(string(cl)); err != nil {
-				return err
-			}
-			log := cmd.ErrOrStderr()
-			start := time.Now()
-			res, err := provision.Boot(cmd.Context(), provision.Options{
-				Config: cfg, Log: log, Mkfs: mkfs, MeasureLog: measureLog,
-				Checkpoint: func(p string) {
-					fmt.Fprintf(log, "confidisk boot: reached %s after %.1fs\n", p, time.Since(start).Seconds())
-					if p == stopAt {
-						unix.Sync()
-						fmt.Fprintf(cmd.OutOrStdout(), "POINT %s\n", p)
-						for { // wait here for the power cut (select{} would be a detected deadlock)
-							time.Sleep(time.Hour)
-						}
-					}
-				},
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if err := writeJSON(cmd.OutOrStdout(), res); err != nil {
-					return err
-				}
-			}
-			if !cfg.SwitchRoot {
-				return nil
-			}
-			if os.Getpid() != 1 {
-				return errors.New("not PID 1: switch_root is only possible as the initrd's init (set confidisk.switch-root=0 to stop after mounting)")
-			}
-			return provision.SwitchRoot(cfg.Root, cfg.Init)
+			return err
 		},
 	}
 	fl := cmd.Flags()
@@ -102,6 +65,71 @@ docs/boot.md).`,
 	fl.StringVar(&mkfs, "mkfs", "", "mkfs.ext4 program (default: from PATH)")
 	fl.StringVar(&measureLog, "measure-log", "", "systemd's userspace measurement log (default /run/log/systemd/tpm2-measure.log)")
 	fl.StringVar(&stopAt, "stop-at", "", "testing: print POINT NAME and wait forever on reaching NAME (a provisioning step, unlocked, measured or mounted)")
+	fl.StringVar(&onFailure, "on-failure", "exit", "what a refused or failed boot does: exit (status 1) or poweroff (print the reason, sync, power the machine off: what an initrd's /init asks for, never a shell on the host's console)")
 	fl.BoolVar(&asJSON, "json", false, "print what the boot did as JSON")
 	return cmd
+}
+
+// bootFlags are the flags of `confidisk boot` that runBoot reads.
+type bootFlags struct {
+	cmdlineFile, configFile, mkfs, stopAt, measureLog string
+	asJSON                                            bool
+}
+
+// powerOff reports why the boot failed and powers the machine off.
+func powerOff(cmd *cobra.Command, why error) {
+	fmt.Fprintf(cmd.ErrOrStderr(), "confidisk boot: %v\nconfidisk boot: refusing to continue: powering off\n", why)
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "confidisk boot: power off: %v\n", err)
+	}
+}
+
+// runBoot is `confidisk boot` with its flags.
+func runBoot(cmd *cobra.Command, f bootFlags) error {
+	cfg := provision.DefaultConfig()
+	if b, err := os.ReadFile(f.configFile); err == nil {
+		if err := cfg.ApplyFile(b); err != nil {
+			return fmt.Errorf("%s: %w", f.configFile, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) || cmd.Flags().Changed("config") {
+		return err
+	}
+	cl, err := os.ReadFile(f.cmdlineFile)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ApplyCmdline(string(cl)); err != nil {
+		return err
+	}
+	log := cmd.ErrOrStderr()
+	start := time.Now()
+	res, err := provision.Boot(cmd.Context(), provision.Options{
+		Config: cfg, Log: log, Mkfs: f.mkfs, MeasureLog: f.measureLog,
+		Checkpoint: func(p string) {
+			fmt.Fprintf(log, "confidisk boot: reached %s after %.1fs\n", p, time.Since(start).Seconds())
+			if p == f.stopAt {
+				unix.Sync()
+				fmt.Fprintf(cmd.OutOrStdout(), "POINT %s\n", p)
+				for { // wait here for the power cut (select{} would be a detected deadlock)
+					time.Sleep(time.Hour)
+				}
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		if err := writeJSON(cmd.OutOrStdout(), res); err != nil {
+			return err
+		}
+	}
+	if !cfg.SwitchRoot {
+		return nil
+	}
+	if os.Getpid() != 1 {
+		return errors.New("not PID 1: switch_root is only possible as the initrd's init (set confidisk.switch-root=0 to stop after mounting)")
+	}
+	return provision.SwitchRoot(cfg.Root, cfg.Init)
 }
