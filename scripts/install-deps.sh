@@ -21,6 +21,8 @@ declare -A need=(
   [blockdev]=util-linux
   [systemd-cryptenroll]=systemd
   [sfdisk]=fdisk
+  [mkfs.fat]=dosfstools
+  [mcopy]=mtools
   [cpio]=cpio
   [openssl]=openssl
 )

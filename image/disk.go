@@ -1,0 +1,199 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/confidisk/confidisk/gpt"
+	"github.com/confidisk/confidisk/verity"
+)
+
+// Layout is the disk an image build writes, laid out as the Discoverable
+// Partitions Specification (uapi-group specs/discoverable_partitions_specification.md)
+// asks: the ESP, the verity-protected root (or /usr) and its hash
+// partition, whose UUIDs are the halves of the root hash, and the blank
+// partition the first boot encrypts.
+type Layout struct {
+	// ESP is the EFI System Partition's FAT file system image; the
+	// partition is as large as the file.
+	ESP string
+	// Data and Hash are the verity data (a file system image) and hash
+	// tree images; RootHash is the tree's root hash.
+	Data, Hash string
+	RootHash   []byte
+	// Usr lays the verity pair out as /usr partitions (usrhash=) instead
+	// of root ones (roothash=).
+	Usr bool
+	// StateSize is the size of the state partition, labelled StateLabel
+	// ("state" when empty): what `confidisk boot` encrypts on first boot.
+	StateSize  int64
+	StateLabel string
+	// Seed gives the disk GUID and the ESP's and state partition's UUIDs.
+	Seed Seed
+}
+
+// Partition is one partition of a written disk.
+type Partition struct {
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	UUID  string `json:"uuid"`
+	Index int    `json:"index"`
+	Start int64  `json:"start"`
+	Size  int64  `json:"size"`
+}
+
+// verityTypes are the partition types of the verity pair.
+func (l *Layout) verityTypes() (data, hash gpt.GUID, dataName, hashName string) {
+	if l.Usr {
+		return gpt.TypeUsrX86_64, gpt.TypeUsrVerityX86_64, "usr-x86-64", "usr-x86-64-verity"
+	}
+	return gpt.TypeRootX86_64, gpt.TypeRootVerityX86_64, "root-x86-64", "root-x86-64-verity"
+}
+
+// table plans the partitions of l for a disk of the given size.
+func (l *Layout) table(sizes [3]int64) (*gpt.Table, int64, error) {
+	const mib = 1 << 20
+	total := int64(mib) // the primary header and entries, aligned
+	for _, s := range sizes {
+		total += (s + mib - 1) &^ (mib - 1)
+	}
+	total += (l.StateSize+mib-1)&^(mib-1) + mib // and the backup
+	t, err := gpt.New(total, 512)
+	if err != nil {
+		return nil, 0, err
+	}
+	t.DiskGUID = l.Seed.UUID("disk guid")
+	dataUUID, hashUUID := gpt.VerityUUIDs(l.RootHash)
+	dt, ht, dn, hn := l.verityTypes()
+	label := l.StateLabel
+	if label == "" {
+		label = "state"
+	}
+	parts := []gpt.Partition{
+		{Type: gpt.TypeESP, UUID: l.Seed.UUID("esp partition uuid"), Name: "esp", Size: sizes[0]},
+		{Type: dt, UUID: dataUUID, Name: dn, Size: sizes[1], Attributes: gpt.AttrReadOnly},
+		{Type: ht, UUID: hashUUID, Name: hn, Size: sizes[2], Attributes: gpt.AttrReadOnly},
+		{Type: gpt.TypeVar, UUID: l.Seed.UUID("state partition uuid"), Name: label, Size: l.StateSize},
+	}
+	for _, p := range parts {
+		if _, err := t.Add(p); err != nil {
+			return nil, 0, err
+		}
+	}
+	return t, total, nil
+}
+
+// Write writes the disk image to out, through a temporary file renamed
+// into place only when complete, so that out is never a half-written
+// image. The image is sparse where the partitions are.
+func (l *Layout) Write(out string) ([]Partition, error) {
+	if l.StateSize <= 0 {
+		return nil, fmt.Errorf("state partition size %d: want a positive size", l.StateSize)
+	}
+	srcs := []string{l.ESP, l.Data, l.Hash}
+	var sizes [3]int64
+	for i, p := range srcs {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		sizes[i] = fi.Size()
+	}
+	t, total, err := l.table(sizes)
+	if err != nil {
+		return nil, fmt.Errorf("plan the disk: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	err = writeDisk(tmp, t, total, srcs)
+	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+		return nil, fmt.Errorf("write %s: %w", out, err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return nil, err
+	}
+	return partitions(t), nil
+}
+
+func writeDisk(f *os.File, t *gpt.Table, total int64, srcs []string) error {
+	if err := f.Truncate(total); err != nil {
+		return err
+	}
+	if err := t.Write(f, total); err != nil {
+		return err
+	}
+	for i, p := range srcs {
+		if err := copyAt(f, t.Partitions[i].Start, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyAt copies the file src into f at off (copy_file_range where the
+// kernel has it, so the data is not read into this process).
+func copyAt(f *os.File, off int64, src string) error {
+	s, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, s); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
+
+func partitions(t *gpt.Table) []Partition {
+	out := make([]Partition, len(t.Partitions))
+	for i, p := range t.Partitions {
+		out[i] = Partition{Name: p.Name, Type: p.Type.String(), UUID: p.UUID.String(), Index: p.Index, Start: p.Start, Size: p.Size}
+	}
+	return out
+}
+
+// formatVerity writes the hash tree of the file system image data to hash
+// (veritysetup's defaults: sha256, 4 KiB blocks, a superblock) with the
+// salt and UUID derived from seed, and returns the root hash.
+func formatVerity(ctx context.Context, data, hash string, seed Seed) ([]byte, error) {
+	d, err := os.Open(data)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	fi, err := d.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size()%verity.DefaultBlockSize != 0 {
+		return nil, fmt.Errorf("%s: size %d is not a multiple of %d", data, fi.Size(), verity.DefaultBlockSize)
+	}
+	p := verity.DefaultParams(uint64(fi.Size() / verity.DefaultBlockSize))
+	salt := seed.Derive("verity salt")
+	p.Salt = salt[:]
+	p.UUID = seed.UUID("verity uuid")
+	src, err := verity.Map(d, fi.Size())
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	h, err := os.Create(hash)
+	if err != nil {
+		return nil, err
+	}
+	root, err := verity.Format(ctx, src, h, p, nil)
+	if err = errors.Join(err, h.Close()); err != nil {
+		return nil, fmt.Errorf("verity format: %w", err)
+	}
+	return root, nil
+}
