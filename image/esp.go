@@ -82,8 +82,8 @@ func checkESPFiles(files []ESPFile, size int64) error {
 }
 
 // copyESPFiles makes the directories (parents first) and copies the files
-// with mtools, all dated [espTime] (directories through SOURCE_DATE_EPOCH,
-// which mtools honours for what it creates; files through mcopy -m).
+// with mtools, all dated [espTime] through SOURCE_DATE_EPOCH, which mtools
+// uses instead of the current time for what it creates.
 func copyESPFiles(ctx context.Context, img string, files []ESPFile) error {
 	mmd, err := initrd.LookTool("mmd", "mtools")
 	if err != nil {
@@ -104,26 +104,13 @@ func copyESPFiles(ctx context.Context, img string, files []ESPFile) error {
 		sorted = append(sorted, d)
 	}
 	sort.Strings(sorted) // a parent sorts before its children
-	tmp, err := os.MkdirTemp(filepath.Dir(img), ".esp-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
 	for _, d := range sorted {
 		if err := mtool(ctx, mmd, "-i", img, "::"+d); err != nil {
 			return err
 		}
 	}
-	for i, f := range files {
-		// mcopy -m keeps the source's mtime: give it a dated hard copy.
-		src := filepath.Join(tmp, fmt.Sprint(i))
-		if err := copyFile(f.Source, src); err != nil {
-			return err
-		}
-		if err := os.Chtimes(src, espTime, espTime); err != nil {
-			return err
-		}
-		if err := mtool(ctx, mcopy, "-m", "-i", img, src, "::"+path.Clean(f.Path)); err != nil {
+	for _, f := range files {
+		if err := mtool(ctx, mcopy, "-i", img, f.Source, "::"+path.Clean(f.Path)); err != nil {
 			return err
 		}
 	}
@@ -137,13 +124,4 @@ func mtool(ctx context.Context, tool string, args ...string) error {
 		return fmt.Errorf("%s %s: %w: %s", filepath.Base(tool), strings.Join(args, " "), err, strings.TrimSpace(string(b)))
 	}
 	return nil
-}
-
-// copyFile copies src to a new file dst.
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o644)
 }

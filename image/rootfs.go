@@ -75,13 +75,12 @@ func fsImageType(p string) (string, bool) {
 	}
 	defer f.Close()
 	what, err := probe.Identify(f)
-	switch {
-	case err != nil:
+	if err != nil {
 		return "", false
-	case what == "ext2/3/4":
-		return "ext4", true
-	case what == "erofs", what == "squashfs":
-		return what, true
+	}
+	switch t := probe.MountType(what); t {
+	case "ext4", "erofs", "squashfs":
+		return t, true
 	}
 	return "", false
 }

@@ -93,3 +93,16 @@ func IsBlank(r io.ReaderAt, n int64) (bool, error) {
 	}
 	return true, nil
 }
+
+// MountType is the kernel's file system type for a name [Identify]
+// returns ("ext2/3/4" mounts as "ext4"), or "" when what is not one of the
+// file systems a verity root may hold: ext4, erofs, squashfs, xfs, btrfs.
+func MountType(what string) string {
+	switch what {
+	case "ext2/3/4":
+		return "ext4"
+	case "erofs", "squashfs", "xfs", "btrfs":
+		return what
+	}
+	return ""
+}

@@ -78,3 +78,11 @@ func TestBlankAndShort(t *testing.T) {
 		t.Errorf("MBR with a partition: %q", got)
 	}
 }
+
+func TestMountType(t *testing.T) {
+	for what, want := range map[string]string{"ext2/3/4": "ext4", "erofs": "erofs", "squashfs": "squashfs", "xfs": "xfs", "btrfs": "btrfs", "LUKS": "", "vfat": "", "": ""} {
+		if got := MountType(what); got != want {
+			t.Errorf("MountType(%q) = %q, want %q", what, got, want)
+		}
+	}
+}

@@ -407,13 +407,11 @@ func fsType(dev string) (string, error) {
 	}
 	defer f.Close()
 	what, err := probe.Identify(f)
-	switch {
-	case err != nil:
+	if err != nil {
 		return "", err
-	case what == "ext2/3/4":
-		return "ext4", nil
-	case what == "erofs", what == "squashfs", what == "xfs", what == "btrfs":
-		return what, nil
+	}
+	if t := probe.MountType(what); t != "" {
+		return t, nil
 	}
 	return "", fmt.Errorf("%s holds no file system this boot can mount (found %q)", dev, what)
 }
