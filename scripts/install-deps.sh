@@ -25,6 +25,8 @@ declare -A need=(
   [mcopy]=mtools
   [cpio]=cpio
   [openssl]=openssl
+  [osslsigncode]=osslsigncode
+  [sbverify]=sbsigntool
 )
 missing=()
 for cmd in "${!need[@]}"; do
