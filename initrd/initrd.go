@@ -11,11 +11,12 @@ import (
 
 // DefaultModules returns the kernel modules a confidisk initrd loads: the
 // device-mapper targets (verity, crypt, integrity), the file systems, the
-// virtio and NVMe disks and the TPM drivers. Names may use '-' or '_'; those
+// virtio and NVMe disks, the virtio network card (to reach a broker) and the
+// TPM drivers. Names may use '-' or '_'; those
 // built into the kernel are skipped.
 func DefaultModules() []string {
 	return []string{"dm-mod", "dm-verity", "dm-crypt", "dm-integrity", "overlay", "erofs", "ext4",
-		"virtio_blk", "virtio_pci", "nvme", "tpm_crb", "tpm_tis", "efivarfs"}
+		"virtio_blk", "virtio_pci", "virtio_net", "nvme", "tpm_crb", "tpm_tis", "efivarfs"}
 }
 
 // DefaultModuleDirs returns the module subtrees shipped (but not loaded) so
@@ -185,6 +186,7 @@ mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
 	for _, p := range load {
 		fmt.Fprintf(&b, "load_module %s %s\n", ModuleName(p), p)
 	}
+	b.WriteString(StaticIP)
 	args := append([]string{"exec", "/bin/confidisk", "boot", "--on-failure", "poweroff"}, bootArgs...)
 	for i, a := range args {
 		args[i] = shellQuote(a)
@@ -192,6 +194,29 @@ mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
 	b.WriteString(strings.Join(args, " ") + "\n")
 	return b.String()
 }
+
+// StaticIP configures a network interface from a static ip= kernel
+// parameter in dracut's form (dracut.cmdline(7)):
+// ip=<client>:[<peer>]:<gateway>:<netmask>:[<hostname>]:<interface>:{none|off},
+// which `confidisk boot` needs to reach a broker (confidisk.broker=). The
+// kernel's own ip= handling cannot do it: the network driver is a module.
+// Other forms (dhcp) are left alone.
+const StaticIP = `for _a in $(cat /proc/cmdline); do
+	case "$_a" in
+	ip=*:*:*:*:*:*:none | ip=*:*:*:*:*:*:off)
+		IFS=: read -r _ip _peer _gw _mask _host _dev _auto <<EOF
+${_a#ip=}
+EOF
+		ifconfig lo 127.0.0.1 up
+		if ifconfig "$_dev" "$_ip" netmask "$_mask" up; then
+			[ -z "$_gw" ] || route add default gw "$_gw" || echo "ip=: no route via $_gw" >&2
+		else
+			echo "ip=: could not configure $_dev" >&2
+		fi
+		;;
+	esac
+done
+`
 
 // ModuleLoader is the shell function load_module NAME PATH: insmod PATH
 // unless the module is already there (built in, or loaded as a

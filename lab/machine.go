@@ -78,6 +78,9 @@ type Machine struct {
 	// loopback at [HostIP] (a server the test listens with on 127.0.0.1,
 	// e.g. a broker); nothing else of the host or outside is reachable.
 	UserNet bool
+	// Firmware, when set, boots through UEFI firmware from the first disk
+	// (see [Firmware]); BootOptions.Initrd and Append are then unused.
+	Firmware *Firmware
 
 	boots int
 }
@@ -177,6 +180,10 @@ type BootResult struct {
 	// Retried is the error of a first attempt that panicked before /init,
 	// when Boot booted again.
 	Retried error
+	// FirmwareRefused is set when the firmware refused to start the boot
+	// image (Secure Boot: "Access Denied"); Boot then returns
+	// [ErrFirmwareRefused].
+	FirmwareRefused bool
 
 	tail []string
 }
@@ -205,6 +212,17 @@ var ErrPanicBeforeInit = errors.New("guest kernel panicked before /init")
 // to stall in its own start-up (RCU stalls, "swapper/0:1 blocked"), before
 // anything of the scenario ran; it is treated like [ErrPanicBeforeInit].
 var ErrStalledBeforeInit = errors.New("guest kernel stalled before /init")
+
+// ErrFirmwareRefused is a UEFI boot the firmware refused to start: the
+// image is unsigned, tampered with or signed by a key not in db.
+var ErrFirmwareRefused = errors.New("the firmware refused to start the boot image (Access Denied)")
+
+// firmwareRefusal recognises OVMF's line for a boot option whose image
+// Secure Boot rejected ("BdsDxe: failed to load Boot0001 ... Access
+// Denied").
+func firmwareRefusal(line string) bool {
+	return strings.Contains(line, "BdsDxe: failed to load") && strings.Contains(line, "Access Denied")
+}
 
 // DefaultInitDeadline bounds the time to LAB-INIT: 5–15 s normally, under
 // TCG.
@@ -249,7 +267,7 @@ func (m *Machine) boot(ctx context.Context, opts BootOptions) (*BootResult, erro
 	if err != nil {
 		return nil, err
 	}
-	if opts.Initrd == "" {
+	if opts.Initrd == "" && m.Firmware == nil {
 		return nil, errors.New("boot: no initrd given")
 	}
 	if strings.ContainsAny(opts.CutAt, " \t\n") {
@@ -266,7 +284,8 @@ func (m *Machine) boot(ctx context.Context, opts BootOptions) (*BootResult, erro
 	}
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "swtpm.sock")
-	stopTPM, err := startSWTPM(ctx, swtpm, m.TPMStateDir(), sock, filepath.Join(m.Dir, "swtpm.log"))
+	// Firmware sends TPM2_Startup itself; without firmware swtpm must.
+	stopTPM, err := startSWTPM(ctx, swtpm, m.TPMStateDir(), sock, filepath.Join(m.Dir, "swtpm.log"), m.Firmware == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -330,6 +349,12 @@ loop:
 			if panicLine == "" && strings.Contains(line, "Kernel panic") {
 				panicLine = line
 			}
+			if m.Firmware != nil && !res.FirmwareRefused && firmwareRefusal(line) {
+				// OVMF then tries its shell, is refused again, and waits
+				// in its boot menu for ever.
+				res.FirmwareRefused = true
+				grace = time.After(2 * time.Second)
+			}
 			res.tail = append(res.tail, line)
 			if len(res.tail) > consoleTail {
 				res.tail = res.tail[len(res.tail)-consoleTail:]
@@ -372,6 +397,8 @@ loop:
 		return res, nil
 	case res.Done:
 		return res, nil
+	case res.FirmwareRefused:
+		return res, fmt.Errorf("%w; last console lines:\n%s", ErrFirmwareRefused, res.Tail())
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("boot timed out or was cancelled (%w); last console lines:\n%s", ctx.Err(), res.Tail())
 	case kvmFailed:
@@ -405,6 +432,9 @@ func (m *Machine) qemuArgs(accel, sock string, opts BootOptions) []string {
 	if accel == "kvm" {
 		cpu = "host"
 	}
+	if m.Firmware != nil {
+		return m.firmwareArgs(accel, cpu, mem, cpus, sock)
+	}
 	cmdline := []string{"console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init"}
 	// Under TCG the kernel's boot-time crypto self-tests and speculation
 	// mitigations cost seconds per boot and test nothing of ours.
@@ -422,6 +452,36 @@ func (m *Machine) qemuArgs(accel, sock string, opts BootOptions) []string {
 		"-kernel", m.Kernel.Vmlinuz, "-initrd", opts.Initrd,
 		"-append", strings.Join(cmdline, " "),
 	}
+	return append(args, m.deviceArgs(sock)...)
+}
+
+// firmwareArgs is QEMU's command line for a UEFI boot: the firmware as
+// pflash (code read-only, the variable store writable) and, for an SMM
+// build, SMM with the pflash reserved to it (what makes the variables
+// tamper-proof for the guest), S3 off as OVMF's secboot build wants.
+func (m *Machine) firmwareArgs(accel, cpu string, mem, cpus int, sock string) []string {
+	machine := "q35"
+	if m.Firmware.SMM {
+		machine += ",smm=on"
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-machine", machine, "-accel", accel, "-cpu", cpu,
+		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-display", "none", "-monitor", "none", "-serial", "stdio",
+		"-no-reboot",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + m.Firmware.Code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + m.Firmware.Vars,
+	}
+	if m.Firmware.SMM {
+		args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on", "-global", "ICH9-LPC.disable_s3=1")
+	}
+	return append(args, m.deviceArgs(sock)...)
+}
+
+// deviceArgs are the disks, the network card and the vTPM.
+func (m *Machine) deviceArgs(sock string) []string {
+	var args []string
 	for i, d := range m.Disks {
 		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,cache=writeback,index=%d", d.Path, i))
 	}
@@ -442,13 +502,16 @@ func (m *Machine) qemuArgs(accel, sock string, opts BootOptions) []string {
 
 // startSWTPM starts swtpm on the control socket sock with its state in
 // stateDir and waits for the socket; the returned function stops it.
-func startSWTPM(ctx context.Context, swtpm, stateDir, sock, logFile string) (func(), error) {
-	cmd := exec.Command(swtpm, "socket", "--tpm2",
-		"--tpmstate", "dir="+stateDir,
-		"--ctrl", "type=unixio,path="+sock,
-		"--flags", "startup-clear",
-		"--log", "file="+logFile+",level=1",
-		"--terminate")
+func startSWTPM(ctx context.Context, swtpm, stateDir, sock, logFile string, startup bool) (func(), error) {
+	args := []string{"socket", "--tpm2",
+		"--tpmstate", "dir=" + stateDir,
+		"--ctrl", "type=unixio,path=" + sock,
+		"--log", "file=" + logFile + ",level=1",
+		"--terminate"}
+	if startup {
+		args = append(args, "--flags", "startup-clear")
+	}
+	cmd := exec.Command(swtpm, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

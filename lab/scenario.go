@@ -46,6 +46,10 @@ type Scenario struct {
 	CutAt string
 	// Timeout bounds the boot; 0 means [DefaultTimeout].
 	Timeout time.Duration
+	// Stops, when set, is a refused boot: the guest must end without
+	// LAB-DONE (the firmware refuses the image, or the initrd powers the
+	// machine off) and its console must contain Stops.
+	Stops string
 }
 
 // TestKernel returns the lab kernel for a test, reporting missing tools
@@ -126,25 +130,18 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	modules := sc.Modules
-	if modules == nil {
-		modules = DefaultModules()
+	opts := BootOptions{Append: sc.Append, CutAt: sc.CutAt}
+	if m.Firmware == nil { // a firmware boot takes everything from its disk
+		opts.Initrd = scenarioInitramfs(ctx, t, m, sc)
 	}
-	f, err := os.CreateTemp(m.Dir, "initrd-*.cpio")
-	if err != nil {
-		t.Fatalf("lab %s: %v", sc.Name, err)
-	}
-	f.Close()
-	initrd := f.Name()
-	ir := Initramfs{Modules: modules, Files: sc.Files, Tools: sc.Tools, Init: sc.Script}
-	if err := ir.Build(ctx, m.Kernel, initrd); err != nil {
-		t.Fatalf("lab %s: build initramfs: %v", sc.Name, err)
-	}
-	opts := BootOptions{Initrd: initrd, Append: sc.Append, CutAt: sc.CutAt}
 	if os.Getenv("CONFIDISK_LAB_CONSOLE") == "1" {
 		opts.Console = os.Stdout
 	}
 	res, err := m.Boot(ctx, opts)
+	if sc.Stops != "" {
+		passed = res != nil && stoppedWith(t, sc, res, err)
+		return res
+	}
 	if err != nil {
 		t.Fatalf("lab %s: %v", sc.Name, err)
 	}
@@ -158,6 +155,45 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 	}
 	passed = true
 	return res
+}
+
+// scenarioInitramfs builds the initramfs of sc in m's directory.
+func scenarioInitramfs(ctx context.Context, t testing.TB, m *Machine, sc Scenario) string {
+	t.Helper()
+	modules := sc.Modules
+	if modules == nil {
+		modules = DefaultModules()
+	}
+	f, err := os.CreateTemp(m.Dir, "initrd-*.cpio")
+	if err != nil {
+		t.Fatalf("lab %s: %v", sc.Name, err)
+	}
+	f.Close()
+	ir := Initramfs{Modules: modules, Files: sc.Files, Tools: sc.Tools, Init: sc.Script}
+	if err := ir.Build(ctx, m.Kernel, f.Name()); err != nil {
+		t.Fatalf("lab %s: build initramfs: %v", sc.Name, err)
+	}
+	return f.Name()
+}
+
+// stoppedWith checks a boot that must be refused ([Scenario.Stops]): it
+// ended without LAB-DONE, for a reason other than a timeout, and the
+// console says sc.Stops. It fails the test otherwise.
+func stoppedWith(t testing.TB, sc Scenario, res *BootResult, err error) bool {
+	t.Helper()
+	console, rerr := os.ReadFile(res.ConsoleLog)
+	switch {
+	case err == nil:
+		t.Fatalf("lab %s: the guest finished (LAB-DONE %d), want a refused boot; last console lines:\n%s", sc.Name, res.ExitStatus, res.Tail())
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStalledBeforeInit):
+		t.Fatalf("lab %s: %v", sc.Name, err)
+	case rerr != nil:
+		t.Fatalf("lab %s: %v", sc.Name, rerr)
+	case !strings.Contains(string(console), sc.Stops):
+		t.Fatalf("lab %s: the boot stopped (%.200v) but the console does not say %q; last console lines:\n%s", sc.Name, err, sc.Stops, res.Tail())
+	}
+	t.Logf("lab %s: refused as expected (%s), boot %.1fs, console log %s", sc.Name, sc.Stops, res.Duration.Seconds(), res.ConsoleLog)
+	return true
 }
 
 // problems lists what makes a boot fail scenario sc.

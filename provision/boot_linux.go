@@ -242,6 +242,13 @@ func (b *booter) opened(ctx context.Context, dev string, h *luks2.Header, vk []b
 	return b.reportToBroker(ctx, h)
 }
 
+// StateHeaderSize is the LUKS2 metadata size of a state volume
+// (cryptsetup's --luks2-metadata-size): 256 KiB instead of the default
+// 16 KiB, because the creation record token carries the firmware's TCG
+// event log, which under UEFI firmware (OVMF: about 20 KiB in JSON) does not
+// fit in the default 12 KiB JSON area. The data still starts at 16 MiB.
+const StateHeaderSize = 256 << 10
+
 // CreationTokenType is the LUKS2 token that holds the creation record: the
 // evidence (a vTPM quote of PCR 15 and the policy PCRs, with systemd's
 // measurement log) whose qualifying data is the volume key id, made right
@@ -595,6 +602,7 @@ func (b *booter) format(f *os.File) (*luks2.Header, []byte, *provisionToken, err
 		Integrity: b.cfg.Integrity, Cipher: cipherFor(b.cfg.Integrity),
 		PBKDF: luks2.PBKDF{Type: "pbkdf2", Hash: "sha512", Iterations: 1000}, // high-entropy passphrase
 		Label: b.cfg.StateLabel, Subsystem: "confidisk", UUID: uuid, Tokens: tokens,
+		HdrSize: StateHeaderSize,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("format the state volume: %w", err)

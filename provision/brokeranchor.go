@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/attest/snp"
@@ -21,11 +22,14 @@ import (
 // the volume is not the one the broker knows.
 var ErrBrokerRefused = errors.New("the broker refused this guest")
 
-// issuer returns the evidence issuer of the boot flow: the policy PCRs and
-// PCR 15 with systemd's measurement log and the firmware's event log (from
-// securityfs, when it is mounted; Options.FirmwareLog overrides).
+// issuer returns the evidence issuer of the boot flow: PCRs 0 to 15 (the
+// broker's policy may pin any of them, e.g. 4, 7, 11 and 12 of a UKI boot,
+// whatever the volume is sealed to), the sealing PCRs, and PCR 15, with
+// systemd's measurement log and the firmware's event log (from securityfs,
+// when it is mounted; Options.FirmwareLog overrides).
 func (b *booter) issuer() (*attest.Issuer, error) {
-	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: b.cfg.PCRs, MeasureLog: b.o.MeasureLog, FirmwareLog: b.o.FirmwareLog, TEE: b.tee})
+	pcrs := slices.Concat(attest.DefaultPCRs(), b.cfg.PCRs)
+	return attest.NewIssuer(b.tpm, attest.IssuerOptions{PCRs: pcrs, MeasureLog: b.o.MeasureLog, FirmwareLog: b.o.FirmwareLog, TEE: b.tee})
 }
 
 // resolveTEE turns Config.TEE into the hardware evidence is taken from:

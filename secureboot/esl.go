@@ -1,6 +1,7 @@
 package secureboot
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,6 +145,25 @@ func X509SignatureList(owner GUID, der []byte) []byte {
 		// Only a certificate over maxListSize gets here.
 		return nil
 	}
+	return b
+}
+
+// PlaceholderOwner (a0baa8a3-041d-48a8-bc87-c36d121b5e3d) is the
+// signature owner of [PlaceholderDBX]'s entry:
+// the GUID virt-fw-vars (python3-virt-firmware) gives its dummy dbx entry
+// whatever owner the other keys have (also the owner EDK2's
+// EnrollDefaultKeys uses for its test keys).
+var PlaceholderOwner = GUID{0xa0, 0xba, 0xa8, 0xa3, 0x04, 0x1d, 0x48, 0xa8, 0xbc, 0x87, 0xc3, 0x6d, 0x12, 0x1b, 0x5e, 0x3d}
+
+// PlaceholderDBX returns a dbx for firmware that has none: one
+// EFI_CERT_SHA256_GUID list with the SHA-256 of the empty string, owned by
+// [PlaceholderOwner]. A present dbx is what some firmware and shims expect;
+// this one forbids nothing. It is byte for byte the dbx virt-fw-vars
+// --set-pk writes, so that PCR 7 can be predicted for an OVMF variable store
+// enrolled with it (a real deployment passes the dbx it enrolls).
+func PlaceholderDBX() []byte {
+	empty := sha256.Sum256(nil)
+	b, _ := SignatureList{Type: CertSHA256GUID, Signatures: []SignatureData{{Owner: PlaceholderOwner, Data: empty[:]}}}.AppendBinary(nil)
 	return b
 }
 

@@ -169,3 +169,19 @@ func TestParseSignatureListsErrors(t *testing.T) {
 		t.Error("MarshalSignatureLists accepted an empty list")
 	}
 }
+
+// TestPlaceholderDBXMatchesVirtFwVars checks PlaceholderDBX against the
+// dbx virt-fw-vars 24.2 wrote (its --output-json dump, data field; the same
+// for any --set-pk owner), which an OVMF guest measured into PCR 7.
+func TestPlaceholderDBXMatchesVirtFwVars(t *testing.T) {
+	owner, err := ParseGUID("a0baa8a3-041d-48a8-bc87-c36d121b5e3d")
+	if err != nil || owner != PlaceholderOwner {
+		t.Fatalf("PlaceholderOwner is %s, want a0baa8a3-041d-48a8-bc87-c36d121b5e3d (%v)", PlaceholderOwner, err)
+	}
+	const want = "2616c4c14c509240aca941f9369343284c0000000000000030000000" +
+		"a3a8baa01d04a848bc87c36d121b5e3d" +
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	if got := hex.EncodeToString(PlaceholderDBX()); got != want {
+		t.Errorf("PlaceholderDBX = %s\nwant             %s", got, want)
+	}
+}

@@ -175,6 +175,7 @@ func (ks *KeySet) member(name string) (key, signer *Signer, err error) {
 //	PK.crt KEK.crt db.crt   PEM certificates
 //	PK.esl KEK.esl db.esl   EFI_SIGNATURE_LISTs ([KeySet.ESL])
 //	PK.auth KEK.auth db.auth signed updates ([KeySet.Auth]) with authTime
+//	dbx.esl                 a placeholder dbx ([PlaceholderDBX])
 //	owner.txt               the owner GUID and a newline
 //
 // It encodes everything and refuses if any of these files exists before it
@@ -211,7 +212,9 @@ func (ks *KeySet) WriteDir(dir string, authTime time.Time) error {
 			file{name + ".auth", auth, 0o644},
 		)
 	}
-	files = append(files, file{OwnerFile, []byte(ks.Owner.String() + "\n"), 0o644})
+	files = append(files,
+		file{VarDBX + ".esl", PlaceholderDBX(), 0o644},
+		file{OwnerFile, []byte(ks.Owner.String() + "\n"), 0o644})
 
 	if fi, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("write key set: %w", err)

@@ -17,7 +17,7 @@ func keySetFiles() []string {
 	return []string{
 		"KEK.auth", "KEK.crt", "KEK.esl", "KEK.key",
 		"PK.auth", "PK.crt", "PK.esl", "PK.key",
-		"db.auth", "db.crt", "db.esl", "db.key",
+		"db.auth", "db.crt", "db.esl", "db.key", "dbx.esl",
 		"owner.txt",
 	}
 }

@@ -10,5 +10,5 @@ import "github.com/spf13/cobra"
 // the broker's server, its stores (bbolt, PostgreSQL) and the vendors'
 // verification code.
 func operatorCommands() []*cobra.Command {
-	return []*cobra.Command{newServeCmd(), newBrokerCmd(), newInitrdCmd()}
+	return []*cobra.Command{newServeCmd(), newBrokerCmd(), newInitrdCmd(), newImageCmd()}
 }

@@ -1,0 +1,464 @@
+//go:build !confidisk_guest
+
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidisk/confidisk/image"
+	"github.com/confidisk/confidisk/initrd"
+	"github.com/confidisk/confidisk/secureboot"
+)
+
+func newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Build bootable confidential-VM disks, their Secure Boot keys and reference values",
+	}
+	cmd.AddCommand(newImageBuildCmd(), newImageKeysCmd())
+	return cmd
+}
+
+func newImageKeysCmd() *cobra.Command {
+	var owner, name, authTime string
+	var years int
+	cmd := &cobra.Command{
+		Use:   "keys [flags] DIR",
+		Short: "Make Secure Boot PK, KEK and db keys with their signature lists and signed variable updates",
+		Long: `Make a Secure Boot key hierarchy in DIR (created if missing; existing key
+files are never overwritten):
+
+  PK.key KEK.key db.key     RSA-2048 private keys (PKCS#8 PEM, mode 0600)
+  PK.crt KEK.crt db.crt     self-signed X.509 certificates (PEM)
+  PK.esl KEK.esl db.esl     EFI_SIGNATURE_LISTs (UEFI 2.10, 32.4.1): what
+                            efi-updatevar, virt-fw-vars or a cloud's image
+                            API (e.g. GCE --signature-database-file, AWS
+                            uefi-data) take
+  PK.auth KEK.auth db.auth  EFI_VARIABLE_AUTHENTICATION_2 updates (UEFI 8.2.2):
+                            PK signed by PK, KEK by PK, db by KEK, for
+                            firmware in setup mode (efi-updatevar -f)
+  dbx.esl                   a placeholder dbx (forbids nothing)
+  owner.txt                 the signature owner GUID
+
+The db key signs UKIs and addons (confidisk image build --keys DIR); keep it
+offline. PK and KEK are needed only to change db.`,
+		Example: `  confidisk image keys --name "Example Corp" keys/`,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runImageKeys(cmd, args[0], owner, name, authTime, years)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&owner, "owner", "", "signature owner GUID (default: random)")
+	f.StringVar(&name, "name", "confidisk", "common name prefix of the certificates (\"NAME PK\", \"NAME KEK\", \"NAME db\")")
+	f.IntVar(&years, "years", 10, "certificate validity in years")
+	f.StringVar(&authTime, "auth-time", "", "time stamp of the .auth updates, RFC 3339 (default: now); firmware refuses an update older than the variable's")
+	return cmd
+}
+
+func runImageKeys(cmd *cobra.Command, dir, ownerStr, name, authTimeStr string, years int) error {
+	owner, err := ownerGUID(ownerStr)
+	if err != nil {
+		return err
+	}
+	authTime := time.Now().UTC().Truncate(time.Second)
+	if authTimeStr != "" {
+		if authTime, err = time.Parse(time.RFC3339, authTimeStr); err != nil {
+			return usageError{fmt.Errorf("--auth-time: %w", err)}
+		}
+	}
+	if years < 1 || years > 100 {
+		return usageError{fmt.Errorf("--years %d: want 1 to 100", years)}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	notBefore := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	ks, err := secureboot.GenerateKeys(rand.Reader, owner, name, notBefore, notBefore.AddDate(years, 0, 0))
+	if err != nil {
+		return err
+	}
+	if err := ks.WriteDir(dir, authTime); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote Secure Boot keys to %s (owner %s); keep db.key, KEK.key and PK.key offline\n", dir, owner)
+	return nil
+}
+
+func ownerGUID(s string) (secureboot.GUID, error) {
+	if s != "" {
+		g, err := secureboot.ParseGUID(s)
+		if err != nil {
+			return g, usageError{fmt.Errorf("--owner: %w", err)}
+		}
+		return g, nil
+	}
+	var g secureboot.GUID
+	if _, err := rand.Read(g[:]); err != nil {
+		return g, err
+	}
+	g[7] = g[7]&0x0f | 0x40 // version 4 (mixed-endian EFI_GUID: byte 7 holds the high bits of Data3)
+	g[8] = g[8]&0x3f | 0x80
+	return g, nil
+}
+
+// imageBuildFlags are the inputs of `confidisk image build`.
+type imageBuildFlags struct {
+	root, fsType, rootSize                                  string
+	kernel, initrdFile, stub, addonStub, osRelease, cmdline string
+	uname, sbat                                             string
+	keys, dbx, policy, policyPCRs, reference, seed          string
+	espSize, stateSize, stateLabel                          string
+	unsigned, force, asJSON                                 bool
+	initrd                                                  initrdFlags
+}
+
+func newImageBuildCmd() *cobra.Command {
+	var o imageBuildFlags
+	cmd := &cobra.Command{
+		Use:   "build --root SRC --kernel VMLINUZ --stub STUB [--addon-stub STUB] --keys DIR [flags] OUT",
+		Short: "Write a bootable disk image: DPS GPT, verity root, signed UKI and roothash= addon, blank state",
+		Long:  imageBuildLong,
+		Example: `  confidisk image keys keys/
+  confidisk image build --root rootfs/ --fs erofs \
+      --kernel vmlinuz --modules-dir lib/modules/6.12.57+deb13-amd64 \
+      --stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub \
+      --addon-stub /usr/lib/systemd/boot/efi/addonx64.efi.stub \
+      --keys keys/ --cmdline "console=ttyS0 confidisk.broker=https://10.0.0.2:8443" \
+      --state-size 1G --policy policy.json disk.img`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runImageBuild(cmd, &o, args[0]) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.root, "root", "", "root file system: a directory, a tar archive (.tar, .tar.gz) or an ext4/erofs/squashfs image (required)")
+	f.StringVar(&o.fsType, "fs", "erofs", "file system made from a directory or archive: erofs (byte-reproducible) or ext4")
+	f.StringVar(&o.rootSize, "root-size", "", "ext4 size, e.g. 2G (default: from the contents)")
+	f.StringVar(&o.kernel, "kernel", "", "the kernel, an x86 bzImage with an EFI stub (required)")
+	f.StringVar(&o.initrdFile, "initrd", "", "a prebuilt initrd (default: build one like `confidisk initrd build` from --modules-dir)")
+	f.StringVar(&o.stub, "stub", "", "systemd-stub, linuxx64.efi.stub (252, 254 or 257; required)")
+	f.StringVar(&o.addonStub, "addon-stub", "", "systemd-addon, addonx64.efi.stub (254 or later): roothash= goes into a signed addon; without it into the UKI's .cmdline")
+	f.StringVar(&o.osRelease, "os-release", "", "the UKI's .osrel (default: the root directory's etc/os-release or usr/lib/os-release, else ID=confidisk)")
+	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "the kernel command line embedded in the UKI (measured into PCR 11)")
+	f.StringVar(&o.uname, "uname", "", "the UKI's .uname, the kernel release (default: the base name of --modules-dir)")
+	f.StringVar(&o.sbat, "sbat", "", "file of SBAT lines merged into the stub's .sbat")
+	f.StringVar(&o.keys, "keys", "", "Secure Boot key directory (confidisk image keys): db signs the UKI and addon; PK, KEK, db and dbx give PCR 7")
+	f.StringVar(&o.dbx, "dbx", "", "the dbx the firmware will hold, an EFI_SIGNATURE_LIST file, for PCR 7 (default: KEYS/dbx.esl)")
+	f.BoolVar(&o.unsigned, "unsigned", false, "build without --keys: nothing is signed and no reference values are written (a Secure Boot firmware refuses the disk)")
+	f.StringVar(&o.policy, "policy", "", "write the broker policy (confidisk serve --policy) for this image to this new file")
+	f.StringVar(&o.policyPCRs, "policy-pcrs", "4,7,11,12", "PCRs the policy pins (of 4, 7, 11, 12)")
+	f.StringVar(&o.reference, "reference", "", "write the predicted measurements (every event, JSON) to this new file")
+	f.StringVar(&o.seed, "seed", "", "identifiers' seed: any string, or hex:<64 hex digits> (default: random; reported with --json)")
+	f.StringVar(&o.espSize, "esp-size", "64M", "ESP size (at least 64M)")
+	f.StringVar(&o.stateSize, "state-size", "256M", "size of the blank state partition")
+	f.StringVar(&o.stateLabel, "state-label", "state", "GPT label of the state partition")
+	f.BoolVar(&o.force, "force", false, "replace OUT if it exists")
+	f.BoolVar(&o.asJSON, "json", false, "print what was built as JSON")
+	o.initrd.register(cmd)
+	return cmd
+}
+
+const imageBuildLong = `Write a raw disk image for a confidential VM, rootless (no loop device, mount
+or root needed), laid out by the Discoverable Partitions Specification:
+
+  1  ESP (FAT32)  \EFI\BOOT\BOOTX64.EFI: a UKI on systemd-stub with .linux,
+                  .osrel, .cmdline, .initrd, .uname; and, with --addon-stub,
+                  \EFI\BOOT\BOOTX64.EFI.extra.d\roothash.addon.efi carrying
+                  roothash=<hex>; both Authenticode-signed with KEYS/db
+  2  root         the root file system (read-only flag, UUID from the root hash)
+  3  root-verity  its dm-verity hash tree (UUID from the root hash)
+  4  state        blank: confidisk boot self-encrypts it on first boot
+
+With --policy, it also writes the reference values a good boot measures,
+computed from the artefacts (never read from a guest) as a broker policy:
+PCR 4 (firmware: the Authenticode digests of the UKI and the addon), PCR 7
+(Secure Boot on, the enrolled PK/KEK/db/dbx and the db authority), PCR 11
+(systemd-stub: the UKI's sections in the stub release's order), PCR 12 (the
+addon's command line). Enroll KEYS/*.esl (or *.auth) in the firmware; see
+docs/image.md for what the values do not cover (firmware PCRs 0-3, the
+SEV-SNP/TDX launch measurement).
+
+The same inputs and --seed give the same bytes (with --fs erofs). OUT and the
+policy appear only once complete.`
+
+// runImageBuild checks every input, builds the disk, and writes the policy.
+func runImageBuild(cmd *cobra.Command, o *imageBuildFlags, out string) error {
+	spec, boot, keys, err := o.check(cmd, out)
+	if err != nil {
+		return err
+	}
+	spec.Progress = func(step string) { fmt.Fprintf(cmd.ErrOrStderr(), "image build: %s\n", step) }
+	res, err := image.Build(cmd.Context(), spec, out)
+	if err != nil {
+		return err
+	}
+	report := imageReport{Result: res, Seed: spec.Seed.String()}
+	if keys != nil {
+		if report.PCRs, err = o.writeReferences(boot, res, keys); err != nil {
+			os.Remove(out)
+			return err
+		}
+	}
+	if o.asJSON {
+		return writeJSON(cmd.OutOrStdout(), report)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: root hash %s (%s), seed hex:%s\n", out, res.RootHash, res.FSType, report.Seed)
+	return nil
+}
+
+// imageReport is `image build --json`.
+type imageReport struct {
+	*image.Result
+	Seed string         `json:"seed"`
+	PCRs map[int]string `json:"pcrs,omitempty"`
+}
+
+// check validates the flags and reads the inputs before anything is written.
+func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (image.Spec, *image.UKIBoot, *secureboot.KeySet, error) {
+	var spec image.Spec
+	if o.root == "" || o.kernel == "" || o.stub == "" {
+		return spec, nil, nil, usageError{errors.New("--root, --kernel and --stub are required")}
+	}
+	if o.keys == "" && !o.unsigned {
+		return spec, nil, nil, usageError{errors.New("--keys DIR is required (confidisk image keys), or --unsigned")}
+	}
+	if o.keys == "" && (o.policy != "" || o.reference != "") {
+		return spec, nil, nil, usageError{errors.New("--policy and --reference need --keys: the values assume Secure Boot with those keys")}
+	}
+	for _, p := range []string{o.policy, o.reference} {
+		if p != "" && pathExists(p) {
+			return spec, nil, nil, fmt.Errorf("%s exists: refusing to overwrite it", p)
+		}
+	}
+	if !o.force && pathExists(out) {
+		return spec, nil, nil, fmt.Errorf("%s exists (use --force to replace it)", out)
+	}
+	var err error
+	if spec, err = o.diskSpec(); err != nil {
+		return spec, nil, nil, err
+	}
+	boot, err := o.uki()
+	if err != nil {
+		return spec, nil, nil, err
+	}
+	var keys *secureboot.KeySet
+	if o.keys != "" {
+		if keys, err = secureboot.LoadKeySet(o.keys); err != nil {
+			return spec, nil, nil, err
+		}
+		boot.Signer = keys.DB
+	}
+	if boot.Initrd == nil {
+		if boot.Initrd, err = o.buildInitrd(cmd); err != nil {
+			return spec, nil, nil, err
+		}
+	}
+	if err := boot.Check(); err != nil {
+		return spec, nil, nil, err
+	}
+	if _, err := o.pcrList(); err != nil {
+		return spec, nil, nil, err
+	}
+	spec.Boot = boot
+	return spec, boot, keys, nil
+}
+
+// buildInitrd makes the initrd in memory, like confidisk initrd build.
+func (o *imageBuildFlags) buildInitrd(cmd *cobra.Command) ([]byte, error) {
+	ispec, err := o.initrd.spec()
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := initrd.Build(cmd.Context(), ispec, &buf); err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func pathExists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// diskSpec is the disk part of the flags.
+func (o *imageBuildFlags) diskSpec() (image.Spec, error) {
+	var s image.Spec
+	var err error
+	if o.fsType != "erofs" && o.fsType != "ext4" {
+		return s, usageError{fmt.Errorf("--fs %q: want erofs or ext4", o.fsType)}
+	}
+	s.Root = image.RootFS{Source: o.root, Type: o.fsType}
+	if o.rootSize != "" {
+		if s.Root.Size, err = parseSize("--root-size", o.rootSize); err != nil {
+			return s, err
+		}
+	}
+	if s.ESPSize, err = parseSize("--esp-size", o.espSize); err != nil {
+		return s, err
+	}
+	if s.StateSize, err = parseSize("--state-size", o.stateSize); err != nil {
+		return s, err
+	}
+	s.StateLabel = o.stateLabel
+	s.Seed, err = parseSeed(o.seed)
+	return s, err
+}
+
+// uki reads the UKI's inputs.
+func (o *imageBuildFlags) uki() (*image.UKIBoot, error) {
+	u := &image.UKIBoot{Cmdline: o.cmdline, Uname: o.uname}
+	read := func(flag, path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		return b, nil
+	}
+	var err error
+	for _, in := range []struct {
+		flag, path string
+		dst        *[]byte
+	}{{"--stub", o.stub, &u.Stub}, {"--addon-stub", o.addonStub, &u.AddonStub}, {"--kernel", o.kernel, &u.Kernel},
+		{"--initrd", o.initrdFile, &u.Initrd}, {"--sbat", o.sbat, &u.SBAT}, {"--os-release", o.osRelease, &u.OSRelease}} {
+		if *in.dst, err = read(in.flag, in.path); err != nil {
+			return nil, err
+		}
+	}
+	if u.OSRelease == nil {
+		u.OSRelease = defaultOSRelease(o.root)
+	}
+	if u.Uname == "" && o.initrd.modulesDir != "" {
+		u.Uname = filepath.Base(filepath.Clean(o.initrd.modulesDir))
+	}
+	if u.Initrd == nil && o.initrd.modulesDir == "" {
+		return nil, usageError{errors.New("give --initrd FILE or --modules-dir DIR to build one")}
+	}
+	return u, nil
+}
+
+// defaultOSRelease is the root directory's os-release, or a minimal one.
+func defaultOSRelease(root string) []byte {
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		if b, err := os.ReadFile(filepath.Join(root, p)); err == nil {
+			return b
+		}
+	}
+	return []byte("ID=confidisk\nNAME=\"confidisk image\"\n")
+}
+
+// pcrList parses --policy-pcrs.
+func (o *imageBuildFlags) pcrList() ([]int, error) {
+	var pcrs []int
+	for _, f := range strings.FieldsFunc(o.policyPCRs, func(r rune) bool { return r == ',' || r == '+' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || (n != 4 && n != 7 && n != 11 && n != 12) {
+			return nil, usageError{fmt.Errorf("--policy-pcrs: %q is not one of 4, 7, 11, 12", f)}
+		}
+		pcrs = append(pcrs, n)
+	}
+	if len(pcrs) == 0 {
+		return nil, usageError{errors.New("--policy-pcrs: no pcr")}
+	}
+	return pcrs, nil
+}
+
+// writeReferences predicts the boot's measurements and writes the policy
+// and the reference document.
+func (o *imageBuildFlags) writeReferences(boot *image.UKIBoot, res *image.Result, keys *secureboot.KeySet) (map[int]string, error) {
+	dbxPath := o.dbx
+	if dbxPath == "" {
+		dbxPath = filepath.Join(o.keys, "dbx.esl")
+	}
+	dbx, err := os.ReadFile(dbxPath)
+	if err != nil {
+		return nil, fmt.Errorf("dbx: %w", err)
+	}
+	if _, err := secureboot.ParseSignatureLists(dbx); err != nil {
+		return nil, fmt.Errorf("dbx %s: %w", dbxPath, err)
+	}
+	sb, err := keys.SecureBootVars(dbx)
+	if err != nil {
+		return nil, err
+	}
+	root, _ := hex.DecodeString(res.RootHash)
+	ref, err := image.Predict(boot.Artifacts(), root, sb)
+	if err != nil {
+		return nil, err
+	}
+	pcrs, _ := o.pcrList()
+	pol, err := ref.Policy(pcrs)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range []struct {
+		path string
+		v    any
+	}{{o.policy, pol}, {o.reference, ref}} {
+		if w.path == "" {
+			continue
+		}
+		b, err := json.MarshalIndent(w.v, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := writeNewFile(w.path, append(b, '\n')); err != nil {
+			return nil, err
+		}
+	}
+	return ref.PCRs, nil
+}
+
+// writeNewFile writes data to a path that must not exist, atomically.
+func writeNewFile(path string, data []byte) error {
+	if pathExists(path) {
+		return fmt.Errorf("%s exists: refusing to overwrite it", path)
+	}
+	return writeAtomic(path, 0o644, func(f *os.File) error { _, err := f.Write(data); return err })
+}
+
+// parseSeed reads --seed: "" is random, hex:<64 hex> the seed itself,
+// anything else is hashed (image.NewSeed).
+func parseSeed(s string) (image.Seed, error) {
+	switch {
+	case s == "":
+		return image.RandomSeed()
+	case strings.HasPrefix(s, "hex:"):
+		b, err := hex.DecodeString(s[4:])
+		if err != nil || len(b) != 32 {
+			return image.Seed{}, usageError{errors.New("--seed hex:…: want 64 hex digits")}
+		}
+		return image.Seed(b), nil
+	}
+	return image.NewSeed(s), nil
+}
+
+// parseSize reads a size like 512M, 2G or 1048576 (bytes; K, M, G, T are
+// binary multiples, as in mkfs).
+func parseSize(flag, s string) (int64, error) {
+	mult := int64(1)
+	num := strings.TrimSuffix(strings.ToUpper(s), "B")
+	num = strings.TrimSuffix(num, "I")
+	if n := len(num); n > 0 {
+		if i := strings.IndexByte("KMGT", num[n-1]); i >= 0 {
+			mult = int64(1) << (10 * (i + 1))
+			num = num[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 || v > (1<<50)/mult {
+		return 0, usageError{fmt.Errorf("%s %q: want a size like 512M or 2G", flag, s)}
+	}
+	return v * mult, nil
+}

@@ -1,0 +1,499 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/broker"
+	"github.com/confidisk/confidisk/broker/api"
+	"github.com/confidisk/confidisk/broker/brokertest"
+	"github.com/confidisk/confidisk/image"
+	"github.com/confidisk/confidisk/initrd"
+	"github.com/confidisk/confidisk/internal/testutil"
+	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/provision"
+	"github.com/confidisk/confidisk/recovery"
+	"github.com/confidisk/confidisk/secureboot"
+	"github.com/confidisk/confidisk/uki"
+)
+
+// imageLab is what the image scenarios share: the operator's binary, Secure
+// Boot keys and the firmware variable store they are enrolled in, a root
+// file system, a broker, and the build inputs.
+type imageLab struct {
+	op, guest string
+	kernel    *lab.KernelInfo
+	stubs     *lab.StubSet
+	dir, keys string
+	owner     string
+	varsSB    string // OVMF variables with the keys enrolled, Secure Boot on
+	rootfs    string
+	broker    *brokertest.Local
+	verifier  *lateVerifier
+	cmdline   string
+	files     []string // --file arguments of the initrd
+}
+
+// lateVerifier is the broker's verifier, set once the image (whose command
+// line names the broker) has been built and its policy is known: what an
+// operator's policy reload does.
+type lateVerifier struct {
+	v atomic.Pointer[attest.Validator]
+}
+
+func (l *lateVerifier) set(t *testing.T, p *attest.Policy) {
+	t.Helper()
+	v, err := attest.NewValidator(p, attest.ValidatorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.v.Store(v)
+}
+
+func (l *lateVerifier) Verify(ctx context.Context, evidence, nonce []byte) (*api.Claims, error) {
+	return l.v.Load().Verify(ctx, evidence, nonce)
+}
+
+func (l *lateVerifier) VerifyCreationRecord(ctx context.Context, record []byte) (*api.Claims, error) {
+	return l.v.Load().VerifyCreationRecord(ctx, record)
+}
+
+// operatorBinary builds the full confidisk (image, initrd, serve commands).
+func operatorBinary(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "confidisk")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/confidisk")
+	cmd.Dir = ".."
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build confidisk: %v\n%s", err, msg)
+	}
+	return out
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
+// rootInit is the image's /sbin/init, which confidisk boot switches to: it
+// reports what the booted system sees, then powers off.
+const rootInit = `#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+echo "LAB-INIT $(cut -d' ' -f1 /proc/uptime)"
+. /lab/preamble.sh
+check cmdline cat /proc/cmdline
+check secureboot sh -c 'set -- $(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c); echo $5'
+check pcrs sh -c 'confidisk tpm pcrs --pcrs 4,7,11,12 --json | tr -d " \n"'
+check root-content sh -c 'test "$(cat /etc/hello)" = "hello from the image"'
+check state-writable sh -c 'echo written > /etc/written && sync && grep -q written /etc/written'
+sync
+echo "LAB-DONE 0"
+poweroff -f
+`
+
+// makeRootFS writes the root file system tree: busybox, the guest's
+// confidisk (for tpm pcrs), the lab's shell helpers and /sbin/init.
+func makeRootFS(t *testing.T, dir, guest string) {
+	t.Helper()
+	bb, err := initrd.StaticBusybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc", "lab", "proc", "sys", "dev", "tmp", "run", "root"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, bb, filepath.Join(dir, "bin/busybox"), 0o755)
+	copyFile(t, guest, filepath.Join(dir, "bin/confidisk"), 0o755)
+	for _, p := range strings.Fields(run(t, bb, "--list-full")) {
+		if p != "bin/busybox" && p != "sbin/init" {
+			if err := os.Symlink("/bin/busybox", filepath.Join(dir, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, content := range map[string]string{
+		"sbin/init":       rootInit,
+		"lab/preamble.sh": lab.Preamble,
+		"etc/hello":       "hello from the image\n",
+		"etc/os-release":  "ID=confidisk-lab\nVERSION_ID=1\n",
+	} {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, "init") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newImageLab prepares everything the image scenarios share.
+func newImageLab(t *testing.T) *imageLab {
+	t.Helper()
+	testutil.LookPath(t, "mkfs.erofs", "erofs-utils")
+	testutil.LookPath(t, "mkfs.fat", "dosfstools")
+	testutil.LookPath(t, "mcopy", "mtools")
+	ctx := context.Background()
+	l := &imageLab{dir: t.TempDir(), owner: "6f1a4f2e-5d0c-4b7a-9e38-2a1c0d9b7e11"}
+	l.kernel = lab.TestKernel(t)
+	var err error
+	if l.stubs, err = lab.Stubs(ctx, "", 254); err != nil {
+		testutil.Missing(t, "systemd-boot-efi 254", err.Error())
+	}
+	l.op, l.guest = operatorBinary(t), lab.ConfidiskBinary(t)
+	l.keys = filepath.Join(l.dir, "keys")
+	run(t, l.op, "image", "keys", "--owner", l.owner, "--name", "confidisk lab", "--auth-time", "2026-01-01T00:00:00Z", l.keys)
+	l.varsSB = filepath.Join(l.dir, "vars-sb.fd")
+	k := lab.SecureBootKeys{Owner: l.owner, PK: filepath.Join(l.keys, "PK.crt"), KEK: filepath.Join(l.keys, "KEK.crt"), DB: filepath.Join(l.keys, "db.crt"), SecureBootOn: true}
+	if err := lab.EnrollKeys(ctx, "", k, l.varsSB); err != nil {
+		var mt *lab.MissingToolError
+		if errors.As(err, &mt) {
+			testutil.Missing(t, mt.Tool, "apt-get install -y "+mt.Package)
+		}
+		t.Fatal(err)
+	}
+	l.rootfs = filepath.Join(l.dir, "rootfs")
+	makeRootFS(t, l.rootfs, l.guest)
+	l.verifier = &lateVerifier{}
+	l.broker, err = brokertest.StartLocal(t.TempDir(), []string{lab.HostIP}, func(c *broker.Config) { c.Verifier = l.verifier })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.broker.Close() })
+	port := l.broker.Addr.String()[strings.LastIndex(l.broker.Addr.String(), ":")+1:]
+	l.cmdline = strings.Join([]string{"console=ttyS0", "panic=-1", "loglevel=4", "cryptomgr.notests", "mitigations=off",
+		"ip=" + lab.GuestIP + "::" + lab.HostIP + ":255.255.255.0::eth0:none",
+		"confidisk.broker=https://" + lab.HostIP + ":" + port}, " ")
+	op, err := ecdhKeyPair(t, l.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.files = []string{"/etc/confidisk/broker.pem=" + l.broker.TLS.ServerCert, provision.DefaultRecoveryKey + "=" + op}
+	return l
+}
+
+// build runs `confidisk image build` into dir and returns the disk, the
+// policy and the reference values.
+func (l *imageLab) build(t *testing.T, dir string) (disk string, ref *image.Reference) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk = filepath.Join(dir, "disk.img")
+	args := []string{"image", "build", "--root", l.rootfs, "--fs", "erofs",
+		"--kernel", l.kernel.Vmlinuz, "--modules-dir", l.kernel.ModulesDir, "--confidisk", l.guest,
+		"--stub", l.stubs.Linux, "--addon-stub", l.stubs.Addon, "--keys", l.keys,
+		"--cmdline", l.cmdline, "--seed", "confidisk lab image", "--state-size", "64M",
+		"--policy", filepath.Join(dir, "policy.json"), "--reference", filepath.Join(dir, "reference.json"), "--json"}
+	for _, f := range l.files {
+		args = append(args, "--file", f)
+	}
+	run(t, l.op, append(args, disk)...)
+	b, err := os.ReadFile(filepath.Join(dir, "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref = &image.Reference{}
+	if err := json.Unmarshal(b, ref); err != nil {
+		t.Fatal(err)
+	}
+	return disk, ref
+}
+
+// machine returns a machine booting a copy of disk through OVMF with vars.
+func (l *imageLab) machine(t *testing.T, disk, vars string) *lab.Machine {
+	t.Helper()
+	m := lab.TestMachine(t)
+	d := filepath.Join(m.Dir, "disk.img")
+	v := filepath.Join(m.Dir, "vars.fd")
+	copyFile(t, disk, d, 0o644)
+	copyFile(t, vars, v, 0o644)
+	m.Disks = []lab.Disk{{Path: d}}
+	fw, err := lab.NewFirmware(v)
+	if err != nil {
+		var mt *lab.MissingToolError
+		if errors.As(err, &mt) {
+			testutil.Missing(t, mt.Tool, "apt-get install -y "+mt.Package)
+		}
+		t.Fatal(err)
+	}
+	m.Firmware, m.UserNet = fw, true
+	return m
+}
+
+// TestLabImage boots disks built by `confidisk image build` through OVMF
+// with Secure Boot on, the keys `confidisk image keys` made enrolled, and
+// checks each claim against what the host can do.
+func TestLabImage(t *testing.T) {
+	l := newImageLab(t)
+	disk, ref := l.build(t, filepath.Join(l.dir, "v1"))
+	pol, err := attest.LoadPolicy(filepath.Join(l.dir, "v1", "policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("reproducible", func(t *testing.T) { l.checkReproducible(t, disk) })
+	t.Run("boot", func(t *testing.T) { l.checkBoot(t, disk, ref, pol) })
+	t.Run("unsigned-uki", func(t *testing.T) { l.checkUnsignedUKI(t, disk) })
+	t.Run("foreign-addon", func(t *testing.T) { l.checkForeignAddon(t, disk) })
+	t.Run("cmdline-override", func(t *testing.T) { l.checkCmdlineOverride(t, disk, ref) })
+}
+
+// checkReproducible: a second build of the same inputs is byte-identical,
+// disk and policy both.
+func (l *imageLab) checkReproducible(t *testing.T, disk string) {
+	start := time.Now()
+	disk2, _ := l.build(t, filepath.Join(l.dir, "v1-again"))
+	for _, f := range [][2]string{{disk, disk2}, {filepath.Join(filepath.Dir(disk), "policy.json"), filepath.Join(filepath.Dir(disk2), "policy.json")}} {
+		a, b := fileDigest(t, f[0]), fileDigest(t, f[1])
+		if a != b {
+			t.Errorf("%s and %s differ (%s, %s)", f[0], f[1], a, b)
+		}
+	}
+	fmt.Printf("LAB image-reproducible %s %.1fs\n", map[bool]string{true: "FAIL", false: "PASS"}[t.Failed()], time.Since(start).Seconds())
+}
+
+func fileDigest(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// checkBoot: the signed UKI starts, roothash= arrives through the signed
+// addon, the state volume is self-encrypted, the broker with the generated
+// policy accepts the evidence, and the PCRs the guest reads are the
+// predicted ones.
+func (l *imageLab) checkBoot(t *testing.T, disk string, ref *image.Reference, pol *attest.Policy) {
+	l.verifier.set(t, pol)
+	m := l.machine(t, disk, l.varsSB)
+	res := lab.RunScenario(t, lab.Scenario{Name: "image-boot", Machine: m,
+		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
+	details := map[string]string{}
+	for _, r := range res.Results {
+		details[r.Name] = r.Detail
+	}
+	if !strings.Contains(details["cmdline"], "roothash="+ref.RootHash) {
+		t.Errorf("/proc/cmdline %q has no roothash=%s", details["cmdline"], ref.RootHash)
+	}
+	if details["secureboot"] != "1" {
+		t.Errorf("SecureBoot = %q, want 1", details["secureboot"])
+	}
+	for _, i := range []int{4, 7, 11, 12} {
+		if want := fmt.Sprintf(`"%d":"%s"`, i, ref.PCRs[i]); !strings.Contains(details["pcrs"], want) {
+			t.Errorf("pcr %d: the guest reads %s, predicted %s", i, details["pcrs"], ref.PCRs[i])
+		}
+	}
+	vols, err := l.broker.Store.Volumes(context.Background())
+	if err != nil || len(vols) != 1 {
+		t.Fatalf("broker volumes %+v, %v: want the one the guest registered", vols, err)
+	}
+	if e, err := l.broker.Store.Epoch(context.Background(), vols[0].UUID); err != nil || e == 0 {
+		t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", vols[0].UUID, e, err)
+	}
+	sealed, err := os.ReadFile(m.Disks[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("written\n")) && !bytes.Contains(sealed, []byte("LUKS\xba\xbe")) {
+		t.Error("the state partition holds plaintext and no LUKS2 header")
+	}
+	if !bytes.Contains(sealed, []byte("LUKS\xba\xbe")) {
+		t.Error("no LUKS2 header on the disk after the first boot: the state volume was not self-encrypted")
+	}
+}
+
+// espOffset is the byte offset of the disk's ESP (partition 1).
+func espOffset(t *testing.T, disk string) int64 {
+	t.Helper()
+	out := run(t, "sfdisk", "--json", disk)
+	var pt struct {
+		PartitionTable struct {
+			SectorSize int64 `json:"sectorsize"`
+			Partitions []struct {
+				Start int64  `json:"start"`
+				Type  string `json:"type"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal([]byte(out), &pt); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pt.PartitionTable.Partitions {
+		if strings.EqualFold(p.Type, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") {
+			ss := pt.PartitionTable.SectorSize
+			if ss == 0 {
+				ss = 512
+			}
+			return p.Start * ss
+		}
+	}
+	t.Fatal("no ESP on the disk")
+	return 0
+}
+
+// replaceESPFile is the host rewriting a file on the disk's ESP.
+func replaceESPFile(t *testing.T, disk, espPath string, data []byte) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mcopy", "-o", "-i", fmt.Sprintf("%s@@%d", disk, espOffset(t, disk)), src, "::"+espPath)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1", "MTOOLSRC=/dev/null")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v: %s", err, out)
+	}
+}
+
+// espFile reads a file from the disk's ESP.
+func espFile(t *testing.T, disk, espPath string) []byte {
+	t.Helper()
+	cmd := exec.Command("mcopy", "-i", fmt.Sprintf("%s@@%d", disk, espOffset(t, disk)), "::"+espPath, "-")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1", "MTOOLSRC=/dev/null")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("mcopy %s: %v", espPath, err)
+	}
+	return out
+}
+
+// checkUnsignedUKI: the host replaces the signed UKI with the same UKI
+// unsigned; the firmware refuses it.
+func (l *imageLab) checkUnsignedUKI(t *testing.T, disk string) {
+	m := l.machine(t, disk, l.varsSB)
+	signed := espFile(t, m.Disks[0].Path, image.UKIPath)
+	unsigned, err := uki.Assemble(readFile(t, l.stubs.Linux), ukiPartsOf(t, signed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, unsigned)
+	lab.RunScenario(t, lab.Scenario{Name: "image-unsigned-uki", Machine: m, Stops: "Access Denied"})
+}
+
+// ukiPartsOf reads back the sections confidisk image build added.
+func ukiPartsOf(t *testing.T, b []byte) []uki.Part {
+	t.Helper()
+	var parts []uki.Part
+	for _, name := range []string{".linux", ".osrel", ".cmdline", ".initrd", ".uname"} {
+		d, err := uki.SectionData(b, name)
+		if err != nil || d == nil {
+			t.Fatalf("uki section %s: %v", name, err)
+		}
+		parts = append(parts, uki.Part{Name: name, Data: d})
+	}
+	return parts
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkForeignAddon: the host replaces the addon with one signed by its own
+// key carrying its own root hash. The stub refuses to load it (Secure Boot)
+// and boots on without it; the initrd finds no roothash= and powers off.
+func (l *imageLab) checkForeignAddon(t *testing.T, disk string) {
+	m := l.machine(t, disk, l.varsSB)
+	owner, _ := secureboot.ParseGUID(l.owner)
+	foreign, err := secureboot.GenerateKeys(rand.Reader, owner, "host", time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addon, err := uki.Assemble(readFile(t, l.stubs.Addon), []uki.Part{{Name: ".cmdline", Data: []byte("roothash=" + strings.Repeat("66", 32))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addon, err = foreign.DB.SignPE(addon); err != nil {
+		t.Fatal(err)
+	}
+	replaceESPFile(t, m.Disks[0].Path, image.AddonPath, addon)
+	res := lab.RunScenario(t, lab.Scenario{Name: "image-foreign-addon", Machine: m, Stops: "no roothash= on the kernel command line"})
+	console := readFile(t, res.ConsoleLog)
+	if bytes.Contains(console, []byte("roothash="+strings.Repeat("66", 32))) {
+		t.Error("the foreign addon's roothash= reached the kernel command line")
+	}
+}
+
+// checkCmdlineOverride: with Secure Boot off, the host adds a boot entry
+// whose LoadOptions replace the UKI's command line (here: the same line
+// with an init= of its choosing). PCR 11 stays the same, PCR 12 changes, and
+// a broker pinning PCRs 11 and 12 refuses the guest.
+func (l *imageLab) checkCmdlineOverride(t *testing.T, disk string, ref *image.Reference) {
+	pol, err := ref.Policy([]int{11, 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.verifier.set(t, pol)
+	vars := filepath.Join(t.TempDir(), "vars-override.fd")
+	override := l.cmdline + " roothash=" + ref.RootHash + " init=/bin/sh"
+	if err := lab.AddBootEntry(context.Background(), "", lab.OVMFVars, vars, `\EFI\BOOT\BOOTX64.EFI`, override); err != nil {
+		t.Fatal(err)
+	}
+	m := l.machine(t, disk, vars)
+	// The validator checks the pinned PCRs in order: a refusal naming PCR
+	// 12 means PCR 11 (the UKI's sections) was the predicted value.
+	lab.RunScenario(t, lab.Scenario{Name: "image-cmdline-override", Machine: m, Stops: "not allowed by the policy: pcr 12 is "})
+}
+
+// ecdhKeyPair writes the operator's recovery key pair and returns the
+// public key file.
+func ecdhKeyPair(t *testing.T, dir string) (string, error) {
+	t.Helper()
+	pub := filepath.Join(dir, "recovery.pub")
+	priv := filepath.Join(dir, "recovery.key")
+	op, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	k, p, err := recovery.MarshalKeys(op)
+	if err != nil {
+		return "", err
+	}
+	return pub, errors.Join(os.WriteFile(priv, k, 0o600), os.WriteFile(pub, p, 0o644))
+}

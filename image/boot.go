@@ -1,0 +1,176 @@
+package image
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/confidisk/confidisk/uki"
+)
+
+// ESP paths of the boot files [UKIBoot] writes: the removable-media default
+// path that firmware boots without a boot entry (UEFI 2.10, 3.5.1.1), and the
+// UKI's own addon directory (systemd-stub(7): <image>.extra.d/*.addon.efi).
+const (
+	UKIPath   = "/EFI/BOOT/BOOTX64.EFI"
+	AddonPath = UKIPath + ".extra.d/roothash.addon.efi"
+)
+
+// PESigner Authenticode-signs a PE image (a UKI or an addon).
+type PESigner interface {
+	SignPE(pe []byte) ([]byte, error)
+}
+
+// UKIBoot is a [BootFiles] that makes a Unified Kernel Image on a
+// systemd-stub and, with an addon stub, a command-line addon carrying
+// roothash= (or usrhash=), both signed when Signer is set. Without an addon
+// stub the root hash goes into the UKI's own .cmdline, which the stub
+// measures into PCR 11 (the route for stub 252, which has no addons).
+type UKIBoot struct {
+	// Stub is linuxx64.efi.stub; AddonStub is addonx64.efi.stub (254 or
+	// later) or nil.
+	Stub, AddonStub []byte
+	// Kernel is the bzImage; Initrd the initrd (see package initrd).
+	Kernel, Initrd []byte
+	// OSRelease is the .osrel section (os-release(5)); Uname the .uname
+	// (the kernel release); SBAT extra .sbat lines. Uname and SBAT may be
+	// empty.
+	OSRelease    []byte
+	Uname        string
+	SBAT         []byte
+	Cmdline      string
+	Usr          bool
+	Signer       PESigner
+	built        *BootArtifacts
+	builtForRoot string
+}
+
+// BootArtifacts are the signed images [UKIBoot] wrote, for the reference
+// values.
+type BootArtifacts struct {
+	UKI   []byte
+	Addon []byte // nil without an addon
+	// AddonCmdline is the addon's .cmdline.
+	AddonCmdline string
+	// Stub and AddonStub identify the stubs.
+	Stub, AddonStub uki.Stub
+}
+
+// Check validates the inputs, before anything is written.
+func (u *UKIBoot) Check() error {
+	st, err := uki.Identify(u.Stub)
+	if err != nil {
+		return fmt.Errorf("stub: %w", err)
+	}
+	if st.Kind != uki.KindStub {
+		return fmt.Errorf("stub: %s is an addon stub, not linuxx64.efi.stub", st)
+	}
+	if u.AddonStub != nil {
+		at, err := uki.Identify(u.AddonStub)
+		if err != nil {
+			return fmt.Errorf("addon stub: %w", err)
+		}
+		if at.Kind != uki.KindAddon {
+			return fmt.Errorf("addon stub: %s is not addonx64.efi.stub", at)
+		}
+		if st.Major < 254 {
+			return fmt.Errorf("stub: %s loads no addons (254 or later does): drop the addon stub to put the root hash into the uki's command line", st)
+		}
+	}
+	if err := uki.CheckKernel(u.Kernel); err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	if len(u.Initrd) == 0 {
+		return errors.New("initrd: empty")
+	}
+	if strings.ContainsAny(u.Cmdline, "\x00\n\r\t") {
+		return errors.New("command line: control characters")
+	}
+	return nil
+}
+
+// ESPFiles implements [BootFiles].
+func (u *UKIBoot) ESPFiles(ctx context.Context, rootHash []byte, dir string) ([]ESPFile, error) {
+	if err := u.Check(); err != nil {
+		return nil, err
+	}
+	art, err := u.build(rootHash)
+	if err != nil {
+		return nil, err
+	}
+	files := []ESPFile{{Path: UKIPath, Source: filepath.Join(dir, "uki.efi")}}
+	if err := os.WriteFile(files[0].Source, art.UKI, 0o644); err != nil {
+		return nil, err
+	}
+	if art.Addon != nil {
+		f := ESPFile{Path: AddonPath, Source: filepath.Join(dir, "roothash.addon.efi")}
+		if err := os.WriteFile(f.Source, art.Addon, 0o644); err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	u.built = art
+	return files, nil
+}
+
+// Artifacts returns what the last ESPFiles built, or nil.
+func (u *UKIBoot) Artifacts() *BootArtifacts { return u.built }
+
+// RootParameter is the kernel parameter that carries a verity root hash:
+// roothash= for a root partition, usrhash= for /usr (systemd-veritysetup-
+// generator(8)).
+func RootParameter(usr bool, rootHash []byte) string {
+	if usr {
+		return "usrhash=" + hex.EncodeToString(rootHash)
+	}
+	return "roothash=" + hex.EncodeToString(rootHash)
+}
+
+// build assembles and signs the UKI and the addon.
+func (u *UKIBoot) build(rootHash []byte) (*BootArtifacts, error) {
+	art := &BootArtifacts{}
+	art.Stub, _ = uki.Identify(u.Stub)
+	param := RootParameter(u.Usr, rootHash)
+	cmdline := u.Cmdline
+	if u.AddonStub == nil {
+		cmdline = strings.TrimSpace(cmdline + " " + param)
+	}
+	parts := []uki.Part{{Name: ".linux", Data: u.Kernel}}
+	if len(u.OSRelease) > 0 {
+		parts = append(parts, uki.Part{Name: ".osrel", Data: u.OSRelease})
+	}
+	if cmdline != "" {
+		parts = append(parts, uki.Part{Name: ".cmdline", Data: []byte(cmdline)})
+	}
+	parts = append(parts, uki.Part{Name: ".initrd", Data: u.Initrd})
+	if u.Uname != "" {
+		parts = append(parts, uki.Part{Name: ".uname", Data: []byte(u.Uname)})
+	}
+	if len(u.SBAT) > 0 {
+		parts = append(parts, uki.Part{Name: ".sbat", Data: u.SBAT})
+	}
+	var err error
+	if art.UKI, err = u.assemble(u.Stub, parts); err != nil {
+		return nil, fmt.Errorf("uki: %w", err)
+	}
+	if u.AddonStub != nil {
+		art.AddonStub, _ = uki.Identify(u.AddonStub)
+		art.AddonCmdline = param
+		if art.Addon, err = u.assemble(u.AddonStub, []uki.Part{{Name: ".cmdline", Data: []byte(param)}}); err != nil {
+			return nil, fmt.Errorf("addon: %w", err)
+		}
+	}
+	return art, nil
+}
+
+func (u *UKIBoot) assemble(stub []byte, parts []uki.Part) ([]byte, error) {
+	b, err := uki.Assemble(stub, parts)
+	if err != nil || u.Signer == nil {
+		return b, err
+	}
+	return u.Signer.SignPE(b)
+}
