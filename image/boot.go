@@ -39,14 +39,13 @@ type UKIBoot struct {
 	// OSRelease is the .osrel section (os-release(5)); Uname the .uname
 	// (the kernel release); SBAT extra .sbat lines. Uname and SBAT may be
 	// empty.
-	OSRelease    []byte
-	Uname        string
-	SBAT         []byte
-	Cmdline      string
-	Usr          bool
-	Signer       PESigner
-	built        *BootArtifacts
-	builtForRoot string
+	OSRelease []byte
+	Uname     string
+	SBAT      []byte
+	Cmdline   string
+	Usr       bool
+	Signer    PESigner
+	built     *BootArtifacts
 }
 
 // BootArtifacts are the signed images [UKIBoot] wrote, for the reference

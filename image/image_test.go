@@ -202,7 +202,7 @@ func TestBuildRefuses(t *testing.T) {
 		{"tar symlink escape", func(s *Spec) { s.Root.Source = escape }, "is a symlink in the archive"},
 		{"tar device node", func(s *Spec) { s.Root.Source = device }, "unsupported member type"},
 		{"not a tar nor an image", func(s *Spec) { s.Root.Source = big }, "neither a file system image nor a tar archive"},
-		{"root larger than its size", func(s *Spec) { s.Root.Size = 2 << 20 }, "mkfs.ext4"},
+		{"root larger than its size", func(s *Spec) { s.Root.Size = 2 << 20 }, "needs at least"},
 		{"esp too small", func(s *Spec) { s.ESPSize = 1 << 20 }, "esp size"},
 		{"esp files too large", func(s *Spec) { s.Boot = bigBoot{big} }, "more than an esp"},
 		{"no state", func(s *Spec) { s.StateSize = 0 }, "state partition size"},

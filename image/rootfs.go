@@ -58,11 +58,16 @@ func rootFSImage(ctx context.Context, r RootFS, seed Seed, dir string) (path, fs
 	if typ == "erofs" {
 		return out, typ, mkfsErofs(ctx, src, out, seed)
 	}
+	need, err := treeSize(src)
+	if err != nil {
+		return "", "", err
+	}
 	size := r.Size
-	if size == 0 {
-		if size, err = ext4Size(src); err != nil {
-			return "", "", err
-		}
+	switch {
+	case size == 0:
+		size = ext4Size(need)
+	case size < need:
+		return "", "", fmt.Errorf("root file system: the tree %s needs at least %d bytes, more than the ext4 size of %d", src, need, size)
 	}
 	return out, typ, mkfsExt4(ctx, src, out, size, seed)
 }
@@ -101,7 +106,7 @@ func mkfsExt4(ctx context.Context, src, out string, size int64, seed Seed) error
 		"-U", u, "-E", "hash_seed="+h+",root_owner=0:0", "-L", "root", "-d", src, out, fmt.Sprint(size/1024)+"k")
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.ext4 of %s (%d bytes): %w: %s", src, size, err, strings.TrimSpace(string(b)))
+		return fmt.Errorf("mkfs.ext4 of %s (%d bytes): %w: %s", src, size, err, toolOutput(b))
 	}
 	return nil
 }
@@ -115,15 +120,22 @@ func mkfsErofs(ctx context.Context, src, out string, seed Seed) error {
 	}
 	cmd := exec.CommandContext(ctx, mkfs, "-T0", "--all-root", "-U", seed.UUID("root erofs uuid").String(), out, src)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.erofs of %s: %w: %s", src, err, strings.TrimSpace(string(b)))
+		return fmt.Errorf("mkfs.erofs of %s: %w: %s", src, err, toolOutput(b))
 	}
 	return nil
 }
 
-// ext4Size sizes an ext4 file system for the tree at src: its blocks
-// (every file and directory rounded up to 4 KiB, plus an inode each), a
-// tenth more for metadata, and 16 MiB of room, rounded to a MiB.
-func ext4Size(src string) (int64, error) {
+// ext4Size sizes an ext4 file system for a tree of need bytes
+// ([treeSize]): a tenth more for metadata and 16 MiB of room, rounded to a
+// MiB.
+func ext4Size(need int64) int64 {
+	n := need + need/10 + 16<<20
+	return (n + 1<<20 - 1) &^ (1<<20 - 1)
+}
+
+// treeSize is what the tree at src takes in a 4 KiB-block ext4 at least:
+// every file and directory rounded up to a block, plus an inode each.
+func treeSize(src string) (int64, error) {
 	var blocks, inodes int64
 	err := filepath.WalkDir(src, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -144,9 +156,12 @@ func ext4Size(src string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("size the root tree: %w", err)
 	}
-	n := blocks*4096 + inodes*256
-	n += n/10 + 16<<20
-	return (n + 1<<20 - 1) &^ (1<<20 - 1), nil
+	return blocks*4096 + inodes*256, nil
+}
+
+// toolOutput is a tool's output on one line, for an error message.
+func toolOutput(b []byte) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", " | ")), " ")
 }
 
 // extractTar unpacks the tar archive (plain or gzip) at p into dir without
