@@ -14,18 +14,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/confidisk/confidisk/attest"
-	"github.com/confidisk/confidisk/broker"
-	"github.com/confidisk/confidisk/broker/api"
-	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/image"
-	"github.com/confidisk/confidisk/initrd"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/lab/labbroker"
 	"github.com/confidisk/confidisk/provision"
 	"github.com/confidisk/confidisk/recovery"
 	"github.com/confidisk/confidisk/secureboot"
@@ -43,34 +39,9 @@ type imageLab struct {
 	owner     string
 	varsSB    string // OVMF variables with the keys enrolled, Secure Boot on
 	rootfs    string
-	broker    *brokertest.Local
-	verifier  *lateVerifier
+	broker    *labbroker.Broker
 	cmdline   string
 	files     []string // --file arguments of the initrd
-}
-
-// lateVerifier is the broker's verifier, set once the image (whose command
-// line names the broker) has been built and its policy is known: what an
-// operator's policy reload does.
-type lateVerifier struct {
-	v atomic.Pointer[attest.Validator]
-}
-
-func (l *lateVerifier) set(t *testing.T, p *attest.Policy) {
-	t.Helper()
-	v, err := attest.NewValidator(p, attest.ValidatorOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.v.Store(v)
-}
-
-func (l *lateVerifier) Verify(ctx context.Context, evidence, nonce []byte) (*api.Claims, error) {
-	return l.v.Load().Verify(ctx, evidence, nonce)
-}
-
-func (l *lateVerifier) VerifyCreationRecord(ctx context.Context, record []byte) (*api.Claims, error) {
-	return l.v.Load().VerifyCreationRecord(ctx, record)
 }
 
 // operatorBinary builds the full confidisk (image, initrd, serve commands).
@@ -97,6 +68,16 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// missingOrFatal reports a missing tool or package as [testutil.Missing].
+func missingOrFatal(t *testing.T, err error) {
+	t.Helper()
+	var mt *lab.MissingToolError
+	if errors.As(err, &mt) {
+		testutil.Missing(t, mt.Tool, "apt-get install -y "+mt.Package)
+	}
+	t.Fatal(err)
+}
+
 // rootInit is the image's /sbin/init, which confidisk boot switches to: it
 // reports what the booted system sees, then powers off.
 const rootInit = `#!/bin/sh
@@ -116,44 +97,6 @@ sync
 echo "LAB-DONE 0"
 poweroff -f
 `
-
-// makeRootFS writes the root file system tree: busybox, the guest's
-// confidisk (for tpm pcrs), the lab's shell helpers and /sbin/init.
-func makeRootFS(t *testing.T, dir, guest string) {
-	t.Helper()
-	bb, err := initrd.StaticBusybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc", "lab", "proc", "sys", "dev", "tmp", "run", "root"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copyFile(t, bb, filepath.Join(dir, "bin/busybox"), 0o755)
-	copyFile(t, guest, filepath.Join(dir, "bin/confidisk"), 0o755)
-	for _, p := range strings.Fields(run(t, bb, "--list-full")) {
-		if p != "bin/busybox" && p != "sbin/init" {
-			if err := os.Symlink("/bin/busybox", filepath.Join(dir, p)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for name, content := range map[string]string{
-		"sbin/init":       rootInit,
-		"lab/preamble.sh": lab.Preamble,
-		"etc/hello":       "hello from the image\n",
-		"etc/os-release":  "ID=confidisk-lab\nVERSION_ID=1\n",
-	} {
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, "init") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	t.Helper()
@@ -185,29 +128,24 @@ func newImageLab(t *testing.T) *imageLab {
 	l.varsSB = filepath.Join(l.dir, "vars-sb.fd")
 	k := lab.SecureBootKeys{Owner: l.owner, PK: filepath.Join(l.keys, "PK.crt"), KEK: filepath.Join(l.keys, "KEK.crt"), DB: filepath.Join(l.keys, "db.crt"), SecureBootOn: true}
 	if err := lab.EnrollKeys(ctx, "", k, l.varsSB); err != nil {
-		var mt *lab.MissingToolError
-		if errors.As(err, &mt) {
-			testutil.Missing(t, mt.Tool, "apt-get install -y "+mt.Package)
-		}
-		t.Fatal(err)
+		missingOrFatal(t, err)
 	}
 	l.rootfs = filepath.Join(l.dir, "rootfs")
-	makeRootFS(t, l.rootfs, l.guest)
-	l.verifier = &lateVerifier{}
-	l.broker, err = brokertest.StartLocal(t.TempDir(), []string{lab.HostIP}, func(c *broker.Config) { c.Verifier = l.verifier })
-	if err != nil {
+	if err := lab.RootFS(l.rootfs, l.guest, rootInit, map[string]string{"etc/hello": "hello from the image\n"}); err != nil {
+		missingOrFatal(t, err)
+	}
+	if l.broker, err = labbroker.Start(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.broker.Close() })
-	port := l.broker.Addr.String()[strings.LastIndex(l.broker.Addr.String(), ":")+1:]
 	l.cmdline = strings.Join([]string{"console=ttyS0", "panic=-1", "loglevel=4", "cryptomgr.notests", "mitigations=off",
 		"ip=" + lab.GuestIP + "::" + lab.HostIP + ":255.255.255.0::eth0:none",
-		"confidisk.broker=https://" + lab.HostIP + ":" + port}, " ")
+		"confidisk.broker=" + l.broker.URL}, " ")
 	op, err := ecdhKeyPair(t, l.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.files = []string{"/etc/confidisk/broker.pem=" + l.broker.TLS.ServerCert, provision.DefaultRecoveryKey + "=" + op}
+	l.files = []string{"/etc/confidisk/broker.pem=" + l.broker.CACert, provision.DefaultRecoveryKey + "=" + op}
 	return l
 }
 
@@ -250,11 +188,7 @@ func (l *imageLab) machine(t *testing.T, disk, vars string) *lab.Machine {
 	m.Disks = []lab.Disk{{Path: d}}
 	fw, err := lab.NewFirmware(v)
 	if err != nil {
-		var mt *lab.MissingToolError
-		if errors.As(err, &mt) {
-			testutil.Missing(t, mt.Tool, "apt-get install -y "+mt.Package)
-		}
-		t.Fatal(err)
+		missingOrFatal(t, err)
 	}
 	m.Firmware, m.UserNet = fw, true
 	return m
@@ -306,7 +240,9 @@ func fileDigest(t *testing.T, p string) string {
 // policy accepts the evidence, and the PCRs the guest reads are the
 // predicted ones.
 func (l *imageLab) checkBoot(t *testing.T, disk string, ref *image.Reference, pol *attest.Policy) {
-	l.verifier.set(t, pol)
+	if err := l.broker.SetPolicy(pol); err != nil {
+		t.Fatal(err)
+	}
 	m := l.machine(t, disk, l.varsSB)
 	res := lab.RunScenario(t, lab.Scenario{Name: "image-boot", Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
@@ -469,7 +405,9 @@ func (l *imageLab) checkCmdlineOverride(t *testing.T, disk string, ref *image.Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.verifier.set(t, pol)
+	if err := l.broker.SetPolicy(pol); err != nil {
+		t.Fatal(err)
+	}
 	vars := filepath.Join(t.TempDir(), "vars-override.fd")
 	override := l.cmdline + " roothash=" + ref.RootHash + " init=/bin/sh"
 	if err := lab.AddBootEntry(context.Background(), "", lab.OVMFVars, vars, `\EFI\BOOT\BOOTX64.EFI`, override); err != nil {

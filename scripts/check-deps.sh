@@ -3,7 +3,9 @@
 #  - the guest's boot (provision) and the evidence code (attest) link no broker
 #    server, store, bbolt or PostgreSQL driver: the initrd carries the guest only;
 #  - the TPM package knows nothing of LUKS2 (enrolment lives in enroll/);
-#  - the production binary links no test double (brokertest).
+#  - the production binary links no test double (brokertest);
+#  - the guest's binary (what an initrd carries) links no image builder,
+#    UKI writer or Secure Boot signer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -19,4 +21,6 @@ refuse "./provision ./attest/..." '^github.com/confidisk/confidisk/broker(/store
   "the guest must not link the verifier's server or stores"
 refuse "./tpm" '^github.com/confidisk/confidisk/luks2' "LUKS2 enrolment belongs in enroll/"
 refuse "./cmd/confidisk" '^github.com/confidisk/confidisk/broker/brokertest$' "the production binary must not carry the test verifier"
+GOFLAGS=-tags=confidisk_guest refuse "./cmd/confidisk" '^github.com/confidisk/confidisk/(image|uki|secureboot)$|foxboron/go-uefi' \
+  "the guest build must not carry the image builder or the signing code"
 exit $fail

@@ -5,7 +5,10 @@
 # of a guest booted under QEMU (with swtpm as its vTPM). Then the guest's boot:
 # it encrypts its state volume on first boot, opens it on the second, and
 # refuses an old copy of disk and vTPM (the broker remembers) and the volume
-# the host swaps in.
+# the host swaps in. Last, the real boot chain: confidisk image build makes a
+# signed disk (UKI, roothash= addon) and the broker policy of its predicted
+# PCRs; OVMF boots it with Secure Boot and the broker accepts the guest; an
+# unsigned UKI is refused by the firmware.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin/confidisk
@@ -55,5 +58,8 @@ go run ./lab/demo verity "$bin-guest" "$work/root.good.img" "$work/root.verity" 
 
 say "8. A confidential guest's own state volume: self-encryption, unlock, the broker, roll-back and swap attacks"
 go run ./lab/demo boot "$bin-guest"
+
+say "9. The real boot chain: a signed disk from confidisk image build, Secure Boot, predicted PCRs"
+go run ./lab/demo image "$bin" "$bin-guest"
 
 say "Done: the tampered byte was never handed out, and the guest only ever opened its own, current volume."

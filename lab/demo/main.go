@@ -4,12 +4,16 @@
 //   - verity: the kernel's dm-verity protecting an image that confidisk
 //     formatted on the host, and refusing the copy the host tampered with;
 //   - boot: a guest that encrypts its own state volume on first boot, opens
-//     it on the second, and refuses the volume the host swaps in.
+//     it on the second, and refuses the volume the host swaps in;
+//   - image: the real boot chain: a disk from confidisk image build booted
+//     through OVMF with Secure Boot, accepted by a broker whose policy the
+//     build predicted, and an unsigned UKI refused by the firmware.
 //
 // Usage (scripts/demo.sh runs it):
 //
 //	labdemo verity BIN DATA HASH TAMPERED ROOTHASH BLOCK
 //	labdemo boot BIN
+//	labdemo image BIN GUEST-BIN
 package main
 
 import (
@@ -30,8 +34,10 @@ func main() {
 		err = run(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6], os.Args[7])
 	case len(os.Args) == 3 && os.Args[1] == "boot":
 		err = runBoot(os.Args[2])
+	case len(os.Args) == 4 && os.Args[1] == "image":
+		err = runImage(os.Args[2], os.Args[3])
 	default:
-		fmt.Fprintln(os.Stderr, "usage: labdemo verity BIN DATA HASH TAMPERED ROOTHASH BLOCK | labdemo boot BIN")
+		fmt.Fprintln(os.Stderr, "usage: labdemo verity BIN DATA HASH TAMPERED ROOTHASH BLOCK | labdemo boot BIN | labdemo image BIN GUEST-BIN")
 		os.Exit(2)
 	}
 	if err != nil {
