@@ -27,7 +27,7 @@ func newImageCmd() *cobra.Command {
 		Use:   "image",
 		Short: "Build bootable confidential-VM disks, their Secure Boot keys and reference values",
 	}
-	cmd.AddCommand(newImageBuildCmd(), newImageKeysCmd())
+	cmd.AddCommand(newImageBuildCmd(), newImageKeysCmd(), newImageInspectCmd())
 	return cmd
 }
 

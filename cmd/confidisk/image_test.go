@@ -125,6 +125,21 @@ func TestImageBuild(t *testing.T) {
 	}
 	addon := filepath.Join(t.TempDir(), "addon.efi")
 	mcopyOut(t, disk, "/EFI/BOOT/BOOTX64.EFI.extra.d/roothash.addon.efi", addon)
+	ukiFile := filepath.Join(t.TempDir(), "uki.efi")
+	mcopyOut(t, disk, "/EFI/BOOT/BOOTX64.EFI", ukiFile)
+	out, _, err := runIn(t, "", "image", "inspect", "--json", ukiFile, addon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reps []struct {
+		PCRs map[string]string `json:"pcrs"`
+	}
+	if err := json.Unmarshal([]byte(out), &reps); err != nil || len(reps) != 2 {
+		t.Fatalf("image inspect --json: %v\n%s", err, out)
+	}
+	if reps[0].PCRs["11"] != pcrs["11"] || reps[1].PCRs["12"] != pcrs["12"] {
+		t.Errorf("image inspect: uki pcr 11 %s, addon pcr 12 %s; the build predicted %v and %v", reps[0].PCRs["11"], reps[1].PCRs["12"], pcrs["11"], pcrs["12"])
+	}
 	sec, err := exec.Command("objcopy", "-O", "binary", "--only-section=.cmdline", addon, "/dev/stdout").Output()
 	if err != nil || string(sec) != fmt.Sprint("roothash=", rep["root_hash"]) {
 		t.Errorf("addon .cmdline = %q (%v), want roothash=%v", sec, err, rep["root_hash"])
