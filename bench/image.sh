@@ -7,7 +7,8 @@
 # average (the machine is shared: read the figures with it).
 # Usage: bench/image.sh [SIZE_MIB] [RUNS]   (defaults: 1024 MiB, 3 runs)
 # The UKI inputs are the lab's pinned 254 stubs and kernel (fetched into the
-# lab cache by `go test ./uki` and `make lab` if missing).
+# lab cache by `go test ./uki` and `make lab` if missing); the initrd is built
+# from the kernel's modules as `confidisk image build` does by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -25,6 +26,7 @@ if [ -z "$stubdir" ]; then
 fi
 kernel=$(ls "$cache"/kernel/*/root/boot/vmlinuz-* 2>/dev/null | head -1 || true)
 [ -n "$kernel" ] || { echo "no lab kernel in $cache: run make lab once" >&2; exit 1; }
+modules=$(ls -d "${kernel%/boot/*}"/lib/modules/* | head -1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/image-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -38,7 +40,6 @@ while [ "$left" -gt 0 ]; do
   left=$((left - n)) i=$((i + 1))
 done
 printf 'ID=bench\n' >"$work/tree/os-release"
-head -c 4096 /dev/urandom >"$work/initrd"
 "$bin" image keys --owner 6f1a4f2e-5d0c-4b7a-9e38-2a1c0d9b7e11 "$work/keys" >/dev/null
 cat "$work"/tree/usr/lib/* >/dev/null
 
@@ -66,7 +67,7 @@ export work
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 read -r base_s _ <<<"$(best bash -c baseline)"
 read -r cd_s cd_rss <<<"$(best "$bin" image build --root "$work/tree" --fs erofs --kernel "$kernel" \
-  --initrd "$work/initrd" --stub "$stubdir/linuxx64.efi.stub" --addon-stub "$stubdir/addonx64.efi.stub" \
+  --modules-dir "$modules" --confidisk "$bin-guest" --stub "$stubdir/linuxx64.efi.stub" --addon-stub "$stubdir/addonx64.efi.stub" \
   --keys "$work/keys" --seed bench --state-size 64M --policy "$work/out/policy.json" "$work/out/disk.img")"
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 printf 'image benchmark: %d MiB root tree (random data, page cache), %d cores, best of %d runs\n' "$size_mib" "$(nproc)" "$runs"

@@ -115,8 +115,9 @@ check umount umount /sysroot
 		}
 		v, err := b.Store.Volume(ctx, uuid)
 		// The creation record carries the firmware's event log (SeaBIOS
-		// under QEMU), replayed by the broker against the quoted PCR 7.
-		if err != nil || v.KeyID != out["KeyID"] || !strings.Contains(string(v.Measurements), `"firmware_log":"verified:7"`) {
+		// under QEMU), replayed by the broker against the quoted PCRs 0-7
+		// (the guest quotes PCRs 0-15).
+		if err != nil || v.KeyID != out["KeyID"] || !strings.Contains(string(v.Measurements), `"firmware_log":"verified:0,1,2,3,4,5,6,7"`) {
 			t.Fatalf("%s: registered volume %+v, %v; want key id %v and measurements with the firmware log verified", name, v, err, out["KeyID"])
 		}
 		return got

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/confidisk/confidisk/uki"
@@ -34,8 +35,9 @@ type UKIBoot struct {
 	// Stub is linuxx64.efi.stub; AddonStub is addonx64.efi.stub (254 or
 	// later) or nil.
 	Stub, AddonStub []byte
-	// Kernel is the bzImage; Initrd the initrd (see package initrd).
-	Kernel, Initrd []byte
+	// KernelFile is the bzImage; InitrdFile the initrd (see package
+	// initrd). They are read when the UKI is made, and not kept.
+	KernelFile, InitrdFile string
 	// OSRelease is the .osrel section (os-release(5)); Uname the .uname
 	// (the kernel release); SBAT extra .sbat lines. Uname and SBAT may be
 	// empty.
@@ -80,10 +82,16 @@ func (u *UKIBoot) Check() error {
 			return fmt.Errorf("stub: %s loads no addons (254 or later does): drop the addon stub to put the root hash into the uki's command line", st)
 		}
 	}
-	if err := uki.CheckKernel(u.Kernel); err != nil {
+	kernel, err := os.ReadFile(u.KernelFile)
+	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
-	if len(u.Initrd) == 0 {
+	if err := uki.CheckKernel(kernel); err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	if fi, err := os.Stat(u.InitrdFile); err != nil {
+		return fmt.Errorf("initrd: %w", err)
+	} else if fi.Size() == 0 {
 		return errors.New("initrd: empty")
 	}
 	if strings.ContainsAny(u.Cmdline, "\x00\n\r\t") {
@@ -138,21 +146,28 @@ func (u *UKIBoot) build(rootHash []byte) (*BootArtifacts, error) {
 	if u.AddonStub == nil {
 		cmdline = strings.TrimSpace(cmdline + " " + param)
 	}
-	parts := []uki.Part{{Name: ".linux", Data: u.Kernel}}
+	kernel, err := os.ReadFile(u.KernelFile)
+	if err != nil {
+		return nil, err
+	}
+	initrd, err := os.ReadFile(u.InitrdFile)
+	if err != nil {
+		return nil, err
+	}
+	parts := []uki.Part{{Name: ".linux", Data: kernel}}
 	if len(u.OSRelease) > 0 {
 		parts = append(parts, uki.Part{Name: ".osrel", Data: u.OSRelease})
 	}
 	if cmdline != "" {
 		parts = append(parts, uki.Part{Name: ".cmdline", Data: []byte(cmdline)})
 	}
-	parts = append(parts, uki.Part{Name: ".initrd", Data: u.Initrd})
+	parts = append(parts, uki.Part{Name: ".initrd", Data: initrd})
 	if u.Uname != "" {
 		parts = append(parts, uki.Part{Name: ".uname", Data: []byte(u.Uname)})
 	}
 	if len(u.SBAT) > 0 {
 		parts = append(parts, uki.Part{Name: ".sbat", Data: u.SBAT})
 	}
-	var err error
 	if art.UKI, err = u.assemble(u.Stub, parts); err != nil {
 		return nil, fmt.Errorf("uki: %w", err)
 	}
@@ -166,10 +181,15 @@ func (u *UKIBoot) build(rootHash []byte) (*BootArtifacts, error) {
 	return art, nil
 }
 
+// assemble makes and signs one image. It clears parts once they are in
+// the image, so that the kernel and the initrd can be collected before the
+// signed copy is made.
 func (u *UKIBoot) assemble(stub []byte, parts []uki.Part) ([]byte, error) {
 	b, err := uki.Assemble(stub, parts)
+	clear(parts)
 	if err != nil || u.Signer == nil {
 		return b, err
 	}
+	runtime.GC()
 	return u.Signer.SignPE(b)
 }

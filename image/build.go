@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // BootFiles gives the ESP's files for a verity root hash: typically a
@@ -88,7 +89,8 @@ func Build(ctx context.Context, s Spec, out string) (*Result, error) {
 		return nil, err
 	}
 	step("disk")
-	l := Layout{ESP: esp, Data: data, Hash: hash, RootHash: root, Usr: s.Usr, StateSize: s.StateSize, StateLabel: s.StateLabel, Seed: s.Seed}
+	l := Layout{ESP: esp, Data: data, Hash: hash, RootHash: root, Usr: s.Usr, StateSize: s.StateSize, StateLabel: s.StateLabel, Seed: s.Seed,
+		MoveData: strings.HasPrefix(data, work+string(filepath.Separator))}
 	parts, err := l.Write(out)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/verity"
 )
@@ -34,6 +36,12 @@ type Layout struct {
 	StateLabel string
 	// Seed gives the disk GUID and the ESP's and state partition's UUIDs.
 	Seed Seed
+	// MoveData lets Write turn the Data file itself into the disk (a
+	// scratch file in out's file system): its blocks are shifted to the
+	// partition's offset with FALLOC_FL_INSERT_RANGE instead of copied.
+	// Where the file system cannot (tmpfs, ext4 without extents), or for a
+	// caller's own image, the data is copied.
+	MoveData bool
 }
 
 // Partition is one partition of a written disk.
@@ -107,11 +115,14 @@ func (l *Layout) Write(out string) ([]Partition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan the disk: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	tmp, err := l.diskFile(out, t.Partitions[1].Start)
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name())
+	if tmp.Name() == l.Data {
+		srcs[1] = "" // already in place
+	}
 	err = writeDisk(tmp, t, total, srcs)
 	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
 		return nil, fmt.Errorf("write %s: %w", out, err)
@@ -122,6 +133,23 @@ func (l *Layout) Write(out string) ([]Partition, error) {
 	return partitions(t), nil
 }
 
+// diskFile returns the file the disk is written to: with MoveData, the
+// data file with dataStart bytes inserted before its contents, else a new
+// temporary file next to out.
+func (l *Layout) diskFile(out string, dataStart int64) (*os.File, error) {
+	if l.MoveData {
+		f, err := os.OpenFile(l.Data, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		if unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_INSERT_RANGE, 0, dataStart) == nil {
+			return f, nil
+		}
+		f.Close() // not supported here: copy instead
+	}
+	return os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+}
+
 func writeDisk(f *os.File, t *gpt.Table, total int64, srcs []string) error {
 	if err := f.Truncate(total); err != nil {
 		return err
@@ -130,6 +158,9 @@ func writeDisk(f *os.File, t *gpt.Table, total int64, srcs []string) error {
 		return err
 	}
 	for i, p := range srcs {
+		if p == "" {
+			continue
+		}
 		if err := copyAt(f, t.Partitions[i].Start, p); err != nil {
 			return err
 		}

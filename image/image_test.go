@@ -251,3 +251,46 @@ func TestSeedUUIDs(t *testing.T) {
 		t.Error("the same seed and purpose gave different uuids")
 	}
 }
+
+// TestLayoutMoveData: the disk made by moving the data file into place
+// (FALLOC_FL_INSERT_RANGE) is byte for byte the one made by copying it, on
+// a file system that can insert ranges and on one that cannot (tmpfs, where
+// Write falls back to copying).
+func TestLayoutMoveData(t *testing.T) {
+	dirs := []string{t.TempDir()}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "layout-")
+		if err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			dirs = append(dirs, d)
+		}
+	}
+	var want []byte
+	for _, dir := range dirs {
+		for _, move := range []bool{false, true} {
+			put := func(name string, size int, fill byte) string {
+				p := filepath.Join(dir, name)
+				if err := os.WriteFile(p, bytes.Repeat([]byte{fill}, size), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			l := Layout{ESP: put("esp", 1<<20, 'e'), Data: put("data", 3<<20+4096, 'd'), Hash: put("hash", 8192, 'h'),
+				RootHash: bytes.Repeat([]byte{7}, 32), StateSize: 1 << 20, Seed: NewSeed("move"), MoveData: move}
+			out := filepath.Join(dir, "disk.raw")
+			if _, err := l.Write(out); err != nil {
+				t.Fatalf("%s, move %v: %v", dir, move, err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want == nil {
+				want = got
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("%s, move %v: the disk differs from the copied one", dir, move)
+			}
+			os.Remove(out)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 type entry struct {
 	mode   fs.FileMode // type bits and permissions
 	data   []byte
+	src    string // a host file read when the archive is written
 	target string // symlinks
 	major  uint32 // devices
 	minor  uint32
@@ -56,7 +57,8 @@ func (a *Archive) Has(p string) bool {
 }
 
 // HostFile copies the regular host file src to guest path p, with its
-// permission bits.
+// permission bits. The file is read when the archive is written (one at a
+// time, so that an archive of large files does not sit in memory).
 func (a *Archive) HostFile(p, src string) error {
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -65,11 +67,17 @@ func (a *Archive) HostFile(p, src string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("add %s: %s is not a regular file", p, src)
 	}
-	data, err := os.ReadFile(src)
+	return a.hostFile(p, src, fi.Mode().Perm())
+}
+
+// hostFile adds the host file src as p with the permission bits perm.
+func (a *Archive) hostFile(p, src string, perm fs.FileMode) error {
+	f, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("add %s: %w", p, err)
 	}
-	a.File(p, fi.Mode().Perm(), data)
+	f.Close()
+	a.put(p, entry{mode: perm.Perm(), src: src})
 	return nil
 }
 
@@ -116,6 +124,12 @@ func writeEntry(w *CPIOWriter, p string, e entry) error {
 		return w.Symlink(p, e.target)
 	case e.mode&fs.ModeCharDevice != 0:
 		return w.CharDevice(p, e.mode, e.major, e.minor)
+	case e.src != "":
+		data, err := os.ReadFile(e.src)
+		if err != nil {
+			return fmt.Errorf("add %s: %w", p, err)
+		}
+		return w.File(p, e.mode, data)
 	}
 	return w.File(p, e.mode, e.data)
 }

@@ -86,7 +86,7 @@ func Build(ctx context.Context, s Spec, w io.Writer) error {
 	if !s.Gzip {
 		return a.Write(w)
 	}
-	zw := gzip.NewWriter(w)
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	if err := a.Write(zw); err != nil {
 		return err
 	}

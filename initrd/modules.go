@@ -179,11 +179,9 @@ func (m *Modules) AddTo(ctx context.Context, a *Archive, p ModulePlan) error {
 	var dep strings.Builder
 	shipped := map[string]bool{}
 	for _, rel := range p.Ship {
-		data, err := m.uncompressed(ctx, rel)
-		if err != nil {
+		if err := m.add(ctx, a, rel); err != nil {
 			return err
 		}
-		a.File(GuestModulePath(m.Version, rel), 0o644, data)
 		shipped[ModuleName(rel)] = true
 		fmt.Fprintf(&dep, "%s:", strings.TrimSuffix(rel, ".xz"))
 		for _, d := range m.deps[rel] {
@@ -209,6 +207,25 @@ func (m *Modules) AddTo(ctx context.Context, a *Archive, p ModulePlan) error {
 	a.File(base+"/modules.dep", 0o644, []byte(dep.String()))
 	a.File(base+"/modules.alias", 0o644, []byte(alias.String()))
 	a.File(base+"/modules.builtin", 0o644, builtin)
+	return nil
+}
+
+// add adds the module file rel to a, uncompressed: as a host file (read
+// when a is written) when it is not compressed or is in CacheDir, else
+// decompressed in memory.
+func (m *Modules) add(ctx context.Context, a *Archive, rel string) error {
+	guest := GuestModulePath(m.Version, rel)
+	if !strings.HasSuffix(rel, ".xz") {
+		return a.hostFile(guest, filepath.Join(m.Dir, filepath.FromSlash(rel)), 0o644)
+	}
+	data, err := m.uncompressed(ctx, rel)
+	if err != nil {
+		return err
+	}
+	if m.CacheDir != "" {
+		return a.hostFile(guest, filepath.Join(m.CacheDir, filepath.FromSlash(strings.TrimSuffix(rel, ".xz"))), 0o644)
+	}
+	a.File(guest, 0o644, data)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/foxboron/go-uefi/authenticode"
@@ -189,7 +190,13 @@ func (s *Signer) SignPE(pe []byte) ([]byte, error) {
 	if _, err := img.Sign(s.key, s.cert, pkcs7.NoAttr()); err != nil {
 		return nil, fmt.Errorf("sign pe: %w", err)
 	}
-	out := img.Bytes()
+	// The signed image is the padded one with the certificate table
+	// appended: read it into a buffer of exactly that size (go-uefi's
+	// Bytes would double its buffer at the end, a UKI's size more memory).
+	out := make([]byte, len(padded)+int(img.Datadir.Size))
+	if _, err := io.ReadFull(img.Open(), out); err != nil {
+		return nil, fmt.Errorf("sign pe: %w", err)
+	}
 	setPEChecksum(out)
 	return out, nil
 }
@@ -219,9 +226,13 @@ func setPEChecksum(b []byte) {
 	binary.LittleEndian.PutUint32(b[off:], uint32(sum)+uint32(len(b)))
 }
 
-// padPE returns pe padded with zeros to a multiple of [peAlignment] bytes.
+// padPE returns pe padded with zeros to a multiple of [peAlignment] bytes
+// (pe itself when it is already).
 func padPE(pe []byte) []byte {
 	n := (len(pe) + peAlignment - 1) / peAlignment * peAlignment
+	if n == len(pe) {
+		return pe
+	}
 	out := make([]byte, n)
 	copy(out, pe)
 	return out

@@ -143,6 +143,13 @@ func TestSignPEDeterministic(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Error("two signatures of the same image with the same key differ")
 	}
+	// An image already a multiple of 8 bytes is signed without a padded
+	// copy; the caller's bytes must stay as they were.
+	aligned := padPE(img)
+	before := bytes.Clone(aligned)
+	if _, err := ks.DB.SignPE(aligned); err != nil || !bytes.Equal(aligned, before) {
+		t.Errorf("SignPE changed its input (err %v)", err)
+	}
 	if _, err := ks.DB.SignPE(a); err == nil || !strings.Contains(err.Error(), "already has an attribute certificate table") {
 		t.Errorf("re-signing a signed image: err = %v, want refusal", err)
 	}

@@ -34,7 +34,12 @@ func Assemble(stub []byte, parts []Part) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stub: %w", err)
 	}
-	im.b = bytes.Clone(stub[:im.rawEnd()])
+	size := uint64(im.rawEnd())
+	for _, p := range parts {
+		size = alignUp(size, uint64(im.fileAlignment())) + alignUp(uint64(len(p.Data)), uint64(im.fileAlignment()))
+	}
+	// One allocation for the whole image (a UKI is tens of MiB).
+	im.b = append(make([]byte, 0, alignUp(size, 8)), stub[:im.rawEnd()]...)
 	im.resetForAppend()
 	for _, p := range parts {
 		if err := im.add(p); err != nil {

@@ -79,6 +79,21 @@ func (o *initrdFlags) spec() (initrd.Spec, error) {
 		Confidisk: bin, Tools: o.tools, Files: files, BootArgs: o.bootArgs, Gzip: o.compress == "gzip"}, nil
 }
 
+// decompressInto gives spec's modules a temporary directory for the
+// decompressed .ko.xz files, so that the initrd is written from files
+// rather than held in memory; the returned function removes it.
+func decompressInto(spec *initrd.Spec) (func(), error) {
+	if spec.Modules == nil {
+		return func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "confidisk-modules-")
+	if err != nil {
+		return nil, err
+	}
+	spec.Modules.CacheDir = dir
+	return func() { os.RemoveAll(dir) }, nil
+}
+
 // defaultGuestBinary is confidisk-guest beside the running binary (the
 // guest-only build), or the running binary itself.
 func defaultGuestBinary() (string, error) {
@@ -134,6 +149,11 @@ the operator's recovery key /etc/confidisk/recovery.pub; add them with --file.`,
 			if !force && fileExists(out) {
 				return fmt.Errorf("%s exists (use --force to replace it)", out)
 			}
+			cleanup, err := decompressInto(&spec)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
 			return writeAtomic(out, 0o644, func(f *os.File) error { return initrd.Build(cmd.Context(), spec, f) })
 		},
 	}
