@@ -48,6 +48,7 @@ bench: build
 	@bench/verity.sh
 	@bench/luks.sh
 	@bench/broker.sh
+	@bench/image.sh
 
 # Short fuzzing run of every fuzz target (FUZZTIME=30s by default): every
 # "func FuzzX" in a _test.go file of the module.
