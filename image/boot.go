@@ -44,10 +44,15 @@ type UKIBoot struct {
 	OSRelease []byte
 	Uname     string
 	SBAT      []byte
-	Cmdline   string
-	Usr       bool
-	Signer    PESigner
-	built     *BootArtifacts
+	// Cmdline is the UKI's .cmdline (measured into PCR 11).
+	Cmdline string
+	// Usr puts usrhash= instead of roothash= into the addon (set it with
+	// Spec.Usr).
+	Usr bool
+	// Signer signs the UKI and the addon; nil leaves them unsigned.
+	Signer PESigner
+
+	built *BootArtifacts // what the last ESPFiles made
 }
 
 // BootArtifacts are the signed images [UKIBoot] wrote, for the reference

@@ -200,22 +200,22 @@ func runImageBuild(cmd *cobra.Command, o *imageBuildFlags, out string) error {
 	// MiB; the root file system streams): collect at half the default
 	// growth so that the peak RSS stays near what is live.
 	debug.SetGCPercent(50)
-	spec, boot, keys, cleanup, err := o.check(cmd, out)
+	in, err := o.check(cmd, out)
+	defer in.cleanup()
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	spec.Progress = func(step string) {
+	in.spec.Progress = func(step string) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "image build: %5.1fs %s\n", time.Since(start).Seconds(), step)
 	}
-	res, err := image.Build(cmd.Context(), spec, out)
+	res, err := image.Build(cmd.Context(), in.spec, out)
 	if err != nil {
 		return err
 	}
-	report := imageReport{Result: res, Seed: spec.Seed.String()}
-	if keys != nil {
-		spec.Progress("reference values")
-		if report.PCRs, err = o.writeReferences(boot, res, keys); err != nil {
+	report := imageReport{Result: res, Seed: in.spec.Seed.String()}
+	if in.sb != nil {
+		in.spec.Progress("reference values")
+		if report.PCRs, err = o.writeReferences(in, res); err != nil {
 			os.Remove(out)
 			return err
 		}
@@ -234,39 +234,77 @@ type imageReport struct {
 	PCRs map[int]string `json:"pcrs,omitempty"`
 }
 
+// buildInputs are the checked inputs of a build.
+type buildInputs struct {
+	spec image.Spec
+	boot *image.UKIBoot
+	// sb is the firmware's Secure Boot state for PCR 7, nil without keys.
+	sb   *secureboot.SecureBootVars
+	pcrs []int
+	// cleanup removes the initrd check built.
+	cleanup func()
+}
+
 // check validates the flags and reads the inputs before anything is
-// written; cleanup removes the initrd it built.
-func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (spec image.Spec, boot *image.UKIBoot, keys *secureboot.KeySet, cleanup func(), err error) {
-	cleanup = func() {}
-	if err := o.checkPaths(out); err != nil {
-		return spec, nil, nil, cleanup, err
+// written.
+func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (*buildInputs, error) {
+	in := &buildInputs{cleanup: func() {}}
+	var err error
+	if err = o.checkPaths(out); err != nil {
+		return in, err
 	}
-	if spec, err = o.diskSpec(); err != nil {
-		return spec, nil, nil, cleanup, err
+	if in.pcrs, err = o.pcrList(); err != nil {
+		return in, err
 	}
-	if boot, err = o.uki(); err != nil {
-		return spec, nil, nil, cleanup, err
+	if in.spec, err = o.diskSpec(); err != nil {
+		return in, err
+	}
+	if in.boot, err = o.uki(); err != nil {
+		return in, err
 	}
 	if o.keys != "" {
-		if keys, err = secureboot.LoadKeySet(o.keys); err != nil {
-			return spec, nil, nil, cleanup, err
+		keys, err := secureboot.LoadKeySet(o.keys)
+		if err != nil {
+			return in, err
 		}
-		boot.Signer = keys.DB
-	}
-	if boot.InitrdFile == "" {
-		if boot.InitrdFile, err = o.buildInitrd(cmd); err != nil {
-			return spec, nil, nil, cleanup, err
+		in.boot.Signer = keys.DB
+		if in.sb, err = o.secureBootVars(keys); err != nil {
+			return in, err
 		}
-		cleanup = func() { os.Remove(boot.InitrdFile) }
 	}
-	if err := boot.Check(); err != nil {
-		return spec, nil, nil, cleanup, err
+	if in.boot.InitrdFile == "" {
+		if in.boot.InitrdFile, err = o.buildInitrd(cmd); err != nil {
+			return in, err
+		}
+		f := in.boot.InitrdFile
+		in.cleanup = func() { os.Remove(f) }
 	}
-	if _, err := o.pcrList(); err != nil {
-		return spec, nil, nil, cleanup, err
+	if err := in.boot.Check(); err != nil {
+		return in, err
 	}
-	spec.Boot = boot
-	return spec, boot, keys, cleanup, nil
+	in.spec.Boot = in.boot
+	return in, nil
+}
+
+// secureBootVars is what the firmware will hold once keys and the dbx
+// (--dbx, default KEYS/dbx.esl) are enrolled.
+func (o *imageBuildFlags) secureBootVars(keys *secureboot.KeySet) (*secureboot.SecureBootVars, error) {
+	dbxPath := o.dbx
+	if dbxPath == "" {
+		dbxPath = filepath.Join(o.keys, "dbx.esl")
+	}
+	dbx, err := os.ReadFile(dbxPath)
+	if err != nil {
+		return nil, fmt.Errorf("dbx: %w", err)
+	}
+	if _, err := secureboot.ParseSignatureLists(dbx); err != nil {
+		return nil, fmt.Errorf("dbx %s: %w", dbxPath, err)
+	}
+	sb, err := keys.SecureBootVars(dbx)
+	if err != nil {
+		return nil, err
+	}
+	return &sb, nil
 }
 
 // checkPaths checks the required flags and that no output exists.
@@ -405,29 +443,13 @@ func (o *imageBuildFlags) pcrList() ([]int, error) {
 
 // writeReferences predicts the boot's measurements and writes the policy
 // and the reference document.
-func (o *imageBuildFlags) writeReferences(boot *image.UKIBoot, res *image.Result, keys *secureboot.KeySet) (map[int]string, error) {
-	dbxPath := o.dbx
-	if dbxPath == "" {
-		dbxPath = filepath.Join(o.keys, "dbx.esl")
-	}
-	dbx, err := os.ReadFile(dbxPath)
-	if err != nil {
-		return nil, fmt.Errorf("dbx: %w", err)
-	}
-	if _, err := secureboot.ParseSignatureLists(dbx); err != nil {
-		return nil, fmt.Errorf("dbx %s: %w", dbxPath, err)
-	}
-	sb, err := keys.SecureBootVars(dbx)
-	if err != nil {
-		return nil, err
-	}
+func (o *imageBuildFlags) writeReferences(in *buildInputs, res *image.Result) (map[int]string, error) {
 	root, _ := hex.DecodeString(res.RootHash)
-	ref, err := image.Predict(boot.Artifacts(), root, sb)
+	ref, err := image.Predict(in.boot.Artifacts(), root, *in.sb)
 	if err != nil {
 		return nil, err
 	}
-	pcrs, _ := o.pcrList()
-	pol, err := ref.Policy(pcrs)
+	pol, err := ref.Policy(in.pcrs)
 	if err != nil {
 		return nil, err
 	}

@@ -193,6 +193,7 @@ func TestImageBuildRefuses(t *testing.T) {
 		{"no keys", map[string]string{"--keys": ""}, "--keys DIR is required"},
 		{"bad size", map[string]string{"--state-size": "lots"}, "--state-size"},
 		{"bad pcrs", map[string]string{"--policy-pcrs": "4,9"}, "--policy-pcrs"},
+		{"bad dbx", map[string]string{"--dbx": text}, "dbx "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
