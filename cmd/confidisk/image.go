@@ -83,19 +83,35 @@ func runImageKeys(cmd *cobra.Command, dir, ownerStr, name, authTimeStr string, y
 	if years < 1 || years > 100 {
 		return usageError{fmt.Errorf("--years %d: want 1 to 100", years)}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
 	notBefore := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	ks, err := secureboot.GenerateKeys(rand.Reader, owner, name, notBefore, notBefore.AddDate(years, 0, 0))
 	if err != nil {
 		return err
 	}
-	if err := ks.WriteDir(dir, authTime); err != nil {
+	if err := writeKeyDir(dir, ks, authTime); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "wrote Secure Boot keys to %s (owner %s); keep db.key, KEK.key and PK.key offline\n", dir, owner)
 	return nil
+}
+
+// writeKeyDir writes ks into dir. A new dir is made under a temporary name
+// and renamed when complete, so that an interrupted run leaves no half key
+// set; into an existing dir each file is written atomically and none is
+// overwritten.
+func writeKeyDir(dir string, ks *secureboot.KeySet, authTime time.Time) error {
+	if _, err := os.Stat(dir); err == nil {
+		return ks.WriteDir(dir, authTime)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := ks.WriteDir(tmp, authTime); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
 }
 
 func ownerGUID(s string) (secureboot.GUID, error) {
