@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // A debPackage is a Debian package the lab unpacks from outside the
@@ -76,9 +77,10 @@ func fetchDeb(ctx context.Context, cacheDir string, pkg debPackage, dir string) 
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	download := append(opts, "download", pkg.Name+"="+pkg.Version)
+	download := slices.Concat(opts, []string{"download", pkg.Name + "=" + pkg.Version})
 	if _, err := runOut(ctx, tmp, aptGet, download...); err != nil {
-		if _, uerr := runOut(ctx, "", aptGet, append(opts, "update")...); uerr != nil {
+		// First use (no package lists yet), or lists older than the pin.
+		if _, uerr := runOut(ctx, "", aptGet, slices.Concat(opts, []string{"update"})...); uerr != nil {
 			return fmt.Errorf("apt-get update (lab apt state): %w", uerr)
 		}
 		if _, err := runOut(ctx, tmp, aptGet, download...); err != nil {

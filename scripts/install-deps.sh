@@ -58,8 +58,24 @@ ensure_kernel_suite() {
     apt-get update -q >/dev/null
   fi
 }
+# osslsigncode before 2.6 (bookworm has 2.5) cannot verify Authenticode
+# signatures without authenticated attributes, which sbsign and confidisk
+# write and UEFI firmware accepts: the tests' oracle comes from
+# bookworm-backports (2.9) then. Backports have a low apt priority, so
+# nothing else is taken from them.
+ensure_osslsigncode() {
+  local v
+  v=$(osslsigncode --version 2>/dev/null | awk 'NR==1 {print $2}' | tr -d ,)
+  [ -n "$v" ] && dpkg --compare-versions "$v" ge 2.6 && return 0
+  [ "$(id -u)" -eq 0 ] || { echo "osslsigncode ${v:-missing}: the tests need 2.6 or later (bookworm-backports has 2.9)" >&2; return 1; }
+  uri=$(grep -hE '^(deb [^ ]+/debian bookworm( |$)|URIs: .*/debian$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | head -1 | awk '{print $2}' || true)
+  echo "deb ${uri:-http://deb.debian.org/debian} bookworm-backports main" >/etc/apt/sources.list.d/confidisk-bookworm-backports.list
+  echo "added bookworm-backports to apt's sources (osslsigncode 2.9 is there)"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports osslsigncode >/dev/null
+}
 if [ ${#missing[@]} -eq 0 ]; then
-  ensure_kernel_suite
+  ensure_kernel_suite && ensure_osslsigncode
   exit $?
 fi
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
@@ -73,3 +89,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends $pkgs file >/dev/null
 ensure_kernel_suite
+ensure_osslsigncode
