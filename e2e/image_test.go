@@ -151,7 +151,7 @@ func newImageLab(t *testing.T) *imageLab {
 
 // build runs `confidisk image build` into dir and returns the disk, the
 // policy and the reference values.
-func (l *imageLab) build(t *testing.T, dir string) (disk string, ref *image.Reference) {
+func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet) (disk string, ref *image.Reference) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func (l *imageLab) build(t *testing.T, dir string) (disk string, ref *image.Refe
 	disk = filepath.Join(dir, "disk.img")
 	args := []string{"image", "build", "--root", l.rootfs, "--fs", "erofs",
 		"--kernel", l.kernel.Vmlinuz, "--modules-dir", l.kernel.ModulesDir, "--confidisk", l.guest,
-		"--stub", l.stubs.Linux, "--addon-stub", l.stubs.Addon, "--keys", l.keys,
+		"--stub", stubs.Linux, "--addon-stub", stubs.Addon, "--keys", l.keys,
 		"--cmdline", l.cmdline, "--seed", "confidisk lab image", "--state-size", "64M",
 		"--policy", filepath.Join(dir, "policy.json"), "--reference", filepath.Join(dir, "reference.json"), "--json"}
 	for _, f := range l.files {
@@ -199,13 +199,17 @@ func (l *imageLab) machine(t *testing.T, disk, vars string) *lab.Machine {
 // checks each claim against what the host can do.
 func TestLabImage(t *testing.T) {
 	l := newImageLab(t)
-	disk, ref := l.build(t, filepath.Join(l.dir, "v1"))
-	pol, err := attest.LoadPolicy(filepath.Join(l.dir, "v1", "policy.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	disk, ref := l.build(t, filepath.Join(l.dir, "v1"), l.stubs)
 	t.Run("reproducible", func(t *testing.T) { l.checkReproducible(t, disk) })
-	t.Run("boot", func(t *testing.T) { l.checkBoot(t, disk, ref, pol) })
+	t.Run("boot", func(t *testing.T) { l.checkBoot(t, "image-boot", disk, ref) })
+	t.Run("boot-257", func(t *testing.T) {
+		s, err := lab.Stubs(context.Background(), "", 257)
+		if err != nil {
+			testutil.Missing(t, "systemd-boot-efi 257", err.Error())
+		}
+		d, r := l.build(t, filepath.Join(l.dir, "v257"), s)
+		l.checkBoot(t, "image-boot-257", d, r)
+	})
 	t.Run("unsigned-uki", func(t *testing.T) { l.checkUnsignedUKI(t, disk) })
 	t.Run("foreign-addon", func(t *testing.T) { l.checkForeignAddon(t, disk) })
 	t.Run("cmdline-override", func(t *testing.T) { l.checkCmdlineOverride(t, disk, ref) })
@@ -215,7 +219,7 @@ func TestLabImage(t *testing.T) {
 // disk and policy both.
 func (l *imageLab) checkReproducible(t *testing.T, disk string) {
 	start := time.Now()
-	disk2, _ := l.build(t, filepath.Join(l.dir, "v1-again"))
+	disk2, _ := l.build(t, filepath.Join(l.dir, "v1-again"), l.stubs)
 	for _, f := range [][2]string{{disk, disk2}, {filepath.Join(filepath.Dir(disk), "policy.json"), filepath.Join(filepath.Dir(disk2), "policy.json")}} {
 		a, b := fileDigest(t, f[0]), fileDigest(t, f[1])
 		if a != b {
@@ -239,12 +243,21 @@ func fileDigest(t *testing.T, p string) string {
 // addon, the state volume is self-encrypted, the broker with the generated
 // policy accepts the evidence, and the PCRs the guest reads are the
 // predicted ones.
-func (l *imageLab) checkBoot(t *testing.T, disk string, ref *image.Reference, pol *attest.Policy) {
+func (l *imageLab) checkBoot(t *testing.T, name, disk string, ref *image.Reference) {
+	pol, err := attest.LoadPolicy(filepath.Join(filepath.Dir(disk), "policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := l.broker.SetPolicy(pol); err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
+	before, err := l.broker.Store.Volumes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := l.machine(t, disk, l.varsSB)
-	res := lab.RunScenario(t, lab.Scenario{Name: "image-boot", Machine: m,
+	res := lab.RunScenario(t, lab.Scenario{Name: name, Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
 	details := map[string]string{}
 	for _, r := range res.Results {
@@ -261,27 +274,38 @@ func (l *imageLab) checkBoot(t *testing.T, disk string, ref *image.Reference, po
 			t.Errorf("pcr %d: the guest reads %s, predicted %s", i, details["pcrs"], ref.PCRs[i])
 		}
 	}
-	vols, err := l.broker.Store.Volumes(context.Background())
-	if err != nil || len(vols) != 1 {
-		t.Fatalf("broker volumes %+v, %v: want the one the guest registered", vols, err)
+	vols, err := l.broker.Store.Volumes(ctx)
+	if err != nil || len(vols) != len(before)+1 {
+		t.Fatalf("broker volumes %d after the boot, %d before (%v): want the one the guest registered", len(vols), len(before), err)
 	}
-	if e, err := l.broker.Store.Epoch(context.Background(), vols[0].UUID); err != nil || e == 0 {
-		t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", vols[0].UUID, e, err)
+	for _, v := range vols {
+		if e, err := l.broker.Store.Epoch(ctx, v.UUID); err != nil || e == 0 {
+			t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", v.UUID, e, err)
+		}
 	}
-	sealed, err := os.ReadFile(m.Disks[0].Path)
+	f, err := os.Open(m.Disks[0].Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(sealed, []byte("written\n")) && !bytes.Contains(sealed, []byte("LUKS\xba\xbe")) {
-		t.Error("the state partition holds plaintext and no LUKS2 header")
-	}
-	if !bytes.Contains(sealed, []byte("LUKS\xba\xbe")) {
-		t.Error("no LUKS2 header on the disk after the first boot: the state volume was not self-encrypted")
+	defer f.Close()
+	magic := make([]byte, 6)
+	if _, err := f.ReadAt(magic, partitionStart(t, m.Disks[0].Path, stateType)); err != nil || string(magic) != "LUKS\xba\xbe" {
+		t.Errorf("the state partition starts with %q (%v), not a LUKS2 header: it was not self-encrypted", magic, err)
 	}
 }
 
-// espOffset is the byte offset of the disk's ESP (partition 1).
-func espOffset(t *testing.T, disk string) int64 {
+// GPT partition types (Discoverable Partitions Specification).
+const (
+	espType   = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+	stateType = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
+)
+
+// espOffset is the byte offset of the disk's ESP.
+func espOffset(t *testing.T, disk string) int64 { return partitionStart(t, disk, espType) }
+
+// partitionStart is the byte offset of the disk's partition of type typ,
+// read with sfdisk.
+func partitionStart(t *testing.T, disk, typ string) int64 {
 	t.Helper()
 	out := run(t, "sfdisk", "--json", disk)
 	var pt struct {
@@ -297,7 +321,7 @@ func espOffset(t *testing.T, disk string) int64 {
 		t.Fatal(err)
 	}
 	for _, p := range pt.PartitionTable.Partitions {
-		if strings.EqualFold(p.Type, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") {
+		if strings.EqualFold(p.Type, typ) {
 			ss := pt.PartitionTable.SectorSize
 			if ss == 0 {
 				ss = 512
@@ -305,7 +329,7 @@ func espOffset(t *testing.T, disk string) int64 {
 			return p.Start * ss
 		}
 	}
-	t.Fatal("no ESP on the disk")
+	t.Fatalf("no partition of type %s on the disk", typ)
 	return 0
 }
 
