@@ -36,15 +36,40 @@ type PCRSignature struct {
 	Sig  string `json:"sig"`
 }
 
-// PublicKeyFingerprint is systemd's pkfp: SHA-256 of the DER
-// SubjectPublicKeyInfo (tpm2-util.c find_signature, pubkey_fingerprint).
+// PublicKeyFingerprint is systemd's pkfp: SHA-256 of the key's DER as
+// OpenSSL's i2d_PublicKey writes it, which for RSA is the PKCS#1
+// RSAPublicKey, not the SubjectPublicKeyInfo (tpm2-util.c
+// pubkey_fingerprint; checked against systemd-measure sign in the tests).
 func PublicKeyFingerprint(k *rsa.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(k)
+	h := sha256.Sum256(x509.MarshalPKCS1PublicKey(k))
+	return h[:], nil
+}
+
+// SignPCRValues returns a systemd PCR signature document (the UKI's
+// .pcrsig, as systemd-measure sign writes it) with one entry per value in
+// values: each the PolicyPCR digest of PCR pcr at that value in bank
+// ([PolicyDigest]), signed with k ([SignPCRPolicy]), with k's fingerprint.
+// A TPM2_PolicyAuthorize sealing policy of k's public key is then satisfied
+// whenever PCR pcr holds one of the values.
+func SignPCRValues(k *rsa.PrivateKey, bank Bank, pcr int, values [][]byte) ([]byte, error) {
+	fp, err := PublicKeyFingerprint(&k.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256(der)
-	return h[:], nil
+	entries := make([]PCRSignature, 0, len(values))
+	for _, v := range values {
+		pol, err := PolicyDigest(bank, []int{pcr}, map[int][]byte{pcr: v}, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		sig, err := SignPCRPolicy(k, pol)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, PCRSignature{PCRs: []int{pcr}, PKFP: hex.EncodeToString(fp),
+			Pol: hex.EncodeToString(pol), Sig: base64.StdEncoding.EncodeToString(sig)})
+	}
+	return json.Marshal(map[string][]PCRSignature{string(bank): entries})
 }
 
 // FindPCRSignature finds the signature in a signature document for bank,
