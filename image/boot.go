@@ -2,7 +2,10 @@ package image
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/uki"
 )
 
@@ -51,6 +55,13 @@ type UKIBoot struct {
 	Usr bool
 	// Signer signs the UKI and the addon; nil leaves them unsigned.
 	Signer PESigner
+	// PCRKey, when set, adds .pcrpkey (its public key, PEM) and .pcrsig
+	// (systemd's PCR signature document) to the UKI: signatures of the
+	// PCR 11 values of PCRPhases (nil: [uki.ConfidiskPhases]), which a
+	// volume sealed to the key's TPM2_PolicyAuthorize unseals with
+	// (systemd-stub(7), "TPM2 PCR signatures").
+	PCRKey    *rsa.PrivateKey
+	PCRPhases []string
 
 	built *BootArtifacts // what the last ESPFiles made
 }
@@ -173,6 +184,11 @@ func (u *UKIBoot) build(rootHash []byte) (*BootArtifacts, error) {
 	if len(u.SBAT) > 0 {
 		parts = append(parts, uki.Part{Name: ".sbat", Data: u.SBAT})
 	}
+	if u.PCRKey != nil {
+		if parts, err = u.withPCRSignature(parts); err != nil {
+			return nil, fmt.Errorf("uki: pcr signature: %w", err)
+		}
+	}
 	if art.UKI, err = u.assemble(u.Stub, parts); err != nil {
 		return nil, fmt.Errorf("uki: %w", err)
 	}
@@ -184,6 +200,40 @@ func (u *UKIBoot) build(rootHash []byte) (*BootArtifacts, error) {
 		}
 	}
 	return art, nil
+}
+
+// withPCRSignature returns parts with .pcrpkey and .pcrsig: the PCR 11
+// values are those of the UKI with .pcrpkey (measured) and without .pcrsig
+// (never measured), so a first assembly gives them.
+func (u *UKIBoot) withPCRSignature(parts []uki.Part) ([]uki.Part, error) {
+	der, err := x509.MarshalPKIXPublicKey(&u.PCRKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	parts = append(parts, uki.Part{Name: ".pcrpkey", Data: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})})
+	draft, err := uki.Assemble(u.Stub, parts)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := uki.KernelBootEvents(draft)
+	if err != nil {
+		return nil, err
+	}
+	base := uki.Extend(ev)
+	phases := u.PCRPhases
+	if phases == nil {
+		phases = uki.ConfidiskPhases()
+	}
+	var values [][]byte
+	for _, ph := range phases {
+		v := uki.PhaseValue(base, ph)
+		values = append(values, v[:])
+	}
+	doc, err := tpm.SignPCRValues(u.PCRKey, tpm.SHA256, uki.PCRKernelBoot, values)
+	if err != nil {
+		return nil, err
+	}
+	return append(parts, uki.Part{Name: ".pcrsig", Data: doc}), nil
 }
 
 // assemble makes and signs one image. It clears parts once they are in

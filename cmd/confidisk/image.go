@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/confidisk/confidisk/image"
 	"github.com/confidisk/confidisk/initrd"
 	"github.com/confidisk/confidisk/secureboot"
+	"github.com/confidisk/confidisk/uki"
 )
 
 func newImageCmd() *cobra.Command {
@@ -135,7 +137,8 @@ func ownerGUID(s string) (secureboot.GUID, error) {
 type imageBuildFlags struct {
 	root, fsType, rootSize                                  string
 	kernel, initrdFile, stub, addonStub, osRelease, cmdline string
-	uname, sbat                                             string
+	uname, sbat, pcrKey                                     string
+	pcrPhases                                               []string
 	keys, dbx, policy, policyPCRs, reference, seed          string
 	espSize, stateSize, stateLabel                          string
 	unsigned, force, asJSON                                 bool
@@ -170,6 +173,8 @@ func newImageBuildCmd() *cobra.Command {
 	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "the kernel command line embedded in the UKI (measured into PCR 11)")
 	f.StringVar(&o.uname, "uname", "", "the UKI's .uname, the kernel release (default: the base name of --modules-dir)")
 	f.StringVar(&o.sbat, "sbat", "", "file of SBAT lines merged into the stub's .sbat")
+	f.StringVar(&o.pcrKey, "pcr-private-key", "", "RSA key (PEM) that signs the UKI's PCR 11 values: adds .pcrpkey and .pcrsig (systemd-measure sign's format) for signed PCR policies")
+	f.StringSliceVar(&o.pcrPhases, "pcr-phases", uki.ConfidiskPhases(), "boot phases whose PCR 11 values --pcr-private-key signs (systemd-pcrphase words joined by ':'; the empty phase is the stub's value, where confidisk boot unseals)")
 	f.StringVar(&o.keys, "keys", "", "Secure Boot key directory (confidisk image keys): db signs the UKI and addon; PK, KEK, db and dbx give PCR 7")
 	f.StringVar(&o.dbx, "dbx", "", "the dbx the firmware will hold, an EFI_SIGNATURE_LIST file, for PCR 7 (default: KEYS/dbx.esl)")
 	f.BoolVar(&o.unsigned, "unsigned", false, "build without --keys: nothing is signed and no reference values are written (a Secure Boot firmware refuses the disk)")
@@ -278,6 +283,12 @@ func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (*buildInputs, e
 	if in.boot, err = o.uki(); err != nil {
 		return in, err
 	}
+	if o.pcrKey != "" {
+		if in.boot.PCRKey, err = loadRSAKey(o.pcrKey); err != nil {
+			return in, fmt.Errorf("--pcr-private-key: %w", err)
+		}
+		in.boot.PCRPhases = o.pcrPhases
+	}
 	if o.keys != "" {
 		keys, err := secureboot.LoadKeySet(o.keys)
 		if err != nil {
@@ -300,6 +311,23 @@ func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (*buildInputs, e
 	}
 	in.spec.Boot = in.boot
 	return in, nil
+}
+
+// loadRSAKey reads an RSA private key (PEM, PKCS#1 or PKCS#8).
+func loadRSAKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := secureboot.ParsePrivateKeyPEM(b)
+	if err != nil {
+		return nil, err
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T, want an RSA key (TPM2 signed policies here are RSA)", path, k)
+	}
+	return rk, nil
 }
 
 // secureBootVars is what the firmware will hold once keys and the dbx

@@ -5,7 +5,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +23,8 @@ import (
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/tpm"
+	"github.com/confidisk/confidisk/uki"
 )
 
 // imageInputs are the files of an image build: Secure Boot keys, the 254
@@ -194,6 +201,7 @@ func TestImageBuildRefuses(t *testing.T) {
 		{"bad size", map[string]string{"--state-size": "lots"}, "--state-size"},
 		{"bad pcrs", map[string]string{"--policy-pcrs": "4,9"}, "--policy-pcrs"},
 		{"bad dbx", map[string]string{"--dbx": text}, "dbx "},
+		{"bad pcr key", map[string]string{"--pcr-private-key": text}, "--pcr-private-key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
@@ -223,4 +231,49 @@ func indexOf(args []string, flag string) int {
 		}
 	}
 	return -1
+}
+
+// TestImageBuildPCRSignature: with --pcr-private-key the UKI carries
+// .pcrpkey and a .pcrsig whose entry for the empty phase signs exactly the
+// PCR 11 value the build predicts (and image inspect computes), found the
+// way the unsealing side finds it (tpm.FindPCRSignature).
+func TestImageBuildPCRSignature(t *testing.T) {
+	in := newImageInputs(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := in.write(t, "pcr.pem", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	out := filepath.Join(in.dir, "signed")
+	os.MkdirAll(out, 0o755)
+	stdout, stderr, err := runIn(t, "", append(in.args(out), "--pcr-private-key", keyFile, filepath.Join(out, "disk.img"))...)
+	if err != nil {
+		t.Fatalf("image build: %v\n%s", err, stderr)
+	}
+	var rep struct {
+		PCRs map[string]string `json:"pcrs"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	ukiFile := filepath.Join(t.TempDir(), "uki.efi")
+	mcopyOut(t, filepath.Join(out, "disk.img"), "/EFI/BOOT/BOOTX64.EFI", ukiFile)
+	b, _ := os.ReadFile(ukiFile)
+	doc, _ := uki.SectionData(b, ".pcrsig")
+	pkey, _ := uki.SectionData(b, ".pcrpkey")
+	if blk, _ := pem.Decode(pkey); blk == nil || blk.Type != "PUBLIC KEY" {
+		t.Fatalf(".pcrpkey %q is not a PEM public key", pkey)
+	}
+	v, _ := hex.DecodeString(rep.PCRs["11"])
+	pol, err := tpm.PolicyDigest(tpm.SHA256, []int{11}, map[int][]byte{11: v}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tpm.FindPCRSignature(doc, tpm.SHA256, []int{11}, &key.PublicKey, pol); err != nil {
+		t.Errorf("no signature for the predicted pcr 11 %s: %v\n%s", rep.PCRs["11"], err, doc)
+	}
+	var m map[string][]tpm.PCRSignature
+	if err := json.Unmarshal(doc, &m); err != nil || len(m["sha256"]) != len(uki.ConfidiskPhases()) {
+		t.Errorf(".pcrsig has %d entries (%v), want one per phase %q", len(m["sha256"]), err, uki.ConfidiskPhases())
+	}
 }
