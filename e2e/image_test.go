@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -92,6 +95,7 @@ check cmdline cat /proc/cmdline
 check secureboot sh -c 'set -- $(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c); echo $5'
 check pcrs sh -c 'confidisk tpm pcrs --pcrs 4,7,11,12 --json | tr -d " \n"'
 check root-content sh -c 'test "$(cat /etc/hello)" = "hello from the image"'
+result previous ok "$(cat /etc/written 2>/dev/null || echo none)"
 check state-writable sh -c 'echo written > /etc/written && sync && grep -q written /etc/written'
 sync
 echo "LAB-DONE 0"
@@ -151,7 +155,7 @@ func newImageLab(t *testing.T) *imageLab {
 
 // build runs `confidisk image build` into dir and returns the disk, the
 // policy and the reference values.
-func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet) (disk string, ref *image.Reference) {
+func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet, extra ...string) (disk string, ref *image.Reference) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -165,6 +169,7 @@ func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet) (disk str
 	for _, f := range l.files {
 		args = append(args, "--file", f)
 	}
+	args = append(args, extra...)
 	run(t, l.op, append(args, disk)...)
 	b, err := os.ReadFile(filepath.Join(dir, "reference.json"))
 	if err != nil {
@@ -210,6 +215,7 @@ func TestLabImage(t *testing.T) {
 		d, r := l.build(t, filepath.Join(l.dir, "v257"), s)
 		l.checkBoot(t, "image-boot-257", d, r)
 	})
+	t.Run("update-signed-policy", func(t *testing.T) { l.checkSignedPolicyUpdate(t) })
 	t.Run("unsigned-uki", func(t *testing.T) { l.checkUnsignedUKI(t, disk) })
 	t.Run("foreign-addon", func(t *testing.T) { l.checkForeignAddon(t, disk) })
 	t.Run("cmdline-override", func(t *testing.T) { l.checkCmdlineOverride(t, disk, ref) })
@@ -458,4 +464,71 @@ func ecdhKeyPair(t *testing.T, dir string) (string, error) {
 		return "", err
 	}
 	return pub, errors.Join(os.WriteFile(priv, k, 0o600), os.WriteFile(pub, p, 0o644))
+}
+
+// pcrKey writes an RSA key for signed PCR policies and returns its file.
+func pcrKey(t *testing.T, dir, name string) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkSignedPolicyUpdate: image v1, whose UKI carries a .pcrsig by the
+// vendor's PCR key, boots and self-encrypts, the state key sealed to PCRs
+// 7 and 15 and to PCR 11 as signed by that key. The operator ships v2 (a
+// new UKI: another command line, so another PCR 11, signed by the same
+// key) and adds v2's reference values to the broker: v2 unseals without the
+// recovery key and finds v1's data. A UKI whose PCR 11 signature is by
+// another key (v3) is refused by the vTPM, and the volume is left alone.
+func (l *imageLab) checkSignedPolicyUpdate(t *testing.T) {
+	key := pcrKey(t, l.dir, "pcr-v.pem")
+	d1, _ := l.build(t, filepath.Join(l.dir, "sv1"), l.stubs, "--pcr-private-key", key)
+	d2, _ := l.build(t, filepath.Join(l.dir, "sv2"), l.stubs, "--pcr-private-key", key, "--cmdline", l.cmdline+" lab.version=2")
+	d3, _ := l.build(t, filepath.Join(l.dir, "sv3"), l.stubs, "--pcr-private-key", pcrKey(t, l.dir, "pcr-other.pem"), "--cmdline", l.cmdline+" lab.version=3")
+	setPolicy := func(disk string) {
+		t.Helper()
+		pol, err := attest.LoadPolicy(filepath.Join(filepath.Dir(disk), "policy.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.broker.SetPolicy(pol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPolicy(d1)
+	m := l.machine(t, d1, l.varsSB)
+	expect := []string{"cmdline", "previous", "state-writable"}
+	res := lab.RunScenario(t, lab.Scenario{Name: "update-signed-policy-v1", Machine: m, Expect: expect})
+	if c := readFile(t, res.ConsoleLog); !bytes.Contains(c, []byte("sealing also to pcr 11")) {
+		t.Fatal("v1 did not seal to the signed pcr 11 policy")
+	}
+	// The update: the host's disk gets v2's UKI (same root, same addon).
+	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d2, image.UKIPath))
+	setPolicy(d2)
+	res = lab.RunScenario(t, lab.Scenario{Name: "update-signed-policy", Machine: m, Expect: expect})
+	for _, r := range res.Results {
+		if r.Name == "cmdline" && !strings.Contains(r.Detail, "lab.version=2") {
+			t.Errorf("boot 2 ran %q, not v2's command line", r.Detail)
+		}
+		if r.Name == "previous" && r.Detail != "written" {
+			t.Errorf("boot 2 found %q, not v1's data", r.Detail)
+		}
+	}
+	if c := readFile(t, res.ConsoleLog); bytes.Contains(c, []byte("luks recover")) {
+		t.Error("boot 2 fell to the recovery path")
+	}
+	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d3, image.UKIPath))
+	setPolicy(d3)
+	before := fileDigest(t, m.Disks[0].Path)
+	lab.RunScenario(t, lab.Scenario{Name: "update-foreign-pcr-key", Machine: m, Stops: "no valid signature for the pcr policy"})
+	if fileDigest(t, m.Disks[0].Path) != before {
+		t.Error("the refused boot changed the disk")
+	}
 }

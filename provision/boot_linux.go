@@ -468,7 +468,11 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	if err := checkFloor(h, &b.cfg); err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
-	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{})
+	sig, err := readOptional(b.cfg.PCRSignature)
+	if err != nil {
+		return nil, nil, err
+	}
+	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{Signature: sig})
 	if err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("unlock the state volume with the vTPM: %w", err))
 	}
@@ -628,6 +632,21 @@ func (b *booter) fileSystem(ctx context.Context, dev string, h *luks2.Header, vk
 	return activate.CloseLUKS(b.dm, StateName, true)
 }
 
+// uki11 is the PCR a signed UKI's .pcrsig covers (TPM2_PCR_KERNEL_BOOT).
+const uki11 = 11
+
+// readOptional reads a file that may be absent (nil, nil).
+func readOptional(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
 // seal enrolls the volume key with the vTPM (StepSealed): sealed to the
 // policy PCRs at their current values, and to PCR 15 at its value before
 // any volume key is measured (zeros), so that once this boot measures the
@@ -637,9 +656,17 @@ func (b *booter) fileSystem(ctx context.Context, dev string, h *luks2.Header, vk
 // StepSealed or later (checkNotRewound relies on it).
 func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *provisionToken) error {
 	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
+	so := tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}}
+	if key, err := readOptional(b.cfg.PCRPublicKey); err != nil {
+		return err
+	} else if key != nil {
+		// A signed UKI: PCR 11 is bound too, as its vendor signs it, so
+		// that any UKI the vendor signs unseals and nothing else does.
+		so.PolicyKeyPEM, so.PolicyKeyPCRs = key, []int{uki11}
+		b.logf("sealing also to pcr %d as signed by the uki's key (%s)", uki11, b.cfg.PCRPublicKey)
+	}
 	if _, _, err := enroll.AddEnrollment(b.tpm, f, h, vk, enroll.EnrollOptions{
-		SealOptions: tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}},
-		Keyslot:     -1, TokenID: -1,
+		SealOptions: so, Keyslot: -1, TokenID: -1,
 	}); err != nil {
 		return fmt.Errorf("seal the volume key to the vTPM: %w", err)
 	}

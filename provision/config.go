@@ -57,6 +57,13 @@ type Config struct {
 	PCRs []int
 	// TPM is the TPM device (confidisk.tpm=, default /dev/tpmrm0).
 	TPM string
+	// PCRPublicKey and PCRSignature are where systemd-stub puts a signed
+	// UKI's .pcrpkey and .pcrsig in the initrd (systemd-stub(7):
+	// /.extra/tpm2-pcr-public-key.pem, /.extra/tpm2-pcr-signature.json).
+	// When the key is there, first boot also seals the state key to PCR 11
+	// as signed by it (TPM2_PolicyAuthorize), and unlocking uses the
+	// signature. Not settable from the command line.
+	PCRPublicKey, PCRSignature string
 	// Integrity is the LUKS2 integrity mode (confidisk.integrity=,
 	// default hmac-sha256).
 	Integrity string
@@ -127,6 +134,7 @@ func (c *Config) Anchors() (useTPM, useBroker bool) {
 func DefaultConfig() Config {
 	return Config{
 		RW: RWOverlay, StateLabel: "state", PCRs: []int{7}, TPM: "/dev/tpmrm0",
+		PCRPublicKey: "/.extra/tpm2-pcr-public-key.pem", PCRSignature: "/.extra/tpm2-pcr-signature.json",
 		Integrity: "hmac-sha256", FastInit: true, Root: "/sysroot", Init: "/sbin/init", SwitchRoot: true,
 		BrokerCA: "/etc/confidisk/broker.pem", DeviceTimeout: 30 * time.Second,
 	}
