@@ -61,7 +61,7 @@ func (f *epochFlags) broker() (*client.Client, error) {
 // unlock gets the volume key: with the TPM (--token-only) or a passphrase.
 func (f *epochFlags) unlock(cmd *cobra.Command, d *device, h *luks2.Header) ([]byte, error) {
 	if f.tokenOnly {
-		return unlockWithTPM2(cmd, f.tf.dev, d, h)
+		return unlockWithTPM2(cmd, f.tf.dev, "", d, h)
 	}
 	pass, err := readKey(cmd, f.keyFile, "Enter a passphrase of the volume: ", false)
 	if err != nil {

@@ -412,7 +412,7 @@ func confirm(cmd *cobra.Command, problem, consequence string) error {
 
 func newLUKSOpenCmd() *cobra.Command {
 	var (
-		keyFile, tpmDevice             string
+		keyFile, tpmDevice, sigFile    string
 		keySlot                        int
 		testPassphrase, readOnly       bool
 		tokenOnly                      bool
@@ -439,7 +439,7 @@ the volume key reaches the kernel through the kernel keyring. With
 			}
 			var vk []byte
 			if tokenOnly {
-				vk, err = unlockWithTPM2(cmd, tpmDevice, d, h)
+				vk, err = unlockWithTPM2(cmd, tpmDevice, sigFile, d, h)
 			} else {
 				var pass []byte
 				if pass, err = readKey(cmd, keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), false); err == nil {
@@ -474,6 +474,7 @@ the volume key reaches the kernel through the kernel keyring. With
 	fl.BoolVar(&testPassphrase, "test-passphrase", false, "only check the passphrase; map nothing")
 	fl.BoolVar(&tokenOnly, "token-only", false, "unlock with the systemd-tpm2 token (the TPM) instead of a passphrase")
 	fl.StringVar(&tpmDevice, "tpm2-device", tpm.DefaultDevice, "TPM for --token-only: /dev/tpmrm0, or swtpm:PATH")
+	fl.StringVar(&sigFile, "tpm2-signature", "", "PCR signature document (a UKI's .pcrsig, systemd-measure sign) for a token with a signed PCR policy (default: /run/systemd/tpm2-pcr-signature.json or /.extra/tpm2-pcr-signature.json when present)")
 	fl.BoolVarP(&readOnly, "readonly", "r", false, "map read-only")
 	fl.BoolVar(&allowDiscards, "allow-discards", false, "pass discards down (not with integrity)")
 	fl.BoolVar(&noRead, "perf-no_read_workqueue", false, "dm-crypt no_read_workqueue")

@@ -133,21 +133,49 @@ transient ECC primary instead of the persistent SRK, for systemd < 255.`,
 	return cmd
 }
 
+// defaultPCRSignatures are where a signed PCR policy's signature is looked
+// for when none is given, as systemd-cryptsetup does: systemd's copy in
+// /run, then systemd-stub's in the initrd.
+var defaultPCRSignatures = []string{"/run/systemd/tpm2-pcr-signature.json", "/.extra/tpm2-pcr-signature.json"}
+
 // unlockWithTPM2 opens a volume with its systemd-tpm2 token, asking for the
-// PIN when the token needs one.
-func unlockWithTPM2(cmd *cobra.Command, device string, d *device, h *luks2.Header) ([]byte, error) {
+// PIN when the token needs one. sigFile is the PCR signature document for a
+// token with a signed policy ("" looks in [defaultPCRSignatures]).
+func unlockWithTPM2(cmd *cobra.Command, device, sigFile string, d *device, h *luks2.Header) ([]byte, error) {
+	sig, err := pcrSignature(sigFile)
+	if err != nil {
+		return nil, err
+	}
 	t, err := openTPMFlag(device)
 	if err != nil {
 		return nil, fmt.Errorf("open TPM %s: %w", device, err)
 	}
 	defer t.Close()
-	vk, _, err := enroll.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{})
+	vk, _, err := enroll.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{Signature: sig})
 	if errors.Is(err, tpm.ErrPINRequired) {
 		pin, perr := readKey(cmd, "", "Enter TPM2 PIN: ", false)
 		if perr != nil {
 			return nil, perr
 		}
-		vk, _, err = enroll.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{PIN: pin})
+		vk, _, err = enroll.UnlockWithToken(t, d.f, h, -1, tpm.UnsealOptions{PIN: pin, Signature: sig})
 	}
 	return vk, err
+}
+
+// pcrSignature reads the signature document sigFile, or the first of
+// [defaultPCRSignatures] that exists (nil when none does).
+func pcrSignature(sigFile string) ([]byte, error) {
+	if sigFile != "" {
+		b, err := os.ReadFile(sigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tpm2-signature: %w", err)
+		}
+		return b, nil
+	}
+	for _, p := range defaultPCRSignatures {
+		if b, err := os.ReadFile(p); err == nil {
+			return b, nil
+		}
+	}
+	return nil, nil
 }
