@@ -52,7 +52,7 @@ func NewFirmware(vars string) (*Firmware, error) {
 // virtFirmware is python3-virt-firmware, whose virt-fw-vars writes
 // certificates into an OVMF variable store offline. It is a lab tool only
 // (GPL-2): bookworm has it in backports; it runs on bookworm's python3 with
-// python3-cryptography and python3-pefile.
+// python3-cryptography, python3-pefile and python3-pkg-resources.
 var virtFirmware = debPackage{"python3-virt-firmware", "bookworm-backports", "24.2-1~bpo12+1", "e2ff0cb9ede775507d1e4573fdae87d9c6303bbe4b80913784ff85141bc13a62"}
 
 // SecureBootKeys are the PEM certificates enrolled by [EnrollKeys], with
@@ -136,9 +136,9 @@ func virtFwVars(ctx context.Context, cacheDir, in, out string, args ...string) e
 	if !fileExists(py) {
 		return &MissingToolError{Tool: py, Package: "python3"}
 	}
-	for _, mod := range []string{"cryptography", "pefile"} {
+	for mod, pkg := range map[string]string{"cryptography": "python3-cryptography", "pefile": "python3-pefile", "pkg_resources": "python3-pkg-resources"} {
 		if _, err := runOut(ctx, "", py, "-c", "import "+mod); err != nil {
-			return &MissingToolError{Tool: "python3 module " + mod, Package: "python3-" + mod}
+			return &MissingToolError{Tool: "python3 module " + mod, Package: pkg}
 		}
 	}
 	if !fileExists(in) {

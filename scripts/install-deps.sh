@@ -36,7 +36,7 @@ done
 # virt-fw-vars (the image lab's UEFI firmware and its offline key
 # enrolment), tpm2-tss, which systemd-cryptenroll loads to talk to swtpm in
 # the token interop tests.
-for pkg in ovmf python3-cryptography python3-pefile postgresql libtss2-tcti-device0 libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0 libtss2-tctildr0; do
+for pkg in ovmf python3-cryptography python3-pefile python3-pkg-resources postgresql libtss2-tcti-device0 libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0 libtss2-tcti-swtpm0 libtss2-tctildr0; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
 done
 # busybox must be the static build: it runs inside the lab's initramfs.
