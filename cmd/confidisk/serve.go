@@ -87,7 +87,10 @@ Evidence is checked by --verifier tpm against the reference values in
 firmware's event log, and a SEV-SNP report or TDX quote verified offline
 against AMD's or Intel's root, which binds the vTPM's attestation key;
 format in docs/attestation.md). Without --policy the
-broker refuses all evidence (--verifier none).
+broker refuses all evidence (--verifier none). SIGHUP reloads the policy file
+(e.g. after adding a new image's reference values from confidisk image build
+--policy, or retiring an old one); a file that does not load is logged and
+the previous policy stays in force.
 
 It prints "confidisk serve: listening on https://ADDR ..." when ready; GET
 /healthz answers 200 then. SIGINT or SIGTERM shut it down gracefully.`,
@@ -219,12 +222,63 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		return err
 	}
 	defer stopMetrics()
+	if sw, ok := verifier.(*attest.Switch); ok {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloadPolicy(ctx, hup, o.policy, sw, log)
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "confidisk serve: listening on https://%s (store: %s, data: %s)\n", ln.Addr(), storeDesc, data)
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loadValidator reads the policy file and makes its validator.
+func loadValidator(path string, log *slog.Logger) (*attest.Validator, error) {
+	p, err := attest.LoadPolicy(path)
+	if err != nil {
+		return nil, err
+	}
+	tee, err := teeVerifiers(p)
+	if err != nil {
+		return nil, err
+	}
+	v, err := attest.NewValidator(p, attest.ValidatorOptions{TEE: tee})
+	if err != nil {
+		return nil, err
+	}
+	if len(p.AttestationKeys) == 0 && !p.RequireTEE {
+		log.Warn("the policy pins no attestation keys and requires no SEV-SNP/TDX report: any TPM, even a software one, that reproduces the PCR values can attest; add attestation_keys to the policy",
+			"policy", path)
+	}
+	log.Info("attestation policy loaded", "policy", path, "pcrs", len(p.PCRs), "root_hashes", len(p.RootHashes), "attestation_keys", len(p.AttestationKeys))
+	return v, nil
+}
+
+// reloadPolicy reloads the policy file into sw each time reload receives
+// (SIGHUP), until ctx ends: a new image's reference values are added, an
+// old one's retired, without a restart. A file that does not load (missing,
+// malformed, no PCR pinned) leaves the current policy in force and is
+// logged: a bad edit never leaves the broker accepting everything or
+// nothing.
+func reloadPolicy(ctx context.Context, reload <-chan os.Signal, path string, sw *attest.Switch, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+			v, err := loadValidator(path, log)
+			if err != nil {
+				log.Error("policy reload refused; the previous policy stays in force", "policy", path, "error", err)
+				continue
+			}
+			sw.Set(v)
+			log.Info("policy reloaded", "policy", path)
+		}
+	}
 }
 
 // serveVerifier is the verifier --verifier and --policy ask for.
@@ -238,22 +292,13 @@ func serveVerifier(o serveOptions, log *slog.Logger) (broker.Verifier, error) {
 		if o.policy == "" {
 			return nil, usageError{errors.New("--verifier tpm needs --policy FILE (reference values written by the image build; see docs/attestation.md)")}
 		}
-		p, err := attest.LoadPolicy(o.policy)
+		v, err := loadValidator(o.policy, log)
 		if err != nil {
 			return nil, err
 		}
-		tee, err := teeVerifiers(p)
-		if err != nil {
-			return nil, err
-		}
-		if verifier, err = attest.NewValidator(p, attest.ValidatorOptions{TEE: tee}); err != nil {
-			return nil, err
-		}
-		if len(p.AttestationKeys) == 0 && !p.RequireTEE {
-			log.Warn("the policy pins no attestation keys and requires no SEV-SNP/TDX report: any TPM, even a software one, that reproduces the PCR values can attest; add attestation_keys to the policy",
-				"policy", o.policy)
-		}
-		log.Info("attestation policy loaded", "policy", o.policy, "pcrs", len(p.PCRs), "root_hashes", len(p.RootHashes), "attestation_keys", len(p.AttestationKeys))
+		sw := &attest.Switch{}
+		sw.Set(v)
+		verifier = sw
 	case "none":
 		verifier = refuseVerifier{}
 	case "insecure-test":

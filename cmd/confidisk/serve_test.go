@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -326,5 +328,32 @@ func TestServeVerifierTPM(t *testing.T) {
 	var ce *client.Error
 	if _, err := post(); !errors.As(err, &ce) || ce.Status != http.StatusForbidden || !strings.Contains(err.Error(), "not allowed by the policy") {
 		t.Errorf("evidence with another pcr 7: %v, want 403 naming the policy", err)
+	}
+
+	// The operator adds the new value and reloads (SIGHUP): accepted, no
+	// restart. Then a broken edit: refused, the policy in force stays.
+	sum := sha256.Sum256(append(make([]byte, 32), d...))
+	reload := func(content, want string) {
+		t.Helper()
+		if err := os.WriteFile(policy, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; !strings.Contains(p.stderr.String(), want); i++ {
+			if i == 200 {
+				t.Fatalf("no %q in the log after SIGHUP:\n%s", want, p.stderr)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	reload(`{"version":1,"pcrs":{"7":["`+strings.Repeat("00", 32)+`","`+hex.EncodeToString(sum[:])+`"]}}`, "policy reloaded")
+	if _, err := post(); err != nil {
+		t.Errorf("evidence with the new pcr 7 after the reload: %v", err)
+	}
+	reload(`{"version":1,"pcrs":{}}`, "policy reload refused")
+	if _, err := post(); err != nil {
+		t.Errorf("a refused reload changed the policy in force: %v", err)
 	}
 }

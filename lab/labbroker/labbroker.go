@@ -8,14 +8,10 @@
 package labbroker
 
 import (
-	"context"
-	"errors"
 	"strings"
-	"sync/atomic"
 
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/broker"
-	"github.com/confidisk/confidisk/broker/api"
 	"github.com/confidisk/confidisk/broker/brokertest"
 	"github.com/confidisk/confidisk/lab"
 )
@@ -28,13 +24,13 @@ type Broker struct {
 	// CACert is the broker's certificate (PEM file), for
 	// /etc/confidisk/broker.pem in the guest's initrd.
 	CACert string
-	v      *verifier
+	v      *attest.Switch
 }
 
 // Start starts a broker with its data in dir. It refuses every guest until
 // [Broker.SetPolicy].
 func Start(dir string) (*Broker, error) {
-	v := &verifier{}
+	v := &attest.Switch{}
 	l, err := brokertest.StartLocal(dir, []string{lab.HostIP}, func(c *broker.Config) { c.Verifier = v })
 	if err != nil {
 		return nil, err
@@ -49,29 +45,6 @@ func (b *Broker) SetPolicy(p *attest.Policy) error {
 	if err != nil {
 		return err
 	}
-	b.v.v.Store(val)
+	b.v.Set(val)
 	return nil
-}
-
-// verifier delegates to the validator of the current policy.
-type verifier struct {
-	v atomic.Pointer[attest.Validator]
-}
-
-var errNoPolicy = errors.New("the lab broker has no policy yet")
-
-func (l *verifier) Verify(ctx context.Context, evidence, nonce []byte) (*api.Claims, error) {
-	v := l.v.Load()
-	if v == nil {
-		return nil, errNoPolicy
-	}
-	return v.Verify(ctx, evidence, nonce)
-}
-
-func (l *verifier) VerifyCreationRecord(ctx context.Context, record []byte) (*api.Claims, error) {
-	v := l.v.Load()
-	if v == nil {
-		return nil, errNoPolicy
-	}
-	return v.VerifyCreationRecord(ctx, record)
 }
