@@ -31,7 +31,6 @@ type Firmware struct {
 const (
 	ovmfDir        = "/usr/share/OVMF"
 	OVMFCodeSecure = ovmfDir + "/OVMF_CODE_4M.secboot.fd"
-	OVMFCode       = ovmfDir + "/OVMF_CODE_4M.fd"
 	OVMFVars       = ovmfDir + "/OVMF_VARS_4M.fd"
 )
 
