@@ -485,7 +485,8 @@ func pcrKey(t *testing.T, dir, name string) string {
 // 7 and 15 and to PCR 11 as signed by that key. The operator ships v2 (a
 // new UKI: another command line, so another PCR 11, signed by the same
 // key) and adds v2's reference values to the broker: v2 unseals without the
-// recovery key and finds v1's data. A UKI whose PCR 11 signature is by
+// recovery key and finds v1's data. v1 booted again after v1 was retired is
+// refused by the broker (a downgrade). A UKI whose PCR 11 signature is by
 // another key (v3) is refused by the vTPM, and the volume is left alone.
 func (l *imageLab) checkSignedPolicyUpdate(t *testing.T) {
 	key := pcrKey(t, l.dir, "pcr-v.pem")
@@ -523,6 +524,14 @@ func (l *imageLab) checkSignedPolicyUpdate(t *testing.T) {
 	}
 	if c := readFile(t, res.ConsoleLog); bytes.Contains(c, []byte("luks recover")) {
 		t.Error("boot 2 fell to the recovery path")
+	}
+	// The operator retires v1 (the broker's policy now holds v2's values
+	// only); the host boots v1's UKI again. It still unseals (the vendor
+	// signed it), and the broker refuses it.
+	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d1, image.UKIPath))
+	res = lab.RunScenario(t, lab.Scenario{Name: "update-downgrade-refused", Machine: m, Stops: "the broker refused this guest"})
+	if c := readFile(t, res.ConsoleLog); !bytes.Contains(c, []byte("pcr values are not allowed by the policy")) {
+		t.Error("the broker refused v1 for another reason than its policy")
 	}
 	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d3, image.UKIPath))
 	setPolicy(d3)
