@@ -3,13 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,7 +22,6 @@ import (
 	"github.com/confidisk/confidisk/lab/disk"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
-	"github.com/confidisk/confidisk/recovery"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
@@ -50,18 +46,11 @@ func buildBootDisk(t *testing.T) *bootDisk {
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := ecdh.X25519().GenerateKey(rand.Reader)
+	opKey, opPub, err := disk.OperatorKeys(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, pub, err := recovery.MarshalKeys(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bd := &bootDisk{Disk: d, confidisk: bin, appendArgs: d.Cmdline(), opKey: filepath.Join(dir, "recovery.key"), opPub: filepath.Join(dir, "recovery.pub")}
-	if err := errors.Join(os.WriteFile(bd.opKey, priv, 0o600), os.WriteFile(bd.opPub, pub, 0o644)); err != nil {
-		t.Fatal(err)
-	}
+	bd := &bootDisk{Disk: d, confidisk: bin, appendArgs: d.Cmdline(), opKey: opKey, opPub: opPub}
 	return bd
 }
 

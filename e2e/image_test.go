@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -24,9 +23,9 @@ import (
 	"github.com/confidisk/confidisk/image"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/lab/disk"
 	"github.com/confidisk/confidisk/lab/labbroker"
 	"github.com/confidisk/confidisk/provision"
-	"github.com/confidisk/confidisk/recovery"
 	"github.com/confidisk/confidisk/secureboot"
 	"github.com/confidisk/confidisk/uki"
 )
@@ -145,7 +144,7 @@ func newImageLab(t *testing.T) *imageLab {
 	l.cmdline = strings.Join([]string{"console=ttyS0", "panic=-1", "loglevel=4", "cryptomgr.notests", "mitigations=off",
 		"ip=" + lab.GuestIP + "::" + lab.HostIP + ":255.255.255.0::eth0:none",
 		"confidisk.broker=" + l.broker.URL}, " ")
-	op, err := ecdhKeyPair(t, l.dir)
+	_, op, err := disk.OperatorKeys(l.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,26 +369,12 @@ func espFile(t *testing.T, disk, espPath string) []byte {
 func (l *imageLab) checkUnsignedUKI(t *testing.T, disk string) {
 	m := l.machine(t, disk, l.varsSB)
 	signed := espFile(t, m.Disks[0].Path, image.UKIPath)
-	unsigned, err := uki.Assemble(readFile(t, l.stubs.Linux), ukiPartsOf(t, signed))
+	unsigned, err := lab.UnsignedCopy(signed, l.stubs.Linux)
 	if err != nil {
 		t.Fatal(err)
 	}
 	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, unsigned)
 	lab.RunScenario(t, lab.Scenario{Name: "image-unsigned-uki", Machine: m, Stops: "Access Denied"})
-}
-
-// ukiPartsOf reads back the sections confidisk image build added.
-func ukiPartsOf(t *testing.T, b []byte) []uki.Part {
-	t.Helper()
-	var parts []uki.Part
-	for _, name := range []string{".linux", ".osrel", ".cmdline", ".initrd", ".uname"} {
-		d, err := uki.SectionData(b, name)
-		if err != nil || d == nil {
-			t.Fatalf("uki section %s: %v", name, err)
-		}
-		parts = append(parts, uki.Part{Name: name, Data: d})
-	}
-	return parts
 }
 
 func readFile(t *testing.T, p string) []byte {
@@ -447,23 +432,6 @@ func (l *imageLab) checkCmdlineOverride(t *testing.T, disk string, ref *image.Re
 	// The validator checks the pinned PCRs in order: a refusal naming PCR
 	// 12 means PCR 11 (the UKI's sections) was the predicted value.
 	lab.RunScenario(t, lab.Scenario{Name: "image-cmdline-override", Machine: m, Stops: "not allowed by the policy: pcr 12 is "})
-}
-
-// ecdhKeyPair writes the operator's recovery key pair and returns the
-// public key file.
-func ecdhKeyPair(t *testing.T, dir string) (string, error) {
-	t.Helper()
-	pub := filepath.Join(dir, "recovery.pub")
-	priv := filepath.Join(dir, "recovery.key")
-	op, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	k, p, err := recovery.MarshalKeys(op)
-	if err != nil {
-		return "", err
-	}
-	return pub, errors.Join(os.WriteFile(priv, k, 0o600), os.WriteFile(pub, p, 0o644))
 }
 
 // pcrKey writes an RSA key for signed PCR policies and returns its file.

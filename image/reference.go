@@ -60,23 +60,22 @@ func Predict(art *BootArtifacts, rootHash []byte, sb secureboot.SecureBootVars) 
 		{PCR: 4, Description: "EV_EFI_ACTION " + bootOptionAction, Digest: sha256.Sum256([]byte(bootOptionAction))},
 		{PCR: 4, Description: "EV_SEPARATOR", Digest: sha256.Sum256([]byte{0, 0, 0, 0})},
 	}
-	images := []struct {
+	apps := []struct {
 		what string
 		pe   []byte
-	}{{"uki " + UKIPath, art.UKI}}
+	}{{"uki " + UKIPath, art.UKI}, {"addon " + AddonPath, art.Addon}}
 	if art.Addon != nil {
 		ref.AddonStub = art.AddonStub.String()
-		images = append(images, struct {
-			what string
-			pe   []byte
-		}{"addon " + AddonPath, art.Addon})
 	}
-	for _, im := range images {
-		d, err := secureboot.AuthenticodeDigest(im.pe)
-		if err != nil {
-			return nil, fmt.Errorf("pcr 4: %s: %w", im.what, err)
+	for _, app := range apps {
+		if app.pe == nil {
+			continue // no addon
 		}
-		pcr4 = append(pcr4, uki.Event{PCR: 4, Description: "EV_EFI_BOOT_SERVICES_APPLICATION " + im.what, Digest: [32]byte(d)})
+		d, err := secureboot.AuthenticodeDigest(app.pe)
+		if err != nil {
+			return nil, fmt.Errorf("pcr 4: %s: %w", app.what, err)
+		}
+		pcr4 = append(pcr4, uki.Event{PCR: 4, Description: "EV_EFI_BOOT_SERVICES_APPLICATION " + app.what, Digest: [32]byte(d)})
 	}
 	pcr7, ev7 := secureboot.PredictPCR7(sb)
 	var pcr7Events []uki.Event

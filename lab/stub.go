@@ -3,7 +3,10 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+
+	"github.com/confidisk/confidisk/uki"
 )
 
 // stubPackages are the systemd-boot-efi builds the lab takes its EFI stubs
@@ -42,4 +45,27 @@ func Stubs(ctx context.Context, cacheDir string, major int) (*StubSet, error) {
 		set.Addon = filepath.Join(efi, "addonx64.efi.stub")
 	}
 	return set, nil
+}
+
+// UnsignedCopy returns the UKI signed rebuilt on the stub file stub without
+// its Authenticode signature: the same sections (.linux, .osrel, .cmdline,
+// .initrd, .uname) in a new image, what a host without the db key can make
+// from a signed UKI.
+func UnsignedCopy(signed []byte, stub string) ([]byte, error) {
+	var parts []uki.Part
+	for _, name := range []string{".linux", ".osrel", ".cmdline", ".initrd", ".uname"} {
+		d, err := uki.SectionData(signed, name)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil {
+			return nil, fmt.Errorf("uki has no %s section", name)
+		}
+		parts = append(parts, uki.Part{Name: name, Data: d})
+	}
+	st, err := os.ReadFile(stub)
+	if err != nil {
+		return nil, err
+	}
+	return uki.Assemble(st, parts)
 }

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,7 +19,6 @@ import (
 	"github.com/confidisk/confidisk/lab/disk"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
-	"github.com/confidisk/confidisk/recovery"
 )
 
 const bootScript = `
@@ -98,7 +94,7 @@ func runBoot(bin string) error {
 		return err
 	}
 	m.UserNet = true
-	opKey, opPub, err := operatorKeys(dir)
+	opKey, opPub, err := disk.OperatorKeys(dir)
 	if err != nil {
 		return err
 	}
@@ -254,21 +250,6 @@ umount /sysroot
 	fmt.Println("\n  The vTPM unsealed the host's keyslot, but the volume's key does not match the")
 	fmt.Println("  fixation digest this guest stored in the vTPM at first boot: refused.")
 	return nil
-}
-
-// operatorKeys makes the operator's recovery key pair in dir: the private
-// key stays on the host, the public key goes into the initrd.
-func operatorKeys(dir string) (priv, pub string, err error) {
-	k, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	privPEM, pubPEM, err := recovery.MarshalKeys(k)
-	if err != nil {
-		return "", "", err
-	}
-	priv, pub = filepath.Join(dir, "recovery.key"), filepath.Join(dir, "recovery.pub")
-	return priv, pub, errors.Join(os.WriteFile(priv, privPEM, 0o600), os.WriteFile(pub, pubPEM, 0o644))
 }
 
 // showRecovery: nothing secret reached the console; the operator unwraps

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,10 +11,9 @@ import (
 
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/lab"
+	"github.com/confidisk/confidisk/lab/disk"
 	"github.com/confidisk/confidisk/lab/labbroker"
 	"github.com/confidisk/confidisk/provision"
-	"github.com/confidisk/confidisk/recovery"
-	"github.com/confidisk/confidisk/uki"
 )
 
 // imageInit is the demo image's /sbin/init: what the booted system sees.
@@ -76,17 +73,17 @@ func runImage(bin, guest string) error {
 	if err := lab.RootFS(root, guest, imageInit, nil); err != nil {
 		return err
 	}
-	opPub, err := operatorKey(dir)
+	_, opPub, err := disk.OperatorKeys(dir)
 	if err != nil {
 		return err
 	}
-	disk, policy := filepath.Join(dir, "disk.img"), filepath.Join(dir, "policy.json")
+	img, policy := filepath.Join(dir, "disk.img"), filepath.Join(dir, "policy.json")
 	cmdline := "console=ttyS0 panic=-1 loglevel=1 cryptomgr.notests mitigations=off ip=" + lab.GuestIP + "::" + lab.HostIP +
 		":255.255.255.0::eth0:none confidisk.broker=" + b.URL
 	if err := show(bin, "image", "build", "--root", root, "--kernel", k.Vmlinuz, "--modules-dir", k.ModulesDir,
 		"--confidisk", guest, "--stub", stubs.Linux, "--addon-stub", stubs.Addon, "--keys", keys, "--cmdline", cmdline,
 		"--file", "/etc/confidisk/broker.pem="+b.CACert, "--file", provision.DefaultRecoveryKey+"="+opPub,
-		"--state-size", "64M", "--seed", "demo", "--policy", policy, disk); err != nil {
+		"--state-size", "64M", "--seed", "demo", "--policy", policy, img); err != nil {
 		return err
 	}
 	pol, err := attest.LoadPolicy(policy)
@@ -100,7 +97,7 @@ func runImage(bin, guest string) error {
 	if err := b.SetPolicy(pol); err != nil {
 		return err
 	}
-	m, err := imageMachine(dir, k, disk, vars)
+	m, err := imageMachine(dir, k, img, vars)
 	if err != nil {
 		return err
 	}
@@ -131,19 +128,7 @@ func refuseUnsigned(ctx context.Context, m *lab.Machine, stub string) error {
 	if err != nil {
 		return err
 	}
-	var parts []uki.Part
-	for _, name := range []string{".linux", ".osrel", ".cmdline", ".initrd", ".uname"} {
-		d, err := uki.SectionData(sb, name)
-		if err != nil {
-			return err
-		}
-		parts = append(parts, uki.Part{Name: name, Data: d})
-	}
-	st, err := os.ReadFile(stub)
-	if err != nil {
-		return err
-	}
-	unsigned, err := uki.Assemble(st, parts)
+	unsigned, err := lab.UnsignedCopy(sb, stub)
 	if err != nil {
 		return err
 	}
@@ -184,24 +169,6 @@ func imageMachine(dir string, k *lab.KernelInfo, disk, vars string) (*lab.Machin
 	}
 	m.UserNet = true
 	return m, nil
-}
-
-// operatorKey writes the operator's recovery key pair and returns the
-// public key file.
-func operatorKey(dir string) (string, error) {
-	k, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	priv, pub, err := recovery.MarshalKeys(k)
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "recovery.pub")
-	if err := os.WriteFile(filepath.Join(dir, "recovery.key"), priv, 0o600); err != nil {
-		return "", err
-	}
-	return p, os.WriteFile(p, pub, 0o644)
 }
 
 // show prints and runs a confidisk command.
