@@ -91,7 +91,7 @@ func TestLabTPM2SignedTokens(t *testing.T) {
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
 	doc := func(name string, v byte) string {
-		d, err := tpm.SignPCRValues(k, tpm.SHA256, 11, [][]byte{bytes.Repeat([]byte{v}, 32)})
+		d, err := tpm.SignPCRValues(k, tpm.SHA256, 11, [][]byte{bytes.Repeat([]byte{v}, 32)}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -62,6 +62,12 @@ type UKIBoot struct {
 	// (systemd-stub(7), "TPM2 PCR signatures").
 	PCRKey    *rsa.PrivateKey
 	PCRPhases []string
+	// SecurityVersion, 1..tpm.MaxSecurityVersion, adds the vTPM floor
+	// check to every .pcrsig entry (tpm.VersionPolicy): a guest that booted
+	// this image raises its floor to it, and images signed with a lower
+	// version no longer unseal there. 0 signs plain entries, which
+	// systemd's token plugin can use too.
+	SecurityVersion int
 
 	built *BootArtifacts // what the last ESPFiles made
 }
@@ -229,7 +235,7 @@ func (u *UKIBoot) withPCRSignature(parts []uki.Part) ([]uki.Part, error) {
 		v := uki.PhaseValue(base, ph)
 		values = append(values, v[:])
 	}
-	doc, err := tpm.SignPCRValues(u.PCRKey, tpm.SHA256, uki.PCRKernelBoot, values)
+	doc, err := tpm.SignPCRValues(u.PCRKey, tpm.SHA256, uki.PCRKernelBoot, values, u.SecurityVersion)
 	if err != nil {
 		return nil, err
 	}

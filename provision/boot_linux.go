@@ -474,7 +474,14 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	}
 	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{Signature: sig})
 	if err != nil {
-		return nil, nil, errRecovery(fmt.Errorf("unlock the state volume with the vTPM: %w", err))
+		err = fmt.Errorf("unlock the state volume with the vTPM: %w", err)
+		if d := errDowngrade(err); d != nil {
+			return nil, nil, d
+		}
+		return nil, nil, errRecovery(err)
+	}
+	if err := b.raiseFloor(); err != nil {
+		return nil, nil, fmt.Errorf("security version floor: %w", err)
 	}
 	b.point("unlocked")
 	keyID := tpm.FixateValue(vk, StateName, h.UUID)
@@ -567,6 +574,9 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 		return nil, nil, fmt.Errorf("start the freshness epoch: %w", err)
 	}
 	b.res.Freshness = fr
+	if err := b.raiseFloor(); err != nil {
+		return nil, nil, fmt.Errorf("security version floor: %w", err)
+	}
 	if err := b.seal(f, h, vk, pt); err != nil {
 		return nil, nil, err
 	}

@@ -387,12 +387,22 @@ type NVExtend struct {
 // Command returns TPM_CC_NV_Extend.
 func (NVExtend) Command() tpm2.TPMCC { return tpm2.TPMCCNVExtend }
 
-// Execute sends the command: header (TPM_ST_SESSIONS), the two handles, the
-// authorisation area, the parameter (Part 1, section 18; Part 3, section
-// 31.9.2), and checks the response code and the session's response
-// authorisation.
+// Execute sends the command (see [nvWrite]); the parameter is a
+// TPM2B_MAX_NV_BUFFER, which a decrypting session may encrypt.
 func (cmd NVExtend) Execute(t transport.TPM) error {
-	sess := cmd.AuthHandle.Auth
+	param := tpm2.Marshal(tpm2.TPM2BMaxNVBuffer{Buffer: bytes.Clone(cmd.Data)})
+	return nvWrite(t, cmd.Command(), cmd.AuthHandle, cmd.NVIndex, param, true)
+}
+
+// nvWrite sends an NV command go-tpm lacks whose handles are an
+// authorisation handle and an NV index and whose response has no
+// parameters: header (TPM_ST_SESSIONS), the two handles, the authorisation
+// area, the parameters (Part 1, section 18), then it checks the response
+// code and the session's response authorisation. param2B says the first
+// parameter is a TPM2B (Part 1, section 21.2: only then may a session
+// encrypt it).
+func nvWrite(t transport.TPM, cc tpm2.TPMCC, ah tpm2.AuthHandle, index tpm2.NamedHandle, param []byte, param2B bool) error {
+	sess := ah.Auth
 	if sess == nil {
 		sess = tpm2.PasswordAuth(nil)
 	}
@@ -402,19 +412,20 @@ func (cmd NVExtend) Execute(t transport.TPM) error {
 	if err := sess.NewNonceCaller(); err != nil {
 		return fmt.Errorf("initialise session: %w", err)
 	}
-	authName := cmd.AuthHandle.KnownName()
+	authName := ah.KnownName()
 	if authName == nil {
-		return errors.New("nv extend: the authorisation handle needs a name")
+		return fmt.Errorf("command 0x%x: the authorisation handle needs a name", uint32(cc))
 	}
-	names := []tpm2.TPM2BName{*authName, cmd.NVIndex.Name}
-	param := tpm2.Marshal(tpm2.TPM2BMaxNVBuffer{Buffer: bytes.Clone(cmd.Data)})
+	names := []tpm2.TPM2BName{*authName, index.Name}
 	if sess.IsDecryption() {
-		// The first parameter is a TPM2B: its buffer is what gets encrypted.
+		if !param2B {
+			return fmt.Errorf("command 0x%x: its parameter cannot be encrypted", uint32(cc))
+		}
 		if err := sess.Encrypt(param[2:]); err != nil {
 			return fmt.Errorf("encrypt parameter: %w", err)
 		}
 	}
-	auth, err := sess.Authorize(cmd.Command(), param, nil, names, 0)
+	auth, err := sess.Authorize(cc, param, nil, names, 0)
 	if err != nil {
 		return fmt.Errorf("authorise: %w", err)
 	}
@@ -422,9 +433,9 @@ func (cmd NVExtend) Execute(t transport.TPM) error {
 	var b []byte
 	b = binary.BigEndian.AppendUint16(b, uint16(tpm2.TPMSTSessions))
 	b = binary.BigEndian.AppendUint32(b, 0) // size, set below
-	b = binary.BigEndian.AppendUint32(b, uint32(cmd.Command()))
-	b = binary.BigEndian.AppendUint32(b, uint32(cmd.AuthHandle.Handle))
-	b = binary.BigEndian.AppendUint32(b, uint32(cmd.NVIndex.Handle))
+	b = binary.BigEndian.AppendUint32(b, uint32(cc))
+	b = binary.BigEndian.AppendUint32(b, uint32(ah.Handle))
+	b = binary.BigEndian.AppendUint32(b, uint32(index.Handle))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(authArea)))
 	b = append(b, authArea...)
 	b = append(b, param...)
@@ -437,28 +448,28 @@ func (cmd NVExtend) Execute(t transport.TPM) error {
 	}
 	if len(rsp) < 10 {
 		sess.CleanupFailure(t)
-		return fmt.Errorf("nv extend: response of %d bytes", len(rsp))
+		return fmt.Errorf("command 0x%x: response of %d bytes", uint32(cc), len(rsp))
 	}
 	if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:])); rc != tpm2.TPMRCSuccess {
 		sess.CleanupFailure(t)
 		return rc
 	}
 	if binary.BigEndian.Uint32(rsp[2:]) != uint32(len(rsp)) || len(rsp) < 14 {
-		return fmt.Errorf("nv extend: malformed response of %d bytes", len(rsp))
+		return fmt.Errorf("command 0x%x: malformed response of %d bytes", uint32(cc), len(rsp))
 	}
 	r := rsp[10:]
 	n := binary.BigEndian.Uint32(r)
 	r = r[4:]
 	if n > uint32(len(r)) {
-		return fmt.Errorf("nv extend: response parameter area of %d bytes overruns the response", n)
+		return fmt.Errorf("command 0x%x: response parameter area of %d bytes overruns the response", uint32(cc), n)
 	}
 	parms, r := r[:n], r[n:]
 	ra, err := tpm2.Unmarshal[tpm2.TPMSAuthResponse](r)
 	if err != nil {
-		return fmt.Errorf("nv extend: response authorisation: %w", err)
+		return fmt.Errorf("command 0x%x: response authorisation: %w", uint32(cc), err)
 	}
-	if err := sess.Validate(tpm2.TPMRCSuccess, cmd.Command(), parms, names, 0, ra); err != nil {
-		return fmt.Errorf("nv extend: validate response: %w", err)
+	if err := sess.Validate(tpm2.TPMRCSuccess, cc, parms, names, 0, ra); err != nil {
+		return fmt.Errorf("command 0x%x: validate response: %w", uint32(cc), err)
 	}
 	return nil
 }

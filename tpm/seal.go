@@ -448,8 +448,9 @@ func diagnosePolicy(t transport.TPM, s *Sealed) error {
 }
 
 // policyAuthorize runs systemd's signed-policy steps (tpm2-util.c
-// tpm2_make_policy_session): PolicyPCR over the signed PCRs, the approved
-// digest from PolicyGetDigest, the matching signature from the signature
+// tpm2_make_policy_session): PolicyPCR over the signed PCRs (and, for an
+// entry signed with a security version, the floor check, see
+// [VersionPolicy]), the approved digest from PolicyGetDigest, the matching signature from the signature
 // document checked by the TPM (TPM2_VerifySignature, Part 3, section 20.1,
 // with the key loaded in the owner hierarchy so the ticket counts), then
 // TPM2_PolicyAuthorize (Part 3, section 23.16).
@@ -469,9 +470,19 @@ func policyAuthorize(t transport.TPM, session tpm2.TPMHandle, alg tpm2.TPMIAlgHa
 	if sigDoc == nil {
 		return fmt.Errorf("%w: the blob has a signed pcr policy and no signature was given", ErrBadSignature)
 	}
-	sig, err := FindPCRSignature(sigDoc, s.Bank, s.PolicyKeyPCRs, rk, approved)
+	sig, version, err := findVersioned(sigDoc, s.Bank, s.PolicyKeyPCRs, rk, approved, true)
 	if err != nil {
 		return err
+	}
+	if version > 0 {
+		if err := policyFloor(t, session, version); err != nil {
+			return err
+		}
+		gd, err := (tpm2.PolicyGetDigest{PolicySession: session}).Execute(t)
+		if err != nil {
+			return fmt.Errorf("policy digest: %w", err)
+		}
+		approved = gd.PolicyDigest.Buffer
 	}
 	le, err := (tpm2.LoadExternal{InPublic: tpm2.New2B(pub), Hierarchy: tpm2.TPMRHOwner}).Execute(t)
 	if err != nil {

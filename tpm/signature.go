@@ -50,8 +50,11 @@ func PublicKeyFingerprint(k *rsa.PublicKey) ([]byte, error) {
 // values: each the PolicyPCR digest of PCR pcr at that value in bank
 // ([PolicyDigest]), signed with k ([SignPCRPolicy]), with k's fingerprint.
 // A TPM2_PolicyAuthorize sealing policy of k's public key is then satisfied
-// whenever PCR pcr holds one of the values.
-func SignPCRValues(k *rsa.PrivateKey, bank Bank, pcr int, values [][]byte) ([]byte, error) {
+// whenever PCR pcr holds one of the values. A security version v > 0 adds
+// the floor check to each policy ([VersionPolicy]): the entries then
+// unseal only while the vTPM's floor is at most v, and systemd, which does
+// not know the check, cannot use them.
+func SignPCRValues(k *rsa.PrivateKey, bank Bank, pcr int, values [][]byte, version int) ([]byte, error) {
 	fp, err := PublicKeyFingerprint(&k.PublicKey)
 	if err != nil {
 		return nil, err
@@ -61,6 +64,11 @@ func SignPCRValues(k *rsa.PrivateKey, bank Bank, pcr int, values [][]byte) ([]by
 		pol, err := PolicyDigest(bank, []int{pcr}, map[int][]byte{pcr: v}, nil, false)
 		if err != nil {
 			return nil, err
+		}
+		if version > 0 {
+			if pol, err = VersionPolicy(pol, version); err != nil {
+				return nil, err
+			}
 		}
 		sig, err := SignPCRPolicy(k, pol)
 		if err != nil {
@@ -72,9 +80,9 @@ func SignPCRValues(k *rsa.PrivateKey, bank Bank, pcr int, values [][]byte) ([]by
 	return json.Marshal(map[string][]PCRSignature{string(bank): entries})
 }
 
-// FindPCRSignature finds the signature in a signature document for bank,
-// the PCRs, key and policy digest, as systemd's find_signature.
-func FindPCRSignature(doc []byte, bank Bank, pcrs []int, k *rsa.PublicKey, policy []byte) ([]byte, error) {
+// signatureEntries parses a signature document and returns its entries for
+// bank.
+func signatureEntries(doc []byte, bank Bank) ([]PCRSignature, error) {
 	var m map[string][]PCRSignature
 	if err := json.Unmarshal(doc, &m); err != nil {
 		return nil, fmt.Errorf("%w: signature document: %v", ErrBadSignature, err)
@@ -83,10 +91,12 @@ func FindPCRSignature(doc []byte, bank Bank, pcrs []int, k *rsa.PublicKey, polic
 	if !ok {
 		return nil, fmt.Errorf("%w: signature document has no entries for bank %s", ErrBadSignature, bank)
 	}
-	fp, err := PublicKeyFingerprint(k)
-	if err != nil {
-		return nil, err
-	}
+	return entries, nil
+}
+
+// findEntry returns the signature of the entry for pcrs, key fingerprint fp
+// and policy digest policy (nil, nil for none).
+func findEntry(entries []PCRSignature, pcrs []int, fp, policy []byte) ([]byte, error) {
 	want := sortedPCRs(pcrs)
 	for _, e := range entries {
 		if !slices.Equal(sortedPCRs(e.PCRs), want) {
@@ -104,5 +114,40 @@ func FindPCRSignature(doc []byte, bank Bank, pcrs []int, k *rsa.PublicKey, polic
 		}
 		return sig, nil
 	}
-	return nil, fmt.Errorf("%w: none for bank %s, pcrs %v, this key and the current pcr values (policy %x)", ErrBadSignature, bank, want, policy)
+	return nil, nil
+}
+
+// FindPCRSignature finds the signature in a signature document for bank,
+// the PCRs, key and policy digest, as systemd's find_signature.
+func FindPCRSignature(doc []byte, bank Bank, pcrs []int, k *rsa.PublicKey, policy []byte) ([]byte, error) {
+	sig, _, err := findVersioned(doc, bank, pcrs, k, policy, false)
+	return sig, err
+}
+
+// findVersioned finds the signature for the PolicyPCR digest policy, or,
+// when versioned, for that policy with the floor check of some security
+// version ([VersionPolicy]); it returns the signature and the version (0
+// for none).
+func findVersioned(doc []byte, bank Bank, pcrs []int, k *rsa.PublicKey, policy []byte, versioned bool) ([]byte, int, error) {
+	entries, err := signatureEntries(doc, bank)
+	if err != nil {
+		return nil, 0, err
+	}
+	fp, err := PublicKeyFingerprint(k)
+	if err != nil {
+		return nil, 0, err
+	}
+	if sig, err := findEntry(entries, pcrs, fp, policy); sig != nil || err != nil {
+		return sig, 0, err
+	}
+	for v := 1; versioned && v <= MaxSecurityVersion; v++ {
+		pol, err := VersionPolicy(policy, v)
+		if err != nil {
+			return nil, 0, err
+		}
+		if sig, err := findEntry(entries, pcrs, fp, pol); sig != nil || err != nil {
+			return sig, v, err
+		}
+	}
+	return nil, 0, fmt.Errorf("%w: none for bank %s, pcrs %v, this key and the current pcr values (policy %x)", ErrBadSignature, bank, sortedPCRs(pcrs), policy)
 }

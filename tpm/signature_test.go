@@ -36,7 +36,7 @@ func sigTestKeys(t testing.TB) (*rsa.PrivateKey, *rsa.PrivateKey) {
 func TestFindPCRSignatureRefuses(t *testing.T) {
 	key, other := sigTestKeys(t)
 	v := make([]byte, 32)
-	good, err := SignPCRValues(key, SHA256, 11, [][]byte{v})
+	good, err := SignPCRValues(key, SHA256, 11, [][]byte{v}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +47,8 @@ func TestFindPCRSignatureRefuses(t *testing.T) {
 	if _, err := FindPCRSignature(good, SHA256, []int{11}, &key.PublicKey, pol); err != nil {
 		t.Fatalf("the good document: %v", err)
 	}
-	otherKey, _ := SignPCRValues(other, SHA256, 11, [][]byte{v})
-	otherValue, _ := SignPCRValues(key, SHA256, 11, [][]byte{append(make([]byte, 31), 1)})
+	otherKey, _ := SignPCRValues(other, SHA256, 11, [][]byte{v}, 0)
+	otherValue, _ := SignPCRValues(key, SHA256, 11, [][]byte{append(make([]byte, 31), 1)}, 0)
 	var m map[string][]PCRSignature
 	json.Unmarshal(good, &m)
 	mutate := func(f func(e *PCRSignature)) []byte {
@@ -87,7 +87,7 @@ func TestFindPCRSignatureRefuses(t *testing.T) {
 func FuzzFindPCRSignature(f *testing.F) {
 	key, _ := sigTestKeys(f)
 	v := make([]byte, 32)
-	good, err := SignPCRValues(key, SHA256, 11, [][]byte{v})
+	good, err := SignPCRValues(key, SHA256, 11, [][]byte{v}, 0)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func TestPCRSignatureSystemdMeasure(t *testing.T) {
 		v := uki.PhaseValue(base, ph)
 		values = append(values, v[:])
 	}
-	ours, err := tpm.SignPCRValues(key, tpm.SHA256, 11, values)
+	ours, err := tpm.SignPCRValues(key, tpm.SHA256, 11, values, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/confidisk/confidisk/image"
 	"github.com/confidisk/confidisk/initrd"
 	"github.com/confidisk/confidisk/secureboot"
+	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/uki"
 )
 
@@ -139,6 +140,7 @@ type imageBuildFlags struct {
 	kernel, initrdFile, stub, addonStub, osRelease, cmdline string
 	uname, sbat, pcrKey                                     string
 	pcrPhases                                               []string
+	securityVersion                                         int
 	keys, dbx, policy, policyPCRs, reference, seed          string
 	espSize, stateSize, stateLabel                          string
 	unsigned, force, asJSON                                 bool
@@ -175,6 +177,7 @@ func newImageBuildCmd() *cobra.Command {
 	f.StringVar(&o.sbat, "sbat", "", "file of SBAT lines merged into the stub's .sbat")
 	f.StringVar(&o.pcrKey, "pcr-private-key", "", "RSA key (PEM) that signs the UKI's PCR 11 values: adds .pcrpkey and .pcrsig (systemd-measure sign's format) for signed PCR policies")
 	f.StringSliceVar(&o.pcrPhases, "pcr-phases", uki.ConfidiskPhases(), "boot phases whose PCR 11 values --pcr-private-key signs (systemd-pcrphase words joined by ':'; the empty phase is the stub's value, where confidisk boot unseals)")
+	f.IntVar(&o.securityVersion, "security-version", 0, fmt.Sprintf("security version 1..%d signed into every .pcrsig entry (needs --pcr-private-key): a guest that boots this image raises a floor in its vTPM, and images with a lower version no longer unseal there (0: none; systemd's token plugin cannot use versioned entries)", tpm.MaxSecurityVersion))
 	f.StringVar(&o.keys, "keys", "", "Secure Boot key directory (confidisk image keys): db signs the UKI and addon; PK, KEK, db and dbx give PCR 7")
 	f.StringVar(&o.dbx, "dbx", "", "the dbx the firmware will hold, an EFI_SIGNATURE_LIST file, for PCR 7 (default: KEYS/dbx.esl)")
 	f.BoolVar(&o.unsigned, "unsigned", false, "build without --keys: nothing is signed and no reference values are written (a Secure Boot firmware refuses the disk)")
@@ -288,6 +291,15 @@ func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (*buildInputs, e
 			return in, fmt.Errorf("--pcr-private-key: %w", err)
 		}
 		in.boot.PCRPhases = o.pcrPhases
+	}
+	if o.securityVersion != 0 {
+		if o.pcrKey == "" {
+			return in, errors.New("--security-version needs --pcr-private-key (the version is part of the signed pcr policies)")
+		}
+		if o.securityVersion < 1 || o.securityVersion > tpm.MaxSecurityVersion {
+			return in, fmt.Errorf("--security-version %d is outside 1..%d", o.securityVersion, tpm.MaxSecurityVersion)
+		}
+		in.boot.SecurityVersion = o.securityVersion
 	}
 	if o.keys != "" {
 		keys, err := secureboot.LoadKeySet(o.keys)
