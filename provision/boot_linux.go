@@ -665,16 +665,16 @@ func readOptional(path string) ([]byte, error) {
 // in one header write, so a header with a systemd-tpm2 token is always at
 // StepSealed or later (checkNotRewound relies on it).
 func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *provisionToken) error {
-	pcrs := append(append([]int{}, b.cfg.PCRs...), tpm.VolumeKeyPCR)
-	so := tpm.SealOptions{PCRs: pcrs, PCRValues: map[int][]byte{tpm.VolumeKeyPCR: make([]byte, 32)}}
-	if key, err := readOptional(b.cfg.PCRPublicKey); err != nil {
+	key, err := readOptional(b.cfg.PCRPublicKey)
+	if err != nil {
 		return err
-	} else if key != nil {
+	}
+	if key != nil {
 		// A signed UKI: PCR 11 is bound too, as its vendor signs it, so
 		// that any UKI the vendor signs unseals and nothing else does.
-		so.PolicyKeyPEM, so.PolicyKeyPCRs = key, []int{uki11}
 		b.logf("sealing also to pcr %d as signed by the uki's key (%s)", uki11, b.cfg.PCRPublicKey)
 	}
+	so := stateSealOptions(b.cfg.PCRs, key)
 	if _, _, err := enroll.AddEnrollment(b.tpm, f, h, vk, enroll.EnrollOptions{
 		SealOptions: so, Keyslot: -1, TokenID: -1,
 	}); err != nil {

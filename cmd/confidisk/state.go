@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/provision"
+	"github.com/confidisk/confidisk/tpm"
 )
 
 func newStateCmd() *cobra.Command {
@@ -22,7 +24,7 @@ host controls an unsigned command line). Changing them is an operator action,
 done with a passphrase of the volume (the recovery passphrase, see
 confidisk luks recover).`,
 	}
-	cmd.AddCommand(newStateReconfigureCmd())
+	cmd.AddCommand(newStateReconfigureCmd(), newStateResealCmd())
 	return cmd
 }
 
@@ -128,4 +130,108 @@ func reconfiguration(cmd *cobra.Command, anchor, broker, brokerCA, pcrs, tee, rw
 		return r, errors.New("nothing to change: give at least one of --rollback-anchor, --broker, --tpm2-pcrs, --tee, --rw")
 	}
 	return r, nil
+}
+
+func newStateResealCmd() *cobra.Command {
+	var (
+		keyFile, tpmDevice, pcrSpec, pubKey string
+		weaker, fixate, asJSON              bool
+	)
+	cmd := &cobra.Command{
+		Use:   "reseal DEVICE [flags]",
+		Short: "Seal a state volume's key to the vTPM again (after a recovery, or to change the sealing PCRs)",
+		Long: `Replace the vTPM keyslot of a state volume by one sealed to the PCR values the
+vTPM holds now. Run it from the booted system after a boot that fell to the
+recovery path (a firmware or Secure Boot database update changed PCR 7; the
+volume was opened with the recovery passphrase, see confidisk luks recover),
+or to change the sealing PCRs. It needs a passphrase of the volume
+(--key-file, or asked).
+
+Before anything is written the volume's authenticated metadata is verified
+under its volume key, and the vTPM's fixation digest is compared with the
+volume's: a vTPM holding another volume's digest is refused, and one holding
+none (a replaced vTPM) only with --fixate. The new keyslot is sealed like first
+boot's: to the --tpm2-pcrs (default: the provisioned ones) at their current
+values or the values given, to PCR 15 at zero, and with --tpm2-public-key to
+PCR 11 as signed by that key (the UKI's .pcrpkey). It is committed before the
+old systemd-tpm2 keyslots are removed, and the provisioned PCRs become the
+sealed ones, with the MAC recomputed in each header write: an interruption
+leaves the volume openable with the recovery passphrase and the old or the new
+keyslot.
+
+A seal to fewer PCRs than provisioned, or without the PCR signing key the old
+keyslot is sealed to, is refused unless --allow-weaker-seal: a volume is never
+sealed to less by accident. Later boots must ask for the sealed PCRs
+(confidisk.tpm2-pcrs= or boot.conf).
+
+PCR values are read now: in a booted system PCRs 11 and 15 hold more than the
+initrd saw, so PCR 11 is bound through --tpm2-public-key (or given as
+11:sha256=HEX), and PCR 15 is always sealed at zero.`,
+		Example: `  # after a dbx update: the boot asked for the recovery key
+  confidisk luks recover --volume /dev/vda4 ... > pass.txt     # the operator
+  confidisk state reseal /dev/vda4 --key-file pass.txt \
+      --tpm2-public-key /run/systemd/tpm2-pcr-public-key.pem`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := provision.ResealOptions{AllowWeaker: weaker, Fixate: fixate}
+			if cmd.Flags().Changed("tpm2-pcrs") {
+				pcrs, vals, bank, err := parseTPM2PCRs(pcrSpec)
+				if err != nil {
+					return usageError{err}
+				}
+				if bank != "" && bank != tpm.SHA256 {
+					return usageError{fmt.Errorf("--tpm2-pcrs: state volumes are sealed in the sha256 bank, not %s", bank)}
+				}
+				o.PCRs, o.PCRValues = append([]int{}, pcrs...), vals
+			}
+			if pubKey != "" {
+				b, err := os.ReadFile(pubKey)
+				if err != nil {
+					return err
+				}
+				o.PCRPublicKey = b
+			}
+			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
+				pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
+				if err != nil {
+					return false, err
+				}
+				vk, _, err := h.Unlock(d.f, pass, -1)
+				if err != nil {
+					return false, err
+				}
+				t, err := openTPMFlag(tpmDevice)
+				if err != nil {
+					return false, fmt.Errorf("open TPM %s: %w", tpmDevice, err)
+				}
+				defer t.Close()
+				res, err := provision.Reseal(t, d.f, args[0], h, vk, o)
+				if err != nil {
+					return false, fmt.Errorf("%s: %w", args[0], err)
+				}
+				if asJSON {
+					return false, writeJSON(cmd.OutOrStdout(), res)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Sealed to PCRs %v (and 15 at zero)%s in keyslot %d, token %d; removed keyslots %v.\n",
+					res.PCRs, signedNote(res.PolicyKeyPCRs), res.Keyslot, res.Token, res.Removed)
+				return false, nil // Reseal wrote the header
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&keyFile, "key-file", "d", "", "read a passphrase of the volume from this file (- for standard input)")
+	f.StringVar(&tpmDevice, "tpm2-device", tpm.DefaultDevice, "TPM: /dev/tpmrm0, or swtpm:PATH")
+	f.StringVar(&pcrSpec, "tpm2-pcrs", "", "PCRs to seal to literally, systemd syntax (7+4, 11:sha256=HEX; default: the provisioned ones)")
+	f.StringVar(&pubKey, "tpm2-public-key", "", "PEM RSA public key whose signatures authorise PCR 11 (the UKI's .pcrpkey)")
+	f.BoolVar(&weaker, "allow-weaker-seal", false, "allow fewer PCRs than provisioned, or dropping the PCR signing key")
+	f.BoolVar(&fixate, "fixate", false, "store the volume's fixation digest in a vTPM that holds none (a replaced vTPM)")
+	f.BoolVar(&asJSON, "json", false, "print what was done as JSON")
+	return cmd
+}
+
+func signedNote(pcrs []int) string {
+	if len(pcrs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" and PCRs %v as signed by the PCR key", pcrs)
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/confidisk/confidisk/luks2/metamac"
 	"github.com/confidisk/confidisk/provision"
 	"github.com/confidisk/confidisk/recovery"
+	"github.com/confidisk/confidisk/tpm"
+	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
 // stateImage is a LUKS2 image with a (version 1) confidisk provisioning
@@ -165,5 +167,67 @@ func TestLUKSRecover(t *testing.T) {
 	}
 	if _, _, err := runIn(t, "", "luks", "recover", img); err == nil {
 		t.Error("recover without --operator-key accepted")
+	}
+}
+
+// TestStateResealCLI: a state volume whose vTPM keyslot no longer unseals
+// (PCR 7 changed) is resealed with a passphrase; the vTPM opens it again,
+// its metadata verifies. A volume without authenticated metadata, a seal
+// to fewer PCRs and a vTPM without the volume's fixation digest are
+// refused with what to do.
+func TestStateResealCLI(t *testing.T) {
+	sw := tpmtest.Start(t)
+	_, img, key := stateImage(t)
+	if _, _, err := runIn(t, "", "state", "reseal", img, "--key-file", key, "--tpm2-device", sw.Device()); !errors.Is(err, provision.ErrUnauthenticated) {
+		t.Errorf("reseal of a version 1 volume: %v, want ErrUnauthenticated", err)
+	}
+	if _, _, err := runIn(t, "", "state", "reconfigure", img, "--key-file", key, "--rollback-anchor", "tpm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runIn(t, "", "luks", "enroll-tpm2", "--tpm2-device", sw.Device(), "--key-file", key,
+		"--tpm2-pcrs", "7+15:sha256="+strings.Repeat("00", 32), img); err != nil {
+		t.Fatalf("enroll-tpm2: %v %s", err, errOut)
+	}
+	tp := sw.Open()
+	if err := tpm.ExtendPCR(tp, 7, map[tpm.Bank][]byte{tpm.SHA256: make([]byte, 32)}); err != nil {
+		t.Fatal(err)
+	}
+	tokenOpens := func() error {
+		_, _, err := runIn(t, "", "luks", "open", "--test-passphrase", "--token-only", "--tpm2-device", sw.Device(), img)
+		return err
+	}
+	if err := tokenOpens(); err == nil {
+		t.Fatal("the token opens after PCR 7 changed")
+	}
+	before, _ := os.ReadFile(img)
+	for _, tc := range []struct {
+		args    []string
+		wantErr error
+	}{
+		{[]string{"--tpm2-pcrs", "4"}, provision.ErrWeakerSeal},
+		{nil, provision.ErrNoFixation},
+	} {
+		args := append([]string{"state", "reseal", img, "--key-file", key, "--tpm2-device", sw.Device()}, tc.args...)
+		if _, _, err := runIn(t, "", args...); !errors.Is(err, tc.wantErr) {
+			t.Errorf("reseal %v: %v, want %v", tc.args, err, tc.wantErr)
+		}
+	}
+	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
+		t.Error("a refused reseal changed the volume")
+	}
+	// The volume was enrolled outside a first boot: this vTPM never held
+	// its fixation digest.
+	out, _, err := runIn(t, "", "state", "reseal", img, "--key-file", key, "--tpm2-device", sw.Device(), "--fixate", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"removed_keyslots": [`) || !strings.Contains(out, `"fixated": true`) {
+		t.Errorf("reseal --json printed %s", out)
+	}
+	if err := tokenOpens(); err != nil {
+		t.Errorf("the token after reseal: %v", err)
+	}
+	if err := verified(t, img); err != nil {
+		t.Errorf("the metadata after reseal: %v", err)
 	}
 }
