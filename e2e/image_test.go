@@ -218,6 +218,7 @@ func TestLabImage(t *testing.T) {
 	t.Run("unsigned-uki", func(t *testing.T) { l.checkUnsignedUKI(t, disk) })
 	t.Run("foreign-addon", func(t *testing.T) { l.checkForeignAddon(t, disk) })
 	t.Run("cmdline-override", func(t *testing.T) { l.checkCmdlineOverride(t, disk, ref) })
+	t.Run("reseal-after-recovery", func(t *testing.T) { l.checkResealAfterRecovery(t, disk) })
 }
 
 // checkReproducible: a second build of the same inputs is byte-identical,
@@ -308,9 +309,15 @@ const (
 // espOffset is the byte offset of the disk's ESP.
 func espOffset(t *testing.T, disk string) int64 { return partitionStart(t, disk, espType) }
 
-// partitionStart is the byte offset of the disk's partition of type typ,
-// read with sfdisk.
+// partitionStart is the byte offset of the disk's partition of type typ.
 func partitionStart(t *testing.T, disk, typ string) int64 {
+	start, _ := partition(t, disk, typ)
+	return start
+}
+
+// partition is the byte offset and size of the disk's partition of type
+// typ, read with sfdisk.
+func partition(t *testing.T, disk, typ string) (start, size int64) {
 	t.Helper()
 	out := run(t, "sfdisk", "--json", disk)
 	var pt struct {
@@ -318,6 +325,7 @@ func partitionStart(t *testing.T, disk, typ string) int64 {
 			SectorSize int64 `json:"sectorsize"`
 			Partitions []struct {
 				Start int64  `json:"start"`
+				Size  int64  `json:"size"`
 				Type  string `json:"type"`
 			} `json:"partitions"`
 		} `json:"partitiontable"`
@@ -325,17 +333,50 @@ func partitionStart(t *testing.T, disk, typ string) int64 {
 	if err := json.Unmarshal([]byte(out), &pt); err != nil {
 		t.Fatal(err)
 	}
+	ss := pt.PartitionTable.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
 	for _, p := range pt.PartitionTable.Partitions {
 		if strings.EqualFold(p.Type, typ) {
-			ss := pt.PartitionTable.SectorSize
-			if ss == 0 {
-				ss = 512
-			}
-			return p.Start * ss
+			return p.Start * ss, p.Size * ss
 		}
 	}
 	t.Fatalf("no partition of type %s on the disk", typ)
-	return 0
+	return 0, 0
+}
+
+// installImage is the host installing another image on a guest's disk
+// (an update, or a downgrade): the new disk's ESP, root and verity
+// partitions, the guest's state partition kept as it is.
+func installImage(t *testing.T, guestDisk, newDisk string) {
+	t.Helper()
+	oldStart, oldSize := partition(t, guestDisk, stateType)
+	newStart, newSize := partition(t, newDisk, stateType)
+	if oldSize != newSize {
+		t.Fatalf("state partitions of %d and %d bytes", oldSize, newSize)
+	}
+	f, err := os.Open(guestDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := make([]byte, oldSize)
+	_, err = f.ReadAt(state, oldStart)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, newDisk, guestDisk, 0o644)
+	g, err := os.OpenFile(guestDisk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WriteAt(state, newStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // replaceESPFile is the host rewriting a file on the disk's ESP.
@@ -449,21 +490,43 @@ func pcrKey(t *testing.T, dir, name string) string {
 }
 
 // checkSignedPolicyUpdate: image v1, whose UKI carries a .pcrsig by the
-// vendor's PCR key, boots and self-encrypts, the state key sealed to PCRs
-// 7 and 15 and to PCR 11 as signed by that key. The operator ships v2 (a
-// new UKI: another command line, so another PCR 11, signed by the same
-// key) and adds v2's reference values to the broker: v2 unseals without the
-// recovery key and finds v1's data. v1 booted again after v1 was retired is
-// refused by the broker (a downgrade). A UKI whose PCR 11 signature is by
-// another key (v3) is refused by the vTPM, and the volume is left alone.
+// vendor's PCR key with security version 1, boots and self-encrypts, the
+// state key sealed to PCRs 7 and 15 and to PCR 11 as signed by that key,
+// and raises the vTPM's security version floor to 1. The operator ships v2
+// (a new root, hence a new roothash= addon, and a new command line, hence
+// a new PCR 11; signed by the same key with version 2). Before the
+// broker's policy has v2's reference values the broker refuses it; after
+// a reload with the merged policy v2 unseals without the recovery key,
+// finds v1's data and raises the floor to 2. v1 installed again (a
+// downgrade) is refused by the vTPM, below the floor, with or without a
+// broker; an unversioned v1 build is not protected by the floor, and the
+// broker, with v1 retired, refuses it. A UKI whose PCR 11 signature is by
+// another key (v3) is refused by the vTPM. The refused boots leave the
+// disk alone.
 func (l *imageLab) checkSignedPolicyUpdate(t *testing.T) {
 	key := pcrKey(t, l.dir, "pcr-v.pem")
-	d1, _ := l.build(t, filepath.Join(l.dir, "sv1"), l.stubs, "--pcr-private-key", key)
-	d2, _ := l.build(t, filepath.Join(l.dir, "sv2"), l.stubs, "--pcr-private-key", key, "--cmdline", l.cmdline+" lab.version=2")
+	root2 := filepath.Join(l.dir, "rootfs-v2")
+	if err := lab.RootFS(root2, l.guest, rootInit, map[string]string{"etc/hello": "hello from the image\n", "etc/lab-version": "2\n"}); err != nil {
+		t.Fatal(err)
+	}
+	d1, ref1 := l.build(t, filepath.Join(l.dir, "sv1"), l.stubs, "--pcr-private-key", key, "--security-version", "1")
+	d2, ref2 := l.build(t, filepath.Join(l.dir, "sv2"), l.stubs, "--pcr-private-key", key, "--security-version", "2",
+		"--root", root2, "--cmdline", l.cmdline+" lab.version=2")
+	d1u, _ := l.build(t, filepath.Join(l.dir, "sv1u"), l.stubs, "--pcr-private-key", key)
 	d3, _ := l.build(t, filepath.Join(l.dir, "sv3"), l.stubs, "--pcr-private-key", pcrKey(t, l.dir, "pcr-other.pem"), "--cmdline", l.cmdline+" lab.version=3")
-	setPolicy := func(disk string) {
+	if ref1.RootHash == ref2.RootHash {
+		t.Fatal("v2 has v1's root hash")
+	}
+	policy := func(disk string) string { return filepath.Join(filepath.Dir(disk), "policy.json") }
+	setPolicy := func(t *testing.T, disks ...string) {
 		t.Helper()
-		pol, err := attest.LoadPolicy(filepath.Join(filepath.Dir(disk), "policy.json"))
+		merged := filepath.Join(t.TempDir(), "broker.json")
+		args := []string{"image", "merge-policies", "--out", merged}
+		for _, d := range disks {
+			args = append(args, policy(d))
+		}
+		run(t, l.op, args...)
+		pol, err := attest.LoadPolicy(merged)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,41 +534,69 @@ func (l *imageLab) checkSignedPolicyUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	setPolicy(d1)
+	console := func(t *testing.T, res *lab.BootResult, want ...string) {
+		t.Helper()
+		c := readFile(t, res.ConsoleLog)
+		for _, w := range want {
+			if !bytes.Contains(c, []byte(w)) {
+				t.Errorf("the console has no %q", w)
+			}
+		}
+	}
+	setPolicy(t, d1)
 	m := l.machine(t, d1, l.varsSB)
 	expect := []string{"cmdline", "previous", "state-writable"}
 	res := lab.RunScenario(t, lab.Scenario{Name: "update-signed-policy-v1", Machine: m, Expect: expect})
-	if c := readFile(t, res.ConsoleLog); !bytes.Contains(c, []byte("sealing also to pcr 11")) {
-		t.Fatal("v1 did not seal to the signed pcr 11 policy")
+	console(t, res, "sealing also to pcr 11", "image security version 1; the vTPM's floor is 1")
+	t.Run("broker-reference", func(t *testing.T) { l.checkBrokerReference(t, m, d1, d2, ref2, setPolicy) })
+
+	// The operator retires v1; the host installs v1 again.
+	setPolicy(t, d2)
+	// A boot the vTPM refuses leaves the disk alone; one the broker
+	// refuses has unsealed and advanced the volume's freshness epoch first.
+	refused := func(name, disk, stops string, byTPM bool, want ...string) {
+		t.Helper()
+		installImage(t, m.Disks[0].Path, disk)
+		before := fileDigest(t, m.Disks[0].Path)
+		console(t, lab.RunScenario(t, lab.Scenario{Name: name, Machine: m, Stops: stops}), want...)
+		if byTPM && fileDigest(t, m.Disks[0].Path) != before {
+			t.Errorf("%s: the refused boot changed the disk", name)
+		}
 	}
-	// The update: the host's disk gets v2's UKI (same root, same addon).
-	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d2, image.UKIPath))
-	setPolicy(d2)
-	res = lab.RunScenario(t, lab.Scenario{Name: "update-signed-policy", Machine: m, Expect: expect})
+	refused("update-downgrade-refused", d1, "security version below the vTPM's floor", true, "The state volume was NOT modified")
+	refused("update-downgrade-refused-broker", d1u, "the broker refused this guest", false, "pcr values are not allowed by the policy")
+	setPolicy(t, d3)
+	refused("update-foreign-pcr-key", d3, "no valid signature for the pcr policy", true)
+}
+
+// checkBrokerReference: v2 installed before the broker's policy has its
+// reference values is refused by the broker; after the operator reloads
+// the merged v1+v2 policy it boots, unseals without the recovery key,
+// runs v2's root and command line, finds v1's data, and raises the vTPM's
+// floor to 2.
+func (l *imageLab) checkBrokerReference(t *testing.T, m *lab.Machine, d1, d2 string, ref2 *image.Reference, setPolicy func(*testing.T, ...string)) {
+	start := time.Now()
+	installImage(t, m.Disks[0].Path, d2)
+	res := lab.RunScenario(t, lab.Scenario{Name: "update-broker-reference-unknown", Machine: m, Stops: "the broker refused this guest"})
+	if c := readFile(t, res.ConsoleLog); !bytes.Contains(c, []byte("pcr values are not allowed by the policy")) {
+		t.Error("the broker refused v2 for another reason than its policy")
+	}
+	setPolicy(t, d1, d2)
+	res = lab.RunScenario(t, lab.Scenario{Name: "update-signed-policy", Machine: m, Expect: []string{"cmdline", "previous", "state-writable"}})
 	for _, r := range res.Results {
-		if r.Name == "cmdline" && !strings.Contains(r.Detail, "lab.version=2") {
-			t.Errorf("boot 2 ran %q, not v2's command line", r.Detail)
+		if r.Name == "cmdline" && (!strings.Contains(r.Detail, "lab.version=2") || !strings.Contains(r.Detail, "roothash="+ref2.RootHash)) {
+			t.Errorf("boot 2 ran %q, not v2's command line and root", r.Detail)
 		}
 		if r.Name == "previous" && r.Detail != "written" {
 			t.Errorf("boot 2 found %q, not v1's data", r.Detail)
 		}
 	}
-	if c := readFile(t, res.ConsoleLog); bytes.Contains(c, []byte("luks recover")) {
+	c := readFile(t, res.ConsoleLog)
+	if bytes.Contains(c, []byte("luks recover")) {
 		t.Error("boot 2 fell to the recovery path")
 	}
-	// The operator retires v1 (the broker's policy now holds v2's values
-	// only); the host boots v1's UKI again. It still unseals (the vendor
-	// signed it), and the broker refuses it.
-	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d1, image.UKIPath))
-	res = lab.RunScenario(t, lab.Scenario{Name: "update-downgrade-refused", Machine: m, Stops: "the broker refused this guest"})
-	if c := readFile(t, res.ConsoleLog); !bytes.Contains(c, []byte("pcr values are not allowed by the policy")) {
-		t.Error("the broker refused v1 for another reason than its policy")
+	if !bytes.Contains(c, []byte("image security version 2; the vTPM's floor is 2")) {
+		t.Error("boot 2 did not raise the vTPM's floor to 2")
 	}
-	replaceESPFile(t, m.Disks[0].Path, image.UKIPath, espFile(t, d3, image.UKIPath))
-	setPolicy(d3)
-	before := fileDigest(t, m.Disks[0].Path)
-	lab.RunScenario(t, lab.Scenario{Name: "update-foreign-pcr-key", Machine: m, Stops: "no valid signature for the pcr policy"})
-	if fileDigest(t, m.Disks[0].Path) != before {
-		t.Error("the refused boot changed the disk")
-	}
+	fmt.Printf("LAB update-broker-reference %s %.1fs\n", map[bool]string{true: "FAIL", false: "PASS"}[t.Failed()], time.Since(start).Seconds())
 }

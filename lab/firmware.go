@@ -60,6 +60,11 @@ type SecureBootKeys struct {
 	Owner        string
 	PK, KEK, DB  string
 	SecureBootOn bool
+	// DBXUpdate, when set, is a dbx update (EFI_VARIABLE_AUTHENTICATION_2
+	// and the signature lists, as a vendor ships one) whose lists become
+	// the dbx in place of the placeholder: a firmware update that
+	// changes PCR 7.
+	DBXUpdate string
 }
 
 // EnrollKeys writes to out a copy of OVMF's empty variable store with PK,
@@ -69,6 +74,9 @@ type SecureBootKeys struct {
 // from the lab cache (downloaded on first use).
 func EnrollKeys(ctx context.Context, cacheDir string, k SecureBootKeys, out string) error {
 	args := []string{"--set-pk", k.Owner, k.PK, "--add-kek", k.Owner, k.KEK, "--add-db", k.Owner, k.DB}
+	if k.DBXUpdate != "" {
+		args = append(args, "--set-dbx", k.DBXUpdate)
+	}
 	if k.SecureBootOn {
 		args = append(args, "--sb")
 	}
