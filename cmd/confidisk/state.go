@@ -56,11 +56,7 @@ vTPM keyslot.`,
 				return usageError{err}
 			}
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
-				if err != nil {
-					return false, err
-				}
-				vk, _, err := h.Unlock(d.f, pass, -1)
+				vk, err := volumeKey(cmd, keyFile, d, h)
 				if err != nil {
 					return false, err
 				}
@@ -168,35 +164,19 @@ PCR values are read now: in a booted system PCRs 11 and 15 hold more than the
 initrd saw, so PCR 11 is bound through --tpm2-public-key (or given as
 11:sha256=HEX), and PCR 15 is always sealed at zero.`,
 		Example: `  # after a dbx update: the boot asked for the recovery key
-  confidisk luks recover --volume /dev/vda4 ... > pass.txt     # the operator
-  confidisk state reseal /dev/vda4 --key-file pass.txt \
-      --tpm2-public-key /run/systemd/tpm2-pcr-public-key.pem`,
+  confidisk luks recover header.img --operator-key recovery.key --out pass.txt  # the operator
+  # the rescue system, PCR 7 as predicted for the new dbx (image build --dbx):
+  confidisk state reseal /dev/vda4 --key-file pass.txt --tpm2-pcrs 7:sha256=HEX \
+      --tpm2-public-key pcrpkey.pem`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := provision.ResealOptions{AllowWeaker: weaker, Fixate: fixate}
-			if cmd.Flags().Changed("tpm2-pcrs") {
-				pcrs, vals, bank, err := parseTPM2PCRs(pcrSpec)
-				if err != nil {
-					return usageError{err}
-				}
-				if bank != "" && bank != tpm.SHA256 {
-					return usageError{fmt.Errorf("--tpm2-pcrs: state volumes are sealed in the sha256 bank, not %s", bank)}
-				}
-				o.PCRs, o.PCRValues = append([]int{}, pcrs...), vals
+			o, err := resealOptions(cmd, pcrSpec, pubKey)
+			if err != nil {
+				return err
 			}
-			if pubKey != "" {
-				b, err := os.ReadFile(pubKey)
-				if err != nil {
-					return err
-				}
-				o.PCRPublicKey = b
-			}
+			o.AllowWeaker, o.Fixate = weaker, fixate
 			return withHeader(cmd, args[0], func(d *device, h *luks2.Header) (bool, error) {
-				pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
-				if err != nil {
-					return false, err
-				}
-				vk, _, err := h.Unlock(d.f, pass, -1)
+				vk, err := volumeKey(cmd, keyFile, d, h)
 				if err != nil {
 					return false, err
 				}
@@ -234,4 +214,37 @@ func signedNote(pcrs []int) string {
 		return ""
 	}
 	return fmt.Sprintf(" and PCRs %v as signed by the PCR key", pcrs)
+}
+
+// volumeKey unlocks the volume with a passphrase from keyFile (or asked).
+func volumeKey(cmd *cobra.Command, keyFile string, d *device, h *luks2.Header) ([]byte, error) {
+	pass, err := readKey(cmd, keyFile, "Enter a passphrase of the volume: ", false)
+	if err != nil {
+		return nil, err
+	}
+	vk, _, err := h.Unlock(d.f, pass, -1)
+	return vk, err
+}
+
+// resealOptions reads --tpm2-pcrs and --tpm2-public-key.
+func resealOptions(cmd *cobra.Command, pcrSpec, pubKey string) (provision.ResealOptions, error) {
+	var o provision.ResealOptions
+	if cmd.Flags().Changed("tpm2-pcrs") {
+		pcrs, vals, bank, err := parseTPM2PCRs(pcrSpec)
+		if err != nil {
+			return o, usageError{err}
+		}
+		if bank != "" && bank != tpm.SHA256 {
+			return o, usageError{fmt.Errorf("--tpm2-pcrs: state volumes are sealed in the sha256 bank, not %s", bank)}
+		}
+		o.PCRs, o.PCRValues = append([]int{}, pcrs...), vals
+	}
+	if pubKey != "" {
+		b, err := os.ReadFile(pubKey)
+		if err != nil {
+			return o, err
+		}
+		o.PCRPublicKey = b
+	}
+	return o, nil
 }
