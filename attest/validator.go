@@ -55,17 +55,11 @@ func NewValidator(p *Policy, o ValidatorOptions) (*Validator, error) {
 	if p == nil {
 		return nil, errors.New("attestation validator: no policy")
 	}
-	c := *p
-	c.PCRs = make(map[int][]string, len(p.PCRs))
-	for i, vals := range p.PCRs {
-		c.PCRs[i] = slices.Clone(vals)
-	}
-	c.RootHashes = slices.Clone(p.RootHashes)
-	c.AttestationKeys = slices.Clone(p.AttestationKeys)
+	c := clonePolicy(p)
 	if err := c.normalize(); err != nil {
 		return nil, fmt.Errorf("attestation validator: policy: %w", err)
 	}
-	v := &Validator{p: c, tee: maps.Clone(o.TEE), now: o.Now}
+	v := &Validator{p: *c, tee: maps.Clone(o.TEE), now: o.Now}
 	if v.now == nil {
 		v.now = time.Now
 	}

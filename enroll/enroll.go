@@ -102,6 +102,19 @@ func AddEnrollment(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o En
 	return keyslot, tokenID, nil
 }
 
+// TokenIDs lists the ids of h's systemd-tpm2 tokens in increasing order.
+func TokenIDs(h *luks2.Header) []int {
+	var ids []int
+	for id, raw := range h.Metadata.Tokens {
+		var th luks2.TokenHeader
+		if json.Unmarshal(raw, &th) == nil && th.Type == tpm.TokenType {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // ErrNoToken is returned by [UnlockWithToken] when the volume has no
 // systemd-tpm2 token.
 var ErrNoToken = errors.New("no systemd-tpm2 token")
@@ -112,14 +125,10 @@ var ErrNoToken = errors.New("no systemd-tpm2 token")
 // returns the volume key and the keyslot. The error of the last token
 // tried is returned, so PCR, PIN and SRK errors stay distinguishable.
 func UnlockWithToken(t transport.TPM, vol io.ReaderAt, h *luks2.Header, tokenID int, o tpm.UnsealOptions) ([]byte, int, error) {
-	var ids []int
-	for id, raw := range h.Metadata.Tokens {
-		var th luks2.TokenHeader
-		if json.Unmarshal(raw, &th) == nil && th.Type == tpm.TokenType && (tokenID < 0 || id == tokenID) {
-			ids = append(ids, id)
-		}
+	ids := TokenIDs(h)
+	if tokenID >= 0 {
+		ids = slices.DeleteFunc(ids, func(id int) bool { return id != tokenID })
 	}
-	slices.Sort(ids)
 	if len(ids) == 0 {
 		if tokenID >= 0 {
 			return nil, -1, fmt.Errorf("token %d: %w", tokenID, ErrNoToken)

@@ -1,8 +1,8 @@
 package provision
 
 import (
+	"cmp"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -170,18 +170,14 @@ type tpmKeyslot struct {
 // keyslot is gone is listed too (it is removed with the others).
 func tpmKeyslots(h *luks2.Header) ([]tpmKeyslot, error) {
 	var out []tpmKeyslot
-	for id, raw := range h.Metadata.Tokens {
-		var th luks2.TokenHeader
-		if json.Unmarshal(raw, &th) != nil || th.Type != tpm.TokenType {
-			continue
-		}
-		tk, err := tpm.ParseToken(raw)
+	for _, id := range enroll.TokenIDs(h) {
+		tk, err := tpm.ParseToken(h.Metadata.Tokens[id])
 		if err != nil {
 			return nil, fmt.Errorf("token %d: %w", id, err)
 		}
 		out = append(out, tpmKeyslot{token: id, keyslot: tk.Keyslot, signed: len(tk.Pubkey) > 0})
 	}
-	slices.SortFunc(out, func(a, b tpmKeyslot) int { return a.keyslot*1000 + a.token - b.keyslot*1000 - b.token })
+	slices.SortStableFunc(out, func(a, b tpmKeyslot) int { return cmp.Compare(a.keyslot, b.keyslot) })
 	return out, nil
 }
 
