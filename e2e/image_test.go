@@ -501,8 +501,8 @@ func pcrKey(t *testing.T, dir, name string) string {
 // downgrade) is refused by the vTPM, below the floor, with or without a
 // broker; an unversioned v1 build is not protected by the floor, and the
 // broker, with v1 retired, refuses it. A UKI whose PCR 11 signature is by
-// another key (v3) is refused by the vTPM. The refused boots leave the
-// disk alone.
+// another key (v3) is refused by the vTPM. The boots the vTPM refuses
+// leave the disk alone.
 func (l *imageLab) checkSignedPolicyUpdate(t *testing.T) {
 	key := pcrKey(t, l.dir, "pcr-v.pem")
 	root2 := filepath.Join(l.dir, "rootfs-v2")
