@@ -37,8 +37,8 @@ has() { grep -m1 '^flags' /proc/cpuinfo | grep -qw "$1"; }
 kernels() {
   local k256=crypto/sha256 k512=crypto/sha512
   if has sha_ni; then k256="SHA-NI x2"; fi
-  if has avx512f && has avx512bw; then k256="AVX-512 x16 (+ SHA-NI x2 for the rest)"; fi
   if has avx2; then k512="AVX2 x4"; fi
+  if has avx512f && has avx512bw; then k256="AVX-512 x16 (+ SHA-NI x2 for the rest)"; k512="AVX-512 x8"; fi
   printf 'sha256 %s, sha512 %s' "$k256" "$k512"
 }
 

@@ -110,7 +110,7 @@ func newTree(p Params) (*tree, error) {
 }
 
 // mbBatch is how many blocks hashChildren hands a batchHasher at once (a
-// multiple of sha256mb's 16 lanes and sha512mb's 4).
+// multiple of sha256mb's 16 lanes and sha512mb's 8).
 const mbBatch = 64
 
 // digest writes the tree entry of block into dst[:DigestSize]: H(salt ‖ block)

@@ -8,8 +8,18 @@ import "golang.org/x/sys/cpu"
 // YMM registers, which cpu.X86.HasAVX2 includes).
 var have4 = cpu.X86.HasAVX2
 
-// block4 runs the SHA-512 compression function on four lanes: for each lane
+// have8 reports whether block8 may run: it needs AVX-512 F (and the OS
+// saving the ZMM registers, which cpu.X86.HasAVX512F includes) and BW (for
+// VPSHUFB on ZMM registers).
+var have8 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+
+// block4 runs the SHA-512 compression function on lanes 0-3: for each lane
 // l, over the n 128-byte blocks at p[l] with the hash value h[0][l]..h[7][l].
 //
 //go:noescape
-func block4(h *[8][lanes]uint64, p *[lanes]*byte, n int)
+func block4(h *[8][maxLanes]uint64, p *[maxLanes]*byte, n int)
+
+// block8 is block4 on all eight lanes, with AVX-512.
+//
+//go:noescape
+func block8(h *[8][maxLanes]uint64, p *[maxLanes]*byte, n int)

@@ -2,9 +2,12 @@
 
 #include "textflag.h"
 
-// SHA-512 compression (FIPS 180-4 §6.4.2) of four messages at once with
-// AVX2: one message per 64-bit lane of the YMM registers. block4 reads whole
-// 128-byte blocks; padding is the Go code's business.
+// SHA-512 compression (FIPS 180-4 §6.4.2) of several messages at once:
+// block4 with AVX2 (four messages, one per 64-bit lane of the YMM registers),
+// block8 with AVX-512 (eight, one per lane of the ZMM registers). Both read
+// whole 128-byte blocks; padding is the Go code's business.
+
+// ---- block4 ----
 //
 // Registers:
 //
@@ -12,7 +15,7 @@
 //	          round to round instead of moved (round t has a in Y(-t mod 8))
 //	Y8-Y11    round temporaries (T1, Σ0 + Maj, scratch)
 //	Y12-Y15   message schedule temporaries
-//	R8        h: the hash value, word-major (h[j][lane])
+//	R8        h: the hash value, word-major (h[j][lane], 8 lanes a row)
 //	R10-R13   the current block of lanes 0-3
 //	CX        blocks left
 //
@@ -99,7 +102,7 @@
 	VMOVDQU     Y10, s2(SP);          \
 	VMOVDQU     Y11, s3(SP)
 
-// func block4(h *[8][4]uint64, p *[4]*byte, n int)
+// func block4(h *[8][8]uint64, p *[8]*byte, n int): lanes 0-3 of h and p
 TEXT ·block4(SB), NOSPLIT, $512-24
 	MOVQ h+0(FP), R8
 	MOVQ p+8(FP), AX
@@ -111,13 +114,13 @@ TEXT ·block4(SB), NOSPLIT, $512-24
 	MOVQ 16(AX), R12
 	MOVQ 24(AX), R13
 	VMOVDQU 0(R8), Y0
-	VMOVDQU 32(R8), Y1
-	VMOVDQU 64(R8), Y2
-	VMOVDQU 96(R8), Y3
-	VMOVDQU 128(R8), Y4
-	VMOVDQU 160(R8), Y5
-	VMOVDQU 192(R8), Y6
-	VMOVDQU 224(R8), Y7
+	VMOVDQU 64(R8), Y1
+	VMOVDQU 128(R8), Y2
+	VMOVDQU 192(R8), Y3
+	VMOVDQU 256(R8), Y4
+	VMOVDQU 320(R8), Y5
+	VMOVDQU 384(R8), Y6
+	VMOVDQU 448(R8), Y7
 
 loop:
 	LOAD4(0, 0, 32, 64, 96)
@@ -271,21 +274,21 @@ loop:
 
 	// Feed-forward (§6.4.2 step 4): H(i) = working variables + H(i-1).
 	VPADDQ 0(R8), Y0, Y0
-	VPADDQ 32(R8), Y1, Y1
-	VPADDQ 64(R8), Y2, Y2
-	VPADDQ 96(R8), Y3, Y3
-	VPADDQ 128(R8), Y4, Y4
-	VPADDQ 160(R8), Y5, Y5
-	VPADDQ 192(R8), Y6, Y6
-	VPADDQ 224(R8), Y7, Y7
+	VPADDQ 64(R8), Y1, Y1
+	VPADDQ 128(R8), Y2, Y2
+	VPADDQ 192(R8), Y3, Y3
+	VPADDQ 256(R8), Y4, Y4
+	VPADDQ 320(R8), Y5, Y5
+	VPADDQ 384(R8), Y6, Y6
+	VPADDQ 448(R8), Y7, Y7
 	VMOVDQU Y0, 0(R8)
-	VMOVDQU Y1, 32(R8)
-	VMOVDQU Y2, 64(R8)
-	VMOVDQU Y3, 96(R8)
-	VMOVDQU Y4, 128(R8)
-	VMOVDQU Y5, 160(R8)
-	VMOVDQU Y6, 192(R8)
-	VMOVDQU Y7, 224(R8)
+	VMOVDQU Y1, 64(R8)
+	VMOVDQU Y2, 128(R8)
+	VMOVDQU Y3, 192(R8)
+	VMOVDQU Y4, 256(R8)
+	VMOVDQU Y5, 320(R8)
+	VMOVDQU Y6, 384(R8)
+	VMOVDQU Y7, 448(R8)
 	ADDQ $128, R10
 	ADDQ $128, R11
 	ADDQ $128, R12
@@ -297,12 +300,332 @@ loop:
 done:
 	RET
 
-// bswap reverses the bytes of each 64-bit word (VPSHUFB mask).
+// ---- block8 ----
+//
+// SHA-512 of eight messages at once with AVX-512: lane i of each ZMM register
+// holds the 64-bit word of message i. The rounds are those of block4, with
+// VPRORQ for the rotations and VPTERNLOGQ for the three-input functions
+// (0x96 is x ^ y ^ z for the Σ and σ functions, 0xca is Ch, 0xe8 is Maj), and
+// the message schedule is kept in registers rather than in the frame:
+//
+//	Z0-Z7     working variables, renamed from round to round (round t has a
+//	          in Z(-t mod 8), b in the next...)
+//	Z8-Z11    round scratch (and transposition scratch with Z12-Z15)
+//	Z13-Z15   message schedule scratch
+//	Z16-Z31   W[t] for the last 16 t, W[t] in Z(16 + t mod 16)
+//
+// Registers: R8 points at the [8][8]uint64 hash values (word-major), which
+// also serve for the feed-forward; DI at the 8 data pointers; CX is the
+// offset of the current block in each lane's data, DX the end offset; AX
+// points at k512.
+
+// LOAD8_ROW loads 64 bytes at byte offset off of the current block of lane
+// i into z.
+#define LOAD8_ROW(i, off, z) \
+	MOVQ      (8*i)(DI), R10;    \
+	VMOVDQU64 off(R10)(CX*1), z
+
+// TRANSPOSE8 transposes the 8x8 matrix of 64-bit words in r0..r7 (row i is
+// 64 bytes of lane i) so that r(k) holds word k of every lane, converted
+// from big endian; Z8-Z15 are scratch. Each output is written only after
+// the inputs that share its register have been used.
+#define TRANSPOSE8(r0, r1, r2, r3, r4, r5, r6, r7) \
+	VPUNPCKLQDQ r1, r0, Z8;         \
+	VPUNPCKHQDQ r1, r0, Z9;         \
+	VPUNPCKLQDQ r3, r2, Z10;        \
+	VPUNPCKHQDQ r3, r2, Z11;        \
+	VPUNPCKLQDQ r5, r4, Z12;        \
+	VPUNPCKHQDQ r5, r4, Z13;        \
+	VPUNPCKLQDQ r7, r6, Z14;        \
+	VPUNPCKHQDQ r7, r6, Z15;        \
+	VSHUFI64X2  $0x44, Z10, Z8, r4; \
+	VSHUFI64X2  $0xee, Z10, Z8, r5; \
+	VSHUFI64X2  $0x44, Z14, Z12, r6; \
+	VSHUFI64X2  $0xee, Z14, Z12, r7; \
+	VSHUFI64X2  $0x88, r6, r4, r0;  \
+	VSHUFI64X2  $0xdd, r6, r4, r2;  \
+	VSHUFI64X2  $0x88, r7, r5, r4;  \
+	VSHUFI64X2  $0xdd, r7, r5, r6;  \
+	VSHUFI64X2  $0x44, Z11, Z9, Z8; \
+	VSHUFI64X2  $0xee, Z11, Z9, Z10; \
+	VSHUFI64X2  $0x44, Z15, Z13, Z12; \
+	VSHUFI64X2  $0xee, Z15, Z13, Z14; \
+	VSHUFI64X2  $0x88, Z12, Z8, r1; \
+	VSHUFI64X2  $0xdd, Z12, Z8, r3; \
+	VSHUFI64X2  $0x88, Z14, Z10, r5; \
+	VSHUFI64X2  $0xdd, Z14, Z10, r7; \
+	VPSHUFB     bswap<>(SB), r0, r0; \
+	VPSHUFB     bswap<>(SB), r1, r1; \
+	VPSHUFB     bswap<>(SB), r2, r2; \
+	VPSHUFB     bswap<>(SB), r3, r3; \
+	VPSHUFB     bswap<>(SB), r4, r4; \
+	VPSHUFB     bswap<>(SB), r5, r5; \
+	VPSHUFB     bswap<>(SB), r6, r6; \
+	VPSHUFB     bswap<>(SB), r7, r7
+
+// ROUND8 is round t (§6.4.2 step 3), koff = 8t being the offset of K[t] and
+// w holding W[t]: T1 = h + Σ1(e) + Ch(e, f, g) + K[t] + W[t],
+// T2 = Σ0(a) + Maj(a, b, c); d += T1, h = T1 + T2 (the new a; the caller
+// renames).
+#define ROUND8(koff, a, b, c, d, e, f, g, h, w) \
+	VPADDQ.BCST koff(AX), w, Z8;     \
+	VPADDQ      Z8, h, h;            \
+	VPRORQ      $14, e, Z9;          \
+	VPRORQ      $18, e, Z10;         \
+	VPRORQ      $41, e, Z11;         \
+	VPTERNLOGQ  $0x96, Z11, Z10, Z9; \
+	VMOVDQA64   e, Z10;              \
+	VPTERNLOGQ  $0xca, g, f, Z10;    \
+	VPADDQ      Z10, Z9, Z9;         \
+	VPADDQ      Z9, h, h;            \
+	VPADDQ      h, d, d;             \
+	VPRORQ      $28, a, Z9;          \
+	VPRORQ      $34, a, Z10;         \
+	VPRORQ      $39, a, Z11;         \
+	VPTERNLOGQ  $0x96, Z11, Z10, Z9; \
+	VMOVDQA64   a, Z10;              \
+	VPTERNLOGQ  $0xe8, c, b, Z10;    \
+	VPADDQ      Z10, Z9, Z9;         \
+	VPADDQ      Z9, h, h
+
+// SCHED8 sets w = W[t+16] = σ1(W[t+14]) + W[t+9] + σ0(W[t+1]) + W[t]
+// (§6.4.2 step 1; σ0 and σ1 of §4.1.3 (4.12), (4.13)), w holding W[t] and
+// w1, w9, w14 the others.
+#define SCHED8(w, w1, w9, w14) \
+	VPRORQ     $1, w1, Z13;          \
+	VPRORQ     $8, w1, Z14;          \
+	VPSRLQ     $7, w1, Z15;          \
+	VPTERNLOGQ $0x96, Z15, Z14, Z13; \
+	VPADDQ     Z13, w, w;            \
+	VPADDQ     w9, w, w;             \
+	VPRORQ     $19, w14, Z13;        \
+	VPRORQ     $61, w14, Z14;        \
+	VPSRLQ     $6, w14, Z15;         \
+	VPTERNLOGQ $0x96, Z15, Z14, Z13; \
+	VPADDQ     Z13, w, w
+
+// FEED8 adds the hash value word j at (R8) to z and stores the sum there
+// (§6.4.2 step 4).
+#define FEED8(j, z) \
+	VPADDQ    (64*j)(R8), z, z; \
+	VMOVDQU64 z, (64*j)(R8)
+
+// func block8(h *[8][8]uint64, p *[8]*byte, n int)
+TEXT ·block8(SB), NOSPLIT, $0-24
+	MOVQ h+0(FP), R8
+	MOVQ p+8(FP), DI
+	MOVQ n+16(FP), DX
+	SHLQ $7, DX
+	JZ   done8
+	XORQ CX, CX
+	LEAQ k512<>(SB), AX
+	VMOVDQU64 (64*0)(R8), Z0
+	VMOVDQU64 (64*1)(R8), Z1
+	VMOVDQU64 (64*2)(R8), Z2
+	VMOVDQU64 (64*3)(R8), Z3
+	VMOVDQU64 (64*4)(R8), Z4
+	VMOVDQU64 (64*5)(R8), Z5
+	VMOVDQU64 (64*6)(R8), Z6
+	VMOVDQU64 (64*7)(R8), Z7
+
+loop8:
+	// One block per lane, transposed so that Z(16+k) holds word k of
+	// every lane.
+	LOAD8_ROW(0, 0, Z16)
+	LOAD8_ROW(1, 0, Z17)
+	LOAD8_ROW(2, 0, Z18)
+	LOAD8_ROW(3, 0, Z19)
+	LOAD8_ROW(4, 0, Z20)
+	LOAD8_ROW(5, 0, Z21)
+	LOAD8_ROW(6, 0, Z22)
+	LOAD8_ROW(7, 0, Z23)
+	TRANSPOSE8(Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
+	LOAD8_ROW(0, 64, Z24)
+	LOAD8_ROW(1, 64, Z25)
+	LOAD8_ROW(2, 64, Z26)
+	LOAD8_ROW(3, 64, Z27)
+	LOAD8_ROW(4, 64, Z28)
+	LOAD8_ROW(5, 64, Z29)
+	LOAD8_ROW(6, 64, Z30)
+	LOAD8_ROW(7, 64, Z31)
+	TRANSPOSE8(Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
+	// Rounds 0-63 also compute W[16..79]; rounds 64-79 only consume.
+	// Round t: a..h are Z((0-t) mod 8)..Z((7-t) mod 8), W[t] is Z(16 + t mod 16).
+	ROUND8(0, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z16)
+	SCHED8(Z16, Z17, Z25, Z30)
+	ROUND8(8, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z17)
+	SCHED8(Z17, Z18, Z26, Z31)
+	ROUND8(16, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z18)
+	SCHED8(Z18, Z19, Z27, Z16)
+	ROUND8(24, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z19)
+	SCHED8(Z19, Z20, Z28, Z17)
+	ROUND8(32, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z20)
+	SCHED8(Z20, Z21, Z29, Z18)
+	ROUND8(40, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z21)
+	SCHED8(Z21, Z22, Z30, Z19)
+	ROUND8(48, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z22)
+	SCHED8(Z22, Z23, Z31, Z20)
+	ROUND8(56, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z23)
+	SCHED8(Z23, Z24, Z16, Z21)
+	ROUND8(64, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z24)
+	SCHED8(Z24, Z25, Z17, Z22)
+	ROUND8(72, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z25)
+	SCHED8(Z25, Z26, Z18, Z23)
+	ROUND8(80, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z26)
+	SCHED8(Z26, Z27, Z19, Z24)
+	ROUND8(88, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z27)
+	SCHED8(Z27, Z28, Z20, Z25)
+	ROUND8(96, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z28)
+	SCHED8(Z28, Z29, Z21, Z26)
+	ROUND8(104, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z29)
+	SCHED8(Z29, Z30, Z22, Z27)
+	ROUND8(112, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z30)
+	SCHED8(Z30, Z31, Z23, Z28)
+	ROUND8(120, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z31)
+	SCHED8(Z31, Z16, Z24, Z29)
+	ROUND8(128, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z16)
+	SCHED8(Z16, Z17, Z25, Z30)
+	ROUND8(136, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z17)
+	SCHED8(Z17, Z18, Z26, Z31)
+	ROUND8(144, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z18)
+	SCHED8(Z18, Z19, Z27, Z16)
+	ROUND8(152, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z19)
+	SCHED8(Z19, Z20, Z28, Z17)
+	ROUND8(160, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z20)
+	SCHED8(Z20, Z21, Z29, Z18)
+	ROUND8(168, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z21)
+	SCHED8(Z21, Z22, Z30, Z19)
+	ROUND8(176, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z22)
+	SCHED8(Z22, Z23, Z31, Z20)
+	ROUND8(184, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z23)
+	SCHED8(Z23, Z24, Z16, Z21)
+	ROUND8(192, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z24)
+	SCHED8(Z24, Z25, Z17, Z22)
+	ROUND8(200, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z25)
+	SCHED8(Z25, Z26, Z18, Z23)
+	ROUND8(208, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z26)
+	SCHED8(Z26, Z27, Z19, Z24)
+	ROUND8(216, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z27)
+	SCHED8(Z27, Z28, Z20, Z25)
+	ROUND8(224, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z28)
+	SCHED8(Z28, Z29, Z21, Z26)
+	ROUND8(232, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z29)
+	SCHED8(Z29, Z30, Z22, Z27)
+	ROUND8(240, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z30)
+	SCHED8(Z30, Z31, Z23, Z28)
+	ROUND8(248, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z31)
+	SCHED8(Z31, Z16, Z24, Z29)
+	ROUND8(256, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z16)
+	SCHED8(Z16, Z17, Z25, Z30)
+	ROUND8(264, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z17)
+	SCHED8(Z17, Z18, Z26, Z31)
+	ROUND8(272, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z18)
+	SCHED8(Z18, Z19, Z27, Z16)
+	ROUND8(280, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z19)
+	SCHED8(Z19, Z20, Z28, Z17)
+	ROUND8(288, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z20)
+	SCHED8(Z20, Z21, Z29, Z18)
+	ROUND8(296, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z21)
+	SCHED8(Z21, Z22, Z30, Z19)
+	ROUND8(304, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z22)
+	SCHED8(Z22, Z23, Z31, Z20)
+	ROUND8(312, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z23)
+	SCHED8(Z23, Z24, Z16, Z21)
+	ROUND8(320, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z24)
+	SCHED8(Z24, Z25, Z17, Z22)
+	ROUND8(328, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z25)
+	SCHED8(Z25, Z26, Z18, Z23)
+	ROUND8(336, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z26)
+	SCHED8(Z26, Z27, Z19, Z24)
+	ROUND8(344, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z27)
+	SCHED8(Z27, Z28, Z20, Z25)
+	ROUND8(352, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z28)
+	SCHED8(Z28, Z29, Z21, Z26)
+	ROUND8(360, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z29)
+	SCHED8(Z29, Z30, Z22, Z27)
+	ROUND8(368, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z30)
+	SCHED8(Z30, Z31, Z23, Z28)
+	ROUND8(376, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z31)
+	SCHED8(Z31, Z16, Z24, Z29)
+	ROUND8(384, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z16)
+	SCHED8(Z16, Z17, Z25, Z30)
+	ROUND8(392, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z17)
+	SCHED8(Z17, Z18, Z26, Z31)
+	ROUND8(400, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z18)
+	SCHED8(Z18, Z19, Z27, Z16)
+	ROUND8(408, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z19)
+	SCHED8(Z19, Z20, Z28, Z17)
+	ROUND8(416, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z20)
+	SCHED8(Z20, Z21, Z29, Z18)
+	ROUND8(424, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z21)
+	SCHED8(Z21, Z22, Z30, Z19)
+	ROUND8(432, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z22)
+	SCHED8(Z22, Z23, Z31, Z20)
+	ROUND8(440, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z23)
+	SCHED8(Z23, Z24, Z16, Z21)
+	ROUND8(448, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z24)
+	SCHED8(Z24, Z25, Z17, Z22)
+	ROUND8(456, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z25)
+	SCHED8(Z25, Z26, Z18, Z23)
+	ROUND8(464, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z26)
+	SCHED8(Z26, Z27, Z19, Z24)
+	ROUND8(472, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z27)
+	SCHED8(Z27, Z28, Z20, Z25)
+	ROUND8(480, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z28)
+	SCHED8(Z28, Z29, Z21, Z26)
+	ROUND8(488, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z29)
+	SCHED8(Z29, Z30, Z22, Z27)
+	ROUND8(496, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z30)
+	SCHED8(Z30, Z31, Z23, Z28)
+	ROUND8(504, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z31)
+	SCHED8(Z31, Z16, Z24, Z29)
+	ROUND8(512, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z16)
+	ROUND8(520, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z17)
+	ROUND8(528, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z18)
+	ROUND8(536, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z19)
+	ROUND8(544, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z20)
+	ROUND8(552, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z21)
+	ROUND8(560, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z22)
+	ROUND8(568, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z23)
+	ROUND8(576, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z24)
+	ROUND8(584, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z25)
+	ROUND8(592, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z5, Z26)
+	ROUND8(600, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z4, Z27)
+	ROUND8(608, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z3, Z28)
+	ROUND8(616, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z2, Z29)
+	ROUND8(624, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z1, Z30)
+	ROUND8(632, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z0, Z31)
+
+	FEED8(0, Z0)
+	FEED8(1, Z1)
+	FEED8(2, Z2)
+	FEED8(3, Z3)
+	FEED8(4, Z4)
+	FEED8(5, Z5)
+	FEED8(6, Z6)
+	FEED8(7, Z7)
+
+	ADDQ $128, CX
+	CMPQ CX, DX
+	JNE  loop8
+
+	VZEROUPPER
+
+done8:
+	RET
+
+// bswap reverses the bytes of each 64-bit word (VPSHUFB mask; block4 reads
+// the first 32 bytes, block8 all 64).
 DATA bswap<>+0(SB)/8, $0x0001020304050607
 DATA bswap<>+8(SB)/8, $0x08090a0b0c0d0e0f
 DATA bswap<>+16(SB)/8, $0x0001020304050607
 DATA bswap<>+24(SB)/8, $0x08090a0b0c0d0e0f
-GLOBL bswap<>(SB), RODATA|NOPTR, $32
+DATA bswap<>+32(SB)/8, $0x0001020304050607
+DATA bswap<>+40(SB)/8, $0x08090a0b0c0d0e0f
+DATA bswap<>+48(SB)/8, $0x0001020304050607
+DATA bswap<>+56(SB)/8, $0x08090a0b0c0d0e0f
+GLOBL bswap<>(SB), RODATA|NOPTR, $64
 
 // k512 holds the constants K[0..79] of FIPS 180-4 §4.2.3.
 DATA k512<>+0(SB)/8, $0x428a2f98d728ae22

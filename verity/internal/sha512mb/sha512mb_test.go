@@ -27,9 +27,11 @@ func randBytes(r *rand.Rand, n int) []byte {
 
 // impls are the implementations under test, each hashing a fixed number of
 // messages of one length. SumN with 7 messages goes through a full group of
-// four and a group of three with an idle lane on a machine with AVX2; sum4/1
-// has three idle lanes; generic is the crypto/sha512 fallback that other
-// machines use.
+// four and a group of three with an idle lane on a machine with AVX2 only,
+// and through eight lanes with one idle on a machine with AVX-512; SumN with
+// 19 goes through two full groups of eight and three messages on AVX2;
+// sum4/1 and sum8/1 have idle lanes; generic is the crypto/sha512 fallback
+// that other machines use.
 var impls = []struct {
 	name  string
 	n     int  // number of messages
@@ -37,8 +39,12 @@ var impls = []struct {
 	sum   func(p *Prefixed, dst [][Size]byte, msgs [][]byte)
 }{
 	{"SumN", 7, true, (*Prefixed).SumN},
+	{"SumN/19", 19, true, (*Prefixed).SumN},
 	{"sum4", 4, have4, (*Prefixed).sum4},
 	{"sum4/1", 1, have4, (*Prefixed).sum4},
+	{"sum8", 8, have8, (*Prefixed).sum8},
+	{"sum8/1", 1, have8, (*Prefixed).sum8},
+	{"sum8/5", 5, have8, (*Prefixed).sum8},
 	{"generic", 3, true, (*Prefixed).sumNGeneric},
 	{"Sum", 1, true, func(p *Prefixed, dst [][Size]byte, msgs [][]byte) {
 		p.Sum(&dst[0], msgs[0])
@@ -54,7 +60,7 @@ func runnable(t *testing.T, name string, avail bool, sum func(*Prefixed, [][Size
 	if avail {
 		return sum
 	}
-	t.Logf("this machine cannot run %s (AVX2: %v): checking SumN's path on it instead", name, have4)
+	t.Logf("this machine cannot run %s (AVX2: %v, AVX-512: %v): checking SumN's path on it instead", name, have4, have8)
 	return (*Prefixed).SumN
 }
 
@@ -184,14 +190,24 @@ func TestVerity(t *testing.T) {
 }
 
 // TestMidstate checks the hash value after the prefix's whole blocks from
-// block4 against the state crypto/sha512 marshals: "sha\x07", then the eight
-// words big-endian.
+// each kernel against the state crypto/sha512 marshals: "sha\x07", then the
+// eight words big-endian.
 func TestMidstate(t *testing.T) {
+	for _, k := range []struct {
+		name  string
+		avail bool
+		k     kernel
+	}{{"block4", have4, avx2}, {"block8", have8, avx512}} {
+		t.Run(k.name, func(t *testing.T) { testMidstate(t, k.name, k.avail, k.k) })
+	}
+}
+
+func testMidstate(t *testing.T, name string, avail bool, k kernel) {
 	r := rand.New(rand.NewPCG(15, 16))
-	if !have4 {
-		// NewPrefixed then keeps no midstate: SumN rehashes the prefix,
-		// which check compares.
-		sum := runnable(t, "midstate4", false, nil)
+	if !avail {
+		// SumN then uses another kernel's midstate or none (and rehashes
+		// the prefix), which check compares.
+		sum := runnable(t, name, false, nil)
 		for _, n := range []int{128, 256, 1280} {
 			check(t, sum, randBytes(r, n), randMsgs(r, 3, 100))
 		}
@@ -209,7 +225,7 @@ func TestMidstate(t *testing.T) {
 		for j := range want {
 			want[j] = binary.BigEndian.Uint64(state[4+8*j:])
 		}
-		if diff := cmp.Diff(want, midstate4(b)); diff != "" {
+		if diff := cmp.Diff(want, midstate(k, b)); diff != "" {
 			t.Errorf("%d bytes (-want +got):\n%s", n, diff)
 		}
 	}
@@ -283,7 +299,7 @@ func TestSumNPanics(t *testing.T) {
 
 func TestAllocs(t *testing.T) {
 	p := NewPrefixed(make([]byte, 32))
-	msgs := randMsgs(rand.New(rand.NewPCG(13, 14)), 7, 4096)
+	msgs := randMsgs(rand.New(rand.NewPCG(13, 14)), 19, 4096)
 	dst := make([][Size]byte, len(msgs))
 	for _, im := range impls {
 		if !im.avail {
@@ -319,14 +335,15 @@ func BenchmarkCryptoSHA512(b *testing.B) {
 	}
 }
 
-// BenchmarkSumN hashes n blocks per call: 2 through crypto/sha512, 3 with an
-// idle lane, 4 and 64
-// with all four AVX2 lanes busy (where the CPU has AVX2).
+// BenchmarkSumN hashes n blocks per call through SumN: 2 through
+// crypto/sha512; with AVX-512, 8 and 64 keep all eight lanes busy and 3 to 7
+// run with idle lanes (against 2, the choice of three in SumN); with AVX2
+// only, 3 has an idle lane and 4 none.
 func BenchmarkSumN(b *testing.B) {
 	salt, blocks := benchData()
 	p := NewPrefixed(salt)
 	dst := make([][Size]byte, len(blocks))
-	for _, n := range []int{2, 3, 4, 64} {
+	for _, n := range []int{2, 3, 4, 5, 6, 7, 8, 64} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			b.SetBytes(int64(n) * benchBlock)
 			i := 0
