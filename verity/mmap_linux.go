@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,7 +16,8 @@ import (
 // If the file shrinks while mapped, reading the lost pages faults; Format and
 // Verify turn that fault into an error instead of a crash.
 type Mapping struct {
-	b []byte
+	b     []byte
+	raEnd atomic.Int64 // end of what readAhead has asked the kernel for
 }
 
 // Map maps the first size bytes of f read-only. Close unmaps it.
@@ -59,7 +61,35 @@ func (m *Mapping) slice(off int64, n int) ([]byte, bool) {
 	if start := off / page * page; n > 0 {
 		_ = unix.Madvise(m.b[start:off+int64(n)], madvPopulateRead)
 	}
+	m.readAhead(off + int64(n))
 	return b, true
+}
+
+// readAheadBytes is how far past the range being hashed [Mapping.slice]
+// asks the kernel to start reading: a few chunks per worker, so that the
+// disk is busy while the workers hash what it read.
+const readAheadBytes = 16 << 20
+
+// readAhead starts reading up to readAheadBytes past from into the page
+// cache without waiting for it (MADV_WILLNEED, which is POSIX_FADV_WILLNEED
+// on a file mapping). Each byte is asked for once: the workers share the
+// frontier raEnd, so that cached pages are not looked up again and again.
+func (m *Mapping) readAhead(from int64) {
+	page := int64(os.Getpagesize())
+	want := min((from+readAheadBytes)/page*page, int64(len(m.b)))
+	for {
+		done := m.raEnd.Load()
+		if want <= done {
+			return
+		}
+		if m.raEnd.CompareAndSwap(done, want) {
+			start := max(done, from/page*page)
+			if start < want {
+				_ = unix.Madvise(m.b[start:want], unix.MADV_WILLNEED)
+			}
+			return
+		}
+	}
 }
 
 // release drops the pages of [off, off+n) from this process's mapping once

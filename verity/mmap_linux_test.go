@@ -48,3 +48,43 @@ func TestMappingFormatAndVerify(t *testing.T) {
 		t.Fatalf("Verify of a shrunken mapped file: got %v, want a memory fault error", err)
 	}
 }
+
+// TestReadAheadFrontier checks that slice asks for each byte ahead once: the
+// frontier moves forward by what a slice adds, never back, and stops at the
+// end of the mapping.
+func TestReadAheadFrontier(t *testing.T) {
+	const size = readAheadBytes + 8<<20
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := Map(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	page := int64(os.Getpagesize())
+	steps := []struct {
+		off, n int64
+		want   int64
+	}{
+		{0, 1 << 20, 1<<20 + readAheadBytes},
+		{0, page, 1<<20 + readAheadBytes}, // behind the frontier: unchanged
+		{2 << 20, 1<<20 + 100, (3<<20 + 100 + readAheadBytes) / page * page},
+		{size - page, page, size}, // clipped at the end
+		{4 << 20, page, size},
+	}
+	for _, s := range steps {
+		if _, ok := m.slice(s.off, int(s.n)); !ok {
+			t.Fatalf("slice(%d, %d) failed", s.off, s.n)
+		}
+		if got := m.raEnd.Load(); got != s.want {
+			t.Errorf("after slice(%d, %d): read-ahead frontier %d, want %d", s.off, s.n, got, s.want)
+		}
+	}
+}
