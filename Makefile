@@ -46,6 +46,7 @@ demo: deps build
 
 bench: build
 	@bench/verity.sh
+	@bench/xts.sh
 	@bench/luks.sh
 	@bench/broker.sh
 	@bench/image.sh
