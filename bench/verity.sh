@@ -44,7 +44,7 @@ uuid=0c9b7a65-1f4e-4d2b-9a51-3e1d2c7b8a90
 # has FLAG: whether /proc/cpuinfo lists the CPU flag.
 has() { grep -m1 '^flags' /proc/cpuinfo | grep -qw "$1"; }
 
-# kernels: which code confidisk hashes with here (verity/internal/sha256mb and
+# kernels: which code confidisk hashes with here (internal/sha256mb and
 # verity/internal/sha512mb pick them from the same CPUID bits).
 kernels() {
   local k256=crypto/sha256 k512=crypto/sha512

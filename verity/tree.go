@@ -11,7 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/confidisk/confidisk/verity/internal/sha256mb"
+	"github.com/confidisk/confidisk/internal/sha256mb"
 	"github.com/confidisk/confidisk/verity/internal/sha512mb"
 )
 

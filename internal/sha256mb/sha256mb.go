@@ -1,6 +1,8 @@
 // Package sha256mb computes SHA-256 digests of many equal-length messages
-// that share a prefix, several at a time, for dm-verity hashing where every
-// digest is SHA-256(salt ‖ block).
+// that share a prefix, several at a time: for dm-verity hashing, where every
+// digest is SHA-256(salt ‖ block), and for HMAC-SHA-256 ([HMAC]), whose inner
+// and outer hashes start with one block of key material, as dm-crypt's
+// hmac(sha256) integrity tags do for every sector.
 //
 // The hash is SHA-256 as specified in FIPS 180-4: the compression function of
 // §6.2.2 (SHA-256 computation), the padding of §5.1.1 and the initial hash
