@@ -2,8 +2,6 @@ package aesxts
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
-	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/crypto/xts"
@@ -20,10 +18,9 @@ const kernelBlocks = 16
 // Cipher is XTS-AES-128 or XTS-AES-256 with a key K1 ‖ K2 (IEEE 1619 §5.1).
 // It is read-only after [New], so it may be used by many goroutines at once.
 type Cipher struct {
-	k1    roundKeys    // data key K1, expanded for the kernel
-	tweak cipher.Block // E_K2, which turns the data unit number into the tweak
-	ref   *xts.Cipher  // the portable implementation
-	vaes  bool         // whether the kernel runs here
+	k1, k2 roundKeys   // the data key K1 and the tweak key K2, for the kernel
+	ref    *xts.Cipher // the portable implementation
+	vaes   bool        // whether the kernel runs here
 }
 
 // New returns the cipher for key, which holds K1 then K2: 32 bytes for
@@ -34,15 +31,11 @@ func New(key []byte) (*Cipher, error) {
 		return nil, fmt.Errorf("aes-xts: key of %d bytes, want 32 (AES-128) or 64 (AES-256)", len(key))
 	}
 	half := len(key) / 2
-	tw, err := aes.NewCipher(key[half:])
-	if err != nil {
-		return nil, err
-	}
 	ref, err := xts.NewCipher(aes.NewCipher, key)
 	if err != nil {
 		return nil, err
 	}
-	return &Cipher{k1: expandKey(key[:half]), tweak: tw, ref: ref, vaes: haveVAES}, nil
+	return &Cipher{k1: expandKey(key[:half]), k2: expandKey(key[half:]), ref: ref, vaes: haveVAES}, nil
 }
 
 // Encrypt encrypts the data unit src, whose number is unit (for dm-crypt's
@@ -55,13 +48,28 @@ func (c *Cipher) Encrypt(dst, src []byte, unit uint64) {
 		c.ref.Encrypt(dst, src, unit)
 		return
 	}
-	var tw [4][BlockSize]byte
-	binary.LittleEndian.PutUint64(tw[0][:], unit)
-	c.tweak.Encrypt(tw[0][:], tw[0][:])
-	for j := 1; j < len(tw); j++ {
-		tw[j] = mulAlpha(tw[j-1])
+	encUnitsVAES(&c.k1.rk, &c.k2.rk, c.k1.rounds, &dst[0], &src[0], len(src)/BlockSize, 1, unit, 0)
+}
+
+// EncryptUnits encrypts src, consecutive data units of unitSize bytes, into
+// dst; unit k has the number first + k*step. For dm-crypt's plain64 IV with
+// sectors of S bytes, step is S/512 (the IV counts 512-byte sectors unless
+// the table has iv_large_sectors). unitSize must be a non-zero multiple of
+// [BlockSize] and len(src) a multiple of unitSize; dst and src follow the
+// rules of Encrypt.
+func (c *Cipher) EncryptUnits(dst, src []byte, unitSize int, first, step uint64) {
+	if unitSize <= 0 || unitSize%BlockSize != 0 || len(src)%unitSize != 0 {
+		panic(fmt.Sprintf("aes-xts: %d bytes are not whole data units of %d bytes", len(src), unitSize))
 	}
-	encVAES(&c.k1.rk, c.k1.rounds, &tw, &dst[0], &src[0], len(src)/BlockSize)
+	checkUnit(dst, src)
+	units := len(src) / unitSize
+	if !c.vaes || unitSize%(kernelBlocks*BlockSize) != 0 {
+		for k := range units {
+			c.ref.Encrypt(dst[k*unitSize:(k+1)*unitSize], src[k*unitSize:(k+1)*unitSize], first+uint64(k)*step)
+		}
+		return
+	}
+	encUnitsVAES(&c.k1.rk, &c.k2.rk, c.k1.rounds, &dst[0], &src[0], unitSize/BlockSize, units, first, step)
 }
 
 // Decrypt is the inverse of Encrypt, with the same rules for its arguments.
@@ -77,17 +85,4 @@ func checkUnit(dst, src []byte) {
 	if len(dst) < len(src) {
 		panic("aes-xts: dst shorter than src")
 	}
-}
-
-// mulAlpha multiplies the tweak t by α, the primitive element of GF(2^128)
-// modulo x^128 + x^7 + x^2 + x + 1, t being little-endian (IEEE 1619 §5.2).
-func mulAlpha(t [BlockSize]byte) [BlockSize]byte {
-	lo := binary.LittleEndian.Uint64(t[:8])
-	hi := binary.LittleEndian.Uint64(t[8:])
-	carry := hi >> 63
-	hi = hi<<1 | lo>>63
-	lo = lo<<1 ^ carry*0x87
-	binary.LittleEndian.PutUint64(t[:8], lo)
-	binary.LittleEndian.PutUint64(t[8:], hi)
-	return t
 }

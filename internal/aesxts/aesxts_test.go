@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/xts"
 )
 
@@ -155,16 +154,47 @@ func firstDiff(a, b []byte) int {
 	return -1
 }
 
-func TestMulAlpha(t *testing.T) {
-	// α^128 reduces to x^7 + x^2 + x + 1: 128 doublings of 1 give 0x87.
-	var x [BlockSize]byte
-	x[0] = 1
-	for range 128 {
-		x = mulAlpha(x)
-	}
-	want := [BlockSize]byte{0x87}
-	if diff := cmp.Diff(want, x); diff != "" {
-		t.Errorf("α^128 (-want +got):\n%s", diff)
+// TestEncryptUnits compares EncryptUnits with x/crypto/xts unit by unit:
+// plain64 steps of 1 (512-byte sectors) and 8 (4096-byte sectors), unit
+// numbers that wrap around 2^64, unit sizes through the kernel and not.
+func TestEncryptUnits(t *testing.T) {
+	kernelState(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, keyLen := range []int{32, 64} {
+		key := make([]byte, keyLen)
+		for i := range key {
+			key[i] = byte(r.Uint32())
+		}
+		c, err := New(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := xts.NewCipher(aes.NewCipher, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			unit, units int
+			first, step uint64
+		}{
+			{512, 1, 0, 1}, {512, 33, 5, 1}, {4096, 9, 8, 8}, {256, 4, ^uint64(0) - 1, 1},
+			{48, 5, 100, 1}, {4096, 3, 1 << 40, 8}, {512, 7, 3, 0},
+		} {
+			src := make([]byte, tt.unit*tt.units)
+			for i := range src {
+				src[i] = byte(r.Uint32())
+			}
+			want := make([]byte, len(src))
+			for k := range tt.units {
+				ref.Encrypt(want[k*tt.unit:(k+1)*tt.unit], src[k*tt.unit:(k+1)*tt.unit], tt.first+uint64(k)*tt.step)
+			}
+			got := make([]byte, len(src))
+			c.EncryptUnits(got, src, tt.unit, tt.first, tt.step)
+			if !bytes.Equal(got, want) {
+				t.Errorf("key %d bytes, %d units of %d bytes from %#x step %d: differs at byte %d",
+					keyLen, tt.units, tt.unit, tt.first, tt.step, firstDiff(got, want))
+			}
+		}
 	}
 }
 
@@ -191,6 +221,19 @@ func TestBadInput(t *testing.T) {
 			c.Encrypt(make([]byte, tt.dst), make([]byte, tt.src), 0)
 		}()
 	}
+	for _, tt := range []struct {
+		name       string
+		unit, size int
+	}{{"zero unit", 0, 512}, {"unit not blocks", 500, 1000}, {"partial unit", 512, 768}, {"no data", 512, 0}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("EncryptUnits, %s: did not panic", tt.name)
+				}
+			}()
+			c.EncryptUnits(make([]byte, tt.size), make([]byte, tt.size), tt.unit, 0, 1)
+		}()
+	}
 }
 
 // The benchmarks encrypt 4096-byte data units, the sector size of LUKS2
@@ -213,6 +256,15 @@ func BenchmarkEncrypt(b *testing.B) {
 		name := map[int]string{32: "AES-128", 64: "AES-256"}[keyLen]
 		for _, size := range []int{512, 4096} {
 			b.Run(name+"/"+strconv.Itoa(size)+"/aesxts", func(b *testing.B) { benchUnits(b, c.Encrypt, size) })
+			b.Run(name+"/"+strconv.Itoa(size)+"/aesxts-units", func(b *testing.B) {
+				// 64 KiB of consecutive units per call, as a volume writer
+				// encrypts them.
+				buf := make([]byte, 64<<10)
+				b.SetBytes(int64(len(buf)))
+				for b.Loop() {
+					c.EncryptUnits(buf, buf, size, 0, uint64(size/512))
+				}
+			})
 			b.Run(name+"/"+strconv.Itoa(size)+"/x-crypto-xts", func(b *testing.B) { benchUnits(b, ref.Encrypt, size) })
 		}
 	}

@@ -2,10 +2,12 @@
 // the aes-xts-plain64 cipher of dm-crypt and LUKS2, fast enough to write a
 // whole pre-encrypted volume in userspace.
 //
-// On amd64 CPUs with VAES and AVX-512 (F, VL, and VPCLMULQDQ for the
-// tweaks), one kernel encrypts sixteen 16-byte blocks at a time, four in
-// each ZMM register; elsewhere, and for the decryption direction, the code
-// uses golang.org/x/crypto/xts over crypto/aes. Both give the same bytes.
+// On amd64 CPUs with VAES, VPCLMULQDQ and AVX-512 (F, BW), one kernel
+// encrypts runs of data units: per unit it encrypts the unit number with K2
+// (AES-NI), then sixteen 16-byte blocks at a time, four in each ZMM register,
+// deriving the tweaks four at a time by carry-less multiplication. Elsewhere,
+// and for the decryption direction, the code uses golang.org/x/crypto/xts
+// over crypto/aes. Both give the same bytes.
 //
 // Sources (read for facts; no code is copied): IEEE Std 1619-2007 §5.1
 // (the XTS-AES-blockEnc procedure, the tweak T = E_K2(i) ⊗ α^j, the

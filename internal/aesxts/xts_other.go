@@ -4,6 +4,6 @@ package aesxts
 
 const haveVAES = false
 
-func encVAES(rk *[maxRounds + 1][16]byte, rounds int, tw *[4][16]byte, dst, src *byte, n int) {
-	panic("aesxts: encVAES without assembly")
+func encUnitsVAES(rk1, rk2 *[maxRounds + 1][16]byte, rounds int, dst, src *byte, unitBlocks, units int, first, step uint64) {
+	panic("aesxts: encUnitsVAES without assembly")
 }
