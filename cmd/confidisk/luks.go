@@ -19,6 +19,7 @@ import (
 	"github.com/confidisk/confidisk/devlock"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/luks2"
+	"github.com/confidisk/confidisk/preencrypt"
 	"github.com/confidisk/confidisk/probe"
 	"github.com/confidisk/confidisk/tpm"
 )
@@ -243,6 +244,8 @@ type formatFlags struct {
 	keySizeBits, sectorSize, keySlot      int
 	metadataSize, keyslotsSize, offset    uint64
 	batch, integrityNoWipe, integrityFast bool
+	offline                               bool
+	dataFile                              string
 }
 
 func (f *formatFlags) register(cmd *cobra.Command) {
@@ -265,7 +268,11 @@ func (f *formatFlags) register(cmd *cobra.Command) {
 	fl.Uint64Var(&f.keyslotsSize, "luks2-keyslots-size", 0, "size of the keyslots area in bytes")
 	fl.Uint64Var(&f.offset, "offset", 0, "data offset in 512-byte sectors (default 32768)")
 	fl.BoolVarP(&f.batch, "batch-mode", "q", false, "do not ask for confirmation before overwriting")
+	fl.BoolVar(&f.offline, "offline", false, "with --integrity hmac-sha256: write the dm-integrity superblock and every sector with its tag in userspace (no device-mapper, no root)")
+	fl.StringVar(&f.dataFile, "data", "", "with --offline: encrypt this file into the volume (a multiple of the sector size); the rest reads as zeros")
 	cmd.MarkFlagsMutuallyExclusive("integrity-no-wipe", "integrity-fast")
+	cmd.MarkFlagsMutuallyExclusive("offline", "integrity-no-wipe")
+	cmd.MarkFlagsMutuallyExclusive("offline", "integrity-fast")
 }
 
 // options checks the flags and returns the format options.
@@ -320,9 +327,19 @@ and device-mapper:
   --integrity-fast     write only the first and last MiB. Unwritten sectors
                        fail to read (EIO) until written: never stale or foreign
                        data, since old tags cannot verify under the new key.
-  --integrity-no-wipe  write none (reads of any unwritten sector fail).`,
+  --integrity-no-wipe  write none (reads of any unwritten sector fail).
+
+With --offline (aes-xts-plain64 and --integrity hmac-sha256 today), confidisk
+writes all of it itself, without device-mapper or root: the dm-integrity
+superblock, an empty journal and every sector encrypted with its tag, so that
+the kernel opens the volume as if cryptsetup had made and wiped it. --data FILE
+puts FILE's bytes at the start of the volume (the rest reads as zeros): a
+pre-encrypted volume made by trusted infrastructure. Nothing is written before
+the cipher, the sizes and the data have been checked; the superblock is written
+last, so a volume whose writing was interrupted does not open.`,
 		Example: `  confidisk luks format --batch-mode --key-file key.txt disk.img
   confidisk luks format --integrity hmac-sha256 --sector-size 4096 /dev/vdb
+  confidisk luks format -q --integrity hmac-sha256 --offline --data rootfs.img --key-file key.txt state.img
   confidisk luks format --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --label state disk.img`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runFormat(cmd, args[0], f) },
@@ -337,6 +354,12 @@ func runFormat(cmd *cobra.Command, path string, f *formatFlags) error {
 	o, err := f.options()
 	if err != nil {
 		return err
+	}
+	if f.dataFile != "" && !f.offline {
+		return usageError{errors.New("--data needs --offline")}
+	}
+	if f.offline {
+		return runFormatOffline(cmd, path, f, o)
 	}
 	d, err := openDevice(path, true)
 	if err != nil {
@@ -376,6 +399,82 @@ func runFormat(cmd *cobra.Command, path string, f *formatFlags) error {
 	bar.finish()
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// runFormatOffline formats path with integrity entirely in userspace: the
+// header, then (package preencrypt) every sector and its tag, the journal
+// and the dm-integrity superblock. The header is made in memory first, so
+// that everything is checked (cipher, data size) before the first write.
+func runFormatOffline(cmd *cobra.Command, path string, f *formatFlags, o luks2.FormatOptions) error {
+	if f.integ == "" || f.integ == "none" {
+		return usageError{errors.New("--offline is for volumes with --integrity (without it, format needs no device-mapper anyway)")}
+	}
+	var data io.ReaderAt // nil: the volume reads as zeros
+	var dataSize int64
+	if f.dataFile != "" {
+		df, size, err := openSized(f.dataFile, os.O_RDONLY)
+		if err != nil {
+			return fmt.Errorf("--data: %w", err)
+		}
+		defer df.Close()
+		data, dataSize = df, size
+	}
+	d, err := openDevice(path, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := confirmOverwrite(cmd, d.f, path, f.batch); err != nil {
+		return err
+	}
+	pass, err := readKey(cmd, f.keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
+	if err != nil {
+		return err
+	}
+	var hdr recordedWrites
+	h, vk, err := luks2.Format(&hdr, uint64(d.size), pass, o)
+	if err != nil {
+		return fmt.Errorf("format %s: %w", path, err)
+	}
+	plan, err := preencrypt.NewPlan(h, vk, uint64(d.size)/512, dataSize)
+	if err != nil {
+		return fmt.Errorf("format %s: %w", path, err)
+	}
+	if err := hdr.replay(d.f); err != nil {
+		return fmt.Errorf("write the header of %s: %w", path, err)
+	}
+	bar := newProgress("encrypting sectors", plan.ProvidedBytes())
+	err = plan.Write(d.f, data, func(done, _ int64) { bar.update(uint64(done), 0) })
+	bar.finish()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return d.f.Sync()
+}
+
+// recordedWrites is an io.WriterAt that keeps the writes for later.
+type recordedWrites struct {
+	writes []recordedWrite
+}
+
+type recordedWrite struct {
+	off int64
+	b   []byte
+}
+
+func (r *recordedWrites) WriteAt(b []byte, off int64) (int, error) {
+	r.writes = append(r.writes, recordedWrite{off, append([]byte(nil), b...)})
+	return len(b), nil
+}
+
+// replay writes the recorded writes to w, in order.
+func (r *recordedWrites) replay(w io.WriterAt) error {
+	for _, x := range r.writes {
+		if _, err := w.WriteAt(x.b, x.off); err != nil {
+			return err
+		}
 	}
 	return nil
 }
