@@ -59,19 +59,8 @@ done
 
 // checkKernelSectors compares what the kernel wrote to img with sectorcrypt.
 func checkKernelSectors(t *testing.T, img string, pattern []byte) {
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, h, l := volumeLayout(t, img, os.O_RDONLY)
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _, err := luks2.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vk, _, err := h.Unlock(f, []byte("correct horse battery staple"), -1)
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +68,6 @@ func checkKernelSectors(t *testing.T, img string, pattern []byte) {
 	seg := h.Metadata.Segments[0]
 	if seg.Integrity == nil || seg.IVTweak != 0 {
 		t.Fatalf("segment %+v: want integrity and iv_tweak 0", seg)
-	}
-	off := int64(seg.Offset)
-	sb, err := integrity.ReadSuperblock(f, off)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := sb.Layout(uint64(st.Size())/integrity.SectorSize, uint64(off)/integrity.SectorSize, 0)
-	if err != nil {
-		t.Fatal(err)
 	}
 	c, err := sectorcrypt.NewHMACXTS(vk, seg.SectorSize)
 	if err != nil {
@@ -203,25 +183,8 @@ dmesg | grep -iE 'recalc|journal' | head -3
 // flipCiphertext flips one byte of the first data sector of the volume img.
 func flipCiphertext(t *testing.T, img string) {
 	t.Helper()
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _, l := volumeLayout(t, img, os.O_RDWR)
 	defer f.Close()
-	h, _, err := luks2.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := f.Stat()
-	off := int64(h.Metadata.Segments[0].Offset)
-	sb, err := integrity.ReadSuperblock(f, off)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := sb.Layout(uint64(st.Size())/integrity.SectorSize, uint64(off)/integrity.SectorSize, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ds, err := l.DataSector(8)
 	if err != nil {
 		t.Fatal(err)
@@ -275,4 +238,32 @@ func dumpAgrees(t *testing.T, integritysetup, img string) {
 			t.Errorf("integritysetup dump lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// volumeLayout opens the LUKS2 volume img with integrity and returns it
+// with its header and the dm-integrity layout its superblock gives.
+func volumeLayout(t *testing.T, img string, flag int) (*os.File, *luks2.Header, *integrity.Layout) {
+	t.Helper()
+	f, err := os.OpenFile(img, flag, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := luks2.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(h.Metadata.Segments[0].Offset)
+	sb, err := integrity.ReadSuperblock(f, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := sb.Layout(uint64(st.Size())/integrity.SectorSize, uint64(off)/integrity.SectorSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, h, l
 }

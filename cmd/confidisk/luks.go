@@ -361,22 +361,15 @@ func runFormat(cmd *cobra.Command, path string, f *formatFlags) error {
 	if f.offline {
 		return runFormatOffline(cmd, path, f, o)
 	}
-	d, err := openDevice(path, true)
+	d, pass, err := openForFormat(cmd, path, f)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	if err := confirmOverwrite(cmd, d.f, path, f.batch); err != nil {
-		return err
-	}
-	pass, err := readKey(cmd, f.keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
-	if err != nil {
-		return err
-	}
 	var client *dm.Client
 	if f.integ != "" && f.integ != "none" {
 		if client, err = dm.Open(dm.DefaultControl); err != nil {
-			return fmt.Errorf("--integrity needs device-mapper (the kernel writes the dm-integrity superblock): %w", err)
+			return fmt.Errorf("--integrity needs device-mapper (the kernel writes the dm-integrity superblock), or --offline to write it all in userspace: %w", err)
 		}
 		defer client.Close()
 	}
@@ -403,6 +396,25 @@ func runFormat(cmd *cobra.Command, path string, f *formatFlags) error {
 	return nil
 }
 
+// openForFormat opens path for writing, checks that overwriting it is
+// wanted and reads the new passphrase.
+func openForFormat(cmd *cobra.Command, path string, f *formatFlags) (*device, []byte, error) {
+	d, err := openDevice(path, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := confirmOverwrite(cmd, d.f, path, f.batch); err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	pass, err := readKey(cmd, f.keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	return d, pass, nil
+}
+
 // runFormatOffline formats path with integrity entirely in userspace: the
 // header, then (package preencrypt) every sector and its tag, the journal
 // and the dm-integrity superblock. The header is made in memory first, so
@@ -421,18 +433,11 @@ func runFormatOffline(cmd *cobra.Command, path string, f *formatFlags, o luks2.F
 		defer df.Close()
 		data, dataSize = df, size
 	}
-	d, err := openDevice(path, true)
+	d, pass, err := openForFormat(cmd, path, f)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	if err := confirmOverwrite(cmd, d.f, path, f.batch); err != nil {
-		return err
-	}
-	pass, err := readKey(cmd, f.keyFile, fmt.Sprintf("Enter passphrase for %s: ", path), true)
-	if err != nil {
-		return err
-	}
 	var hdr recordedWrites
 	h, vk, err := luks2.Format(&hdr, uint64(d.size), pass, o)
 	if err != nil {
