@@ -202,16 +202,9 @@ func flipCiphertext(t *testing.T, img string) {
 // `confidisk luks format --offline` wrote says what the layout does.
 func dumpAgrees(t *testing.T, integritysetup, img string) {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _, l := volumeLayout(t, img, os.O_RDONLY)
 	defer f.Close()
-	h, _, err := luks2.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := int64(h.Metadata.Segments[0].Offset)
+	off := int64(l.Offset) * integrity.SectorSize
 	area := make([]byte, 1<<20)
 	if _, err := f.ReadAt(area, off); err != nil {
 		t.Fatal(err)

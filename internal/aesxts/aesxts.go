@@ -44,11 +44,7 @@ func New(key []byte) (*Cipher, error) {
 // src may be the same slice but must not otherwise overlap.
 func (c *Cipher) Encrypt(dst, src []byte, unit uint64) {
 	checkUnit(dst, src)
-	if !c.vaes || len(src)%(kernelBlocks*BlockSize) != 0 {
-		c.ref.Encrypt(dst, src, unit)
-		return
-	}
-	encUnitsVAES(&c.k1.rk, &c.k2.rk, c.k1.rounds, &dst[0], &src[0], len(src)/BlockSize, 1, unit, 0)
+	c.EncryptUnits(dst, src, len(src), unit, 0)
 }
 
 // EncryptUnits encrypts src, consecutive data units of unitSize bytes, into
