@@ -29,7 +29,8 @@ import (
 	"github.com/confidisk/confidisk/sectorcrypt"
 )
 
-// Plan is what [Write] will write, worked out before any byte is written.
+// Plan is what [Write] will write, worked out before any byte is written:
+// Layout.Superblock is the superblock exactly as it will be on disk.
 type Plan struct {
 	Layout *integrity.Layout
 	sealer *sectorcrypt.HMACXTS
@@ -64,6 +65,11 @@ func NewPlan(h *luks2.Header, vk []byte, devSectors uint64, dataBytes int64) (*P
 	l, err := integrity.NewLayout(integrity.LUKS2Params(devSectors, uint64(seg.Offset)/integrity.SectorSize, uint32(seg.SectorSize), sectorcrypt.TagSize))
 	if err != nil {
 		return nil, err
+	}
+	if l.Superblock.Flags&integrity.FlagFixedHMAC != 0 {
+		if _, err := rand.Read(l.Superblock.Salt[:]); err != nil { // as the kernel's get_random_bytes
+			return nil, err
+		}
 	}
 	p := &Plan{Layout: l, sealer: sealer, DataBytes: dataBytes}
 	switch {
@@ -165,13 +171,7 @@ func (p *Plan) writeHead(dev io.WriterAt) error {
 			return fmt.Errorf("write journal section %d: %w", i, err)
 		}
 	}
-	sb := l.Superblock
-	if sb.Flags&integrity.FlagFixedHMAC != 0 {
-		if _, err := rand.Read(sb.Salt[:]); err != nil {
-			return err
-		}
-	}
-	b, err := sb.Marshal()
+	b, err := l.Superblock.Marshal()
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,7 @@ type Options struct {
 // Result says what a boot did.
 type Result struct {
 	FirstBoot     bool
+	PreEncrypted  bool // the volume was pre-encrypted offline (its first boot, when FirstBoot)
 	RestartedFrom Step // a previous provisioning that was interrupted before sealing
 	ResumedFrom   Step // a previous provisioning that was finished this boot
 	VolumeUUID    string
@@ -438,6 +439,10 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 		return nil, nil, err
 	}
 	if blank {
+		if b.cfg.StateKey.PreEncrypted() {
+			return nil, nil, fmt.Errorf("%w: confidisk.state-key=%s expects a pre-encrypted state volume, but %s is blank; refusing to self-encrypt it",
+				ErrKeySource, b.cfg.StateKey, dev)
+		}
 		b.logf("state partition %s is blank: first boot, provisioning", dev)
 		return b.provision(ctx, f, dev)
 	}
@@ -457,7 +462,14 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 		return nil, nil, fmt.Errorf("%s: %w; refusing to touch it", dev, err)
 	}
 	b.res.VolumeUUID = h.UUID
+	if pt.Origin == OriginPreEncrypted && !pt.Step.AtLeast(StepSealed) {
+		return b.preEncryptedFirstBoot(ctx, f, dev, h, pt)
+	}
 	if !pt.Step.AtLeast(StepSealed) {
+		if b.cfg.StateKey.PreEncrypted() {
+			return nil, nil, fmt.Errorf("%w: confidisk.state-key=%s expects a pre-encrypted volume, but %s is a self-encryption interrupted at step %q; refusing to format it again",
+				ErrKeySource, b.cfg.StateKey, dev, pt.Step)
+		}
 		if err := b.checkNotRewound(h, pt); err != nil {
 			return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 		}
@@ -522,9 +534,9 @@ func (b *booter) openState(dev string, h *luks2.Header, vk []byte) error {
 	return nil
 }
 
-// recoveryKey returns a random recovery passphrase in systemd's recovery key
+// NewRecoveryPassphrase returns a random recovery passphrase in systemd's recovery key
 // alphabet (modhex, 8 groups of 8).
-func recoveryKey() (string, error) {
+func NewRecoveryPassphrase() (string, error) {
 	const modhex = "cbdefghijklnrtuv"
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -603,7 +615,7 @@ func (b *booter) format(f *os.File) (*luks2.Header, []byte, *provisionToken, err
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	recovery, err := recoveryKey()
+	recovery, err := NewRecoveryPassphrase()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -680,7 +692,7 @@ func (b *booter) seal(f *os.File, h *luks2.Header, vk []byte, pt *provisionToken
 	}); err != nil {
 		return fmt.Errorf("seal the volume key to the vTPM: %w", err)
 	}
-	if pt.RecoveryKeyslot < 0 {
+	if pt.RecoveryKeyslot < 0 && pt.Origin == "" {
 		if err := h.KillKeyslot(f, 0, false); err != nil {
 			return fmt.Errorf("remove the unrecoverable keyslot 0: %w", err)
 		}
@@ -799,6 +811,10 @@ func (b *booter) mountRoot() error {
 	b.undo.add(func() error { return unix.Unmount(stateDir, 0) })
 	switch b.cfg.RW {
 	case RWOverlay:
+		// A pre-encrypted volume's file system may come without them.
+		if err := errors.Join(os.MkdirAll(stateDir+"/overlay/upper", 0o755), os.MkdirAll(stateDir+"/overlay/work", 0o755)); err != nil {
+			return fmt.Errorf("the overlay's directories on the state volume: %w", err)
+		}
 		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/overlay/upper,workdir=%s/overlay/work", lowerDir, stateDir, stateDir)
 		if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
 			return fmt.Errorf("mount the overlay root: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/confidisk/confidisk/broker/client"
 	"github.com/confidisk/confidisk/luks2"
 	"github.com/confidisk/confidisk/recovery"
+	"github.com/confidisk/confidisk/tpm"
 )
 
 // ErrBrokerRefused means the broker refused this boot's evidence or
@@ -187,4 +188,56 @@ func (b *booter) reportToBroker(ctx context.Context, h *luks2.Header) error {
 	b.point("broker-advanced")
 	b.logf("freshness: broker at epoch %d (evidence accepted)", p.new)
 	return nil
+}
+
+// releasedKey asks the broker for the key of the pre-encrypted volume h:
+// evidence (no volume measured yet) binding a new ephemeral HPKE key, to
+// which the broker seals the key if the evidence satisfies its policy and
+// the key's requirements. The key must open h's digest and have the key id
+// the broker names; anything else is refused.
+func (b *booter) releasedKey(ctx context.Context, h *luks2.Header) ([]byte, error) {
+	priv, err := api.NewReleaseKey()
+	if err != nil {
+		return nil, err
+	}
+	iss, err := b.issuer()
+	if err != nil {
+		return nil, err
+	}
+	nr, err := b.broker.Nonce(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get a nonce from the broker: %w", err)
+	}
+	ev, err := iss.Issue(ctx, nr.Nonce, priv.PublicKey().Bytes())
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ev.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	rel, err := b.broker.ReleaseKey(ctx, h.UUID, nr.Nonce, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: release the key of volume %s: %w", ErrBrokerRefused, h.UUID, err)
+	}
+	vk, err := api.OpenKey(priv, h.UUID, *rel)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBrokerRefused, err)
+	}
+	ok, err := h.VerifyVolumeKey(vk)
+	if err != nil {
+		clear(vk)
+		return nil, fmt.Errorf("check the released key against the volume's digest: %w", err)
+	}
+	if !ok {
+		clear(vk)
+		return nil, fmt.Errorf("%w: the key it released for volume %s does not match the volume's digest "+
+			"(another volume's key, or a header replaced on disk)", ErrBrokerRefused, h.UUID)
+	}
+	if id := tpm.FixateValue(vk, StateName, h.UUID); id != rel.KeyID {
+		clear(vk)
+		return nil, fmt.Errorf("%w: it released key id %.16s… for volume %s, the key's id is %.16s…", ErrBrokerRefused, rel.KeyID, h.UUID, id)
+	}
+	b.logf("volume key released by the broker (key id %.16s…)", rel.KeyID)
+	return vk, nil
 }

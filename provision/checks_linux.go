@@ -29,12 +29,20 @@ func (b *booter) checkNotRewound(h *luks2.Header, pt *provisionToken) error {
 				ErrRewound, pt.Step, id, StepSealed)
 		}
 	}
+	return b.checkNoFixation(pt)
+}
+
+// checkNoFixation refuses a volume whose token says its provisioning never
+// completed on a vTPM that holds the fixation digest of a volume whose
+// provisioning did (the host set the volume back, or gave this vTPM
+// another volume).
+func (b *booter) checkNoFixation(pt *provisionToken) error {
 	stored, err := fixationStored(b.tpm)
 	if err != nil {
 		return fmt.Errorf("read the vTPM's fixation index: %w", err)
 	}
 	if stored {
-		return fmt.Errorf("%w: it says step %q, but this vTPM holds the fixation digest of a volume whose provisioning completed; refusing to re-provision",
+		return fmt.Errorf("%w: it says step %q, but this vTPM holds the fixation digest of a volume whose provisioning completed; refusing to provision it again",
 			ErrRewound, pt.Step)
 	}
 	return nil

@@ -107,11 +107,34 @@ type Config struct {
 	// confidential VM, so this is for test machines only, and it is taken
 	// from the config file in the initrd, never from the command line.
 	RecoveryConsole bool
+	// StateKey is where the state volume's key comes from on its first
+	// boot (confidisk.state-key=): [KeySelf] (the default: the boot
+	// self-encrypts a blank partition), [KeyBroker] or [KeySRK] (the volume
+	// was pre-encrypted offline, by `confidisk image encrypt`). Every later
+	// boot unlocks with the vTPM keyslot the first one enrolled.
+	StateKey KeySource
 	// DeviceTimeout bounds how long the boot waits for its partitions and
 	// the TPM device to appear (confidisk.device-timeout=SECONDS, default
 	// 30), as devices show up late in a real initrd.
 	DeviceTimeout time.Duration
 }
+
+// KeySource is where a state volume's key comes from on its first boot.
+type KeySource string
+
+const (
+	// KeySelf: the key is made on first boot (self-encryption).
+	KeySelf KeySource = "self"
+	// KeyBroker: the volume is pre-encrypted and its key is released by the
+	// broker to this guest's evidence.
+	KeyBroker KeySource = "broker"
+	// KeySRK: the volume is pre-encrypted with a keyslot sealed offline to
+	// this vTPM's storage root key.
+	KeySRK KeySource = "srk"
+)
+
+// PreEncrypted reports whether the source is one of a pre-encrypted volume.
+func (k KeySource) PreEncrypted() bool { return k == KeyBroker || k == KeySRK }
 
 // DefaultRecoveryKey is where the boot looks for the operator's recovery
 // public key when confidisk.recovery-key= is not given.
@@ -136,7 +159,7 @@ func DefaultConfig() Config {
 		RW: RWOverlay, StateLabel: "state", PCRs: []int{7}, TPM: "/dev/tpmrm0",
 		PCRPublicKey: "/.extra/tpm2-pcr-public-key.pem", PCRSignature: "/.extra/tpm2-pcr-signature.json",
 		Integrity: "hmac-sha256", FastInit: true, Root: "/sysroot", Init: "/sbin/init", SwitchRoot: true,
-		BrokerCA: "/etc/confidisk/broker.pem", DeviceTimeout: 30 * time.Second,
+		BrokerCA: "/etc/confidisk/broker.pem", DeviceTimeout: 30 * time.Second, StateKey: KeySelf,
 	}
 }
 
@@ -320,6 +343,9 @@ func (c *Config) Validate() error {
 	}
 	if _, broker := c.Anchors(); broker && c.Broker == "" {
 		return fmt.Errorf("%w: confidisk.rollback-anchor=%s needs confidisk.broker=URL", ErrBadConfig, c.Anchor)
+	}
+	if c.StateKey == KeyBroker && c.Broker == "" {
+		return fmt.Errorf("%w: confidisk.state-key=broker needs confidisk.broker=URL (the broker releases the key)", ErrBadConfig)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ const rh = "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076"
 func TestApplyCmdline(t *testing.T) {
 	c := DefaultConfig()
 	err := c.ApplyCmdline("BOOT_IMAGE=/vmlinuz console=ttyS0 roothash=" + rh +
-		" confidisk.rw=copy confidisk.tpm2-pcrs=7+11+12 confidisk.state=data confidisk.integrity-init=full quiet systemd.foo=bar confidisk.broker=https://10.0.2.2:8443")
+		" confidisk.rw=copy confidisk.tpm2-pcrs=7+11+12 confidisk.state=data confidisk.integrity-init=full quiet systemd.foo=bar confidisk.broker=https://10.0.2.2:8443 confidisk.state-key=broker")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +25,7 @@ func TestApplyCmdline(t *testing.T) {
 	want.StateLabel = "data"
 	want.FastInit = false
 	want.Broker = "https://10.0.2.2:8443"
+	want.StateKey = KeyBroker
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
@@ -63,6 +64,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown recovery", "confidisk.recovery=paper", "operator-key or console"},
 		{"relative recovery key", "confidisk.recovery-key=op.pub", "absolute"},
 		{"device timeout not a number", "confidisk.device-timeout=soon", "whole seconds"},
+		{"unknown key source", "confidisk.state-key=disk", "self, broker or srk"},
 		{"device timeout too large", "confidisk.device-timeout=70000", "whole seconds"},
 	}
 	for _, tc := range tests {
@@ -84,6 +86,13 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "needs confidisk.broker=") {
 		t.Errorf("broker anchor without a broker: %v", err)
+	}
+	c = DefaultConfig()
+	if err := c.ApplyCmdline("roothash=" + rh + " confidisk.state-key=broker"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "state-key=broker needs confidisk.broker=") {
+		t.Errorf("key from the broker without a broker: %v", err)
 	}
 }
 

@@ -241,7 +241,10 @@ func (a *brokerAnchor) check(ctx context.Context, e uint64, hasEpoch, formatted 
 	}
 	a.be, f.Broker = be, &be
 	if !hasEpoch {
-		return 0, formatted, nil
+		// A new volume starts only where the broker never advanced one: a
+		// pre-encrypted volume the broker has seen boot is not new, even
+		// when a pristine copy of it is.
+		return 0, formatted && be == 0, nil
 	}
 	switch {
 	case e < be:

@@ -26,6 +26,9 @@ var options = map[string]option{
 		c.StateLabel = v
 		return ""
 	},
+	"state-key": func(c *Config, v string, _ bool) string {
+		return oneOf(v, func(s string) { c.StateKey = KeySource(s) }, string(KeySelf), string(KeyBroker), string(KeySRK))
+	},
 	"tpm2-pcrs": func(c *Config, v string, _ bool) string {
 		pcrs, err := parsePCRs(v)
 		if err != nil {

@@ -59,6 +59,11 @@ type provisionToken struct {
 	RecoveryKeyslot int `json:"recovery_keyslot"`
 	// RW is the read-write mode the volume was provisioned for.
 	RW RWMode `json:"rw"`
+	// Origin is [OriginPreEncrypted] for a volume written offline
+	// (`confidisk image encrypt`), "" for one this boot flow formatted.
+	// Such a volume's first boot continues from its step, with the key the
+	// broker releases or the vTPM unseals: it is never formatted again.
+	Origin string `json:"origin,omitempty"`
 	// Settings are the security settings the volume was provisioned with
 	// (version 2): a later boot may not ask for less.
 	Settings *Settings `json:"settings,omitempty"`
@@ -68,6 +73,10 @@ type provisionToken struct {
 	// MAC authenticates everything above (version 2).
 	MAC []byte `json:"mac,omitempty"`
 }
+
+// OriginPreEncrypted is the provisioning token origin of a pre-encrypted
+// volume.
+const OriginPreEncrypted = "pre-encrypted"
 
 // tokenVersion is the version of the provisioning tokens this code writes.
 const tokenVersion = 2
