@@ -23,4 +23,14 @@
 // systemd's token plugin opens volumes enrolled here and the other way
 // round. Structures and commands follow the TPM 2.0 Library specification
 // (Part 1 Architecture, Part 2 Structures, Part 3 Commands, revision 1.59).
+//
+// # Sealing offline
+//
+// [SealOffline] seals to a TPM it has never talked to, given its SRK's
+// public key ([ParseSRKPublic]: what `systemd-analyze srk` and
+// `confidisk tpm srk` print), as systemd-repart --tpm2-device-key= does
+// (tpm2-util.c tpm2_calculate_seal): the sealed object is wrapped for
+// TPM2_Import under that SRK, and [Unseal] imports it before loading it.
+// Only that TPM can; the blob says which SRK it needs (tpm2_srk), so another
+// TPM refuses it with [ErrSRKMismatch] before trying.
 package tpm

@@ -41,3 +41,16 @@ var (
 	// signature for the current PCR values.
 	ErrBadSignature = errors.New("no valid signature for the pcr policy")
 )
+
+// Errors of [ParseSRKPublic] and [SealOffline].
+var (
+	// ErrNotStorageKey is returned for a public key that cannot be the
+	// parent of a sealed object: not restricted and decrypt, a signing key,
+	// or without AES-128-CFB for its children.
+	ErrNotStorageKey = errors.New("not a storage parent key")
+
+	// ErrBadPublicKey is returned when a public key's bytes do not parse as
+	// a TPM2B_PUBLIC, TPMT_PUBLIC or PEM public key, or its point is not on
+	// its curve.
+	ErrBadPublicKey = errors.New("malformed public key")
+)

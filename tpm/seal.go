@@ -46,10 +46,15 @@ type SealOptions struct {
 // of a systemd-tpm2 token.
 type Sealed struct {
 	// Private and Public are the marshalled TPM2B_PRIVATE and TPM2B_PUBLIC
-	// of the sealed keyed-hash object.
+	// of the sealed keyed-hash object. For an offline seal ([SealOffline])
+	// Private is the duplicate TPM2_Import takes, not yet the TPM's own.
 	Private, Public []byte
-	Bank            Bank
-	PCRs            []int
+	// Seed is the marshalled TPM2B_ENCRYPTED_SECRET of an offline seal: the
+	// seed of the duplicate's outer wrapper, encrypted to the SRK. It is nil
+	// for a secret sealed by [Seal].
+	Seed []byte
+	Bank Bank
+	PCRs []int
 	// PolicyDigest is the object's authPolicy.
 	PolicyDigest  []byte
 	PIN           bool
@@ -63,35 +68,70 @@ type Sealed struct {
 	Legacy bool
 }
 
-// Blob is systemd's tpm2-blob: TPM2B_PRIVATE ‖ TPM2B_PUBLIC.
-func (s *Sealed) Blob() []byte { return append(bytes.Clone(s.Private), s.Public...) }
+// Blob is systemd's tpm2-blob: TPM2B_PRIVATE ‖ TPM2B_PUBLIC, followed by
+// the TPM2B_ENCRYPTED_SECRET seed for an offline seal (tpm2-util.c
+// tpm2_marshal_blob).
+func (s *Sealed) Blob() []byte {
+	b := append(bytes.Clone(s.Private), s.Public...)
+	return append(b, s.Seed...)
+}
 
-// SplitBlob splits a tpm2-blob into its TPM2B_PRIVATE and TPM2B_PUBLIC and
-// checks that the public part is a sealed-data object.
-func SplitBlob(b []byte) (priv, pub []byte, err error) {
+// maxEncryptedSecret is the size of TPMU_ENCRYPTED_SECRET (Part 2) for the
+// largest parent a TPM 2.0 holds, an RSA-4096 key: it bounds a blob's seed.
+const maxEncryptedSecret = 512
+
+// SplitBlob splits a tpm2-blob into its TPM2B_PRIVATE, TPM2B_PUBLIC and,
+// when present (an offline seal, see [SealOffline]), TPM2B_ENCRYPTED_SECRET
+// seed, as tpm2-util.c tpm2_unmarshal_blob does, and checks that the public
+// part is a sealed-data object. seed is nil for a blob without one; an
+// empty seed and bytes after the seed are refused.
+func SplitBlob(b []byte) (priv, pub, seed []byte, err error) {
 	if len(b) < 2 {
-		return nil, nil, fmt.Errorf("%w: %d bytes", ErrBadBlob, len(b))
+		return nil, nil, nil, fmt.Errorf("%w: %d bytes", ErrBadBlob, len(b))
 	}
 	n := 2 + int(binary.BigEndian.Uint16(b))
 	if len(b) < n+2 {
-		return nil, nil, fmt.Errorf("%w: private part truncated", ErrBadBlob)
+		return nil, nil, nil, fmt.Errorf("%w: private part truncated", ErrBadBlob)
 	}
 	priv, rest := b[:n], b[n:]
 	m := 2 + int(binary.BigEndian.Uint16(rest))
 	if len(rest) < m {
-		return nil, nil, fmt.Errorf("%w: public part truncated", ErrBadBlob)
-	}
-	if len(rest) > m {
-		return nil, nil, fmt.Errorf("%w: %d bytes after the public part (a seed for offline sealing is not supported)", ErrBadBlob, len(rest)-m)
+		return nil, nil, nil, fmt.Errorf("%w: public part truncated", ErrBadBlob)
 	}
 	p, err := tpm2.Unmarshal[tpm2.TPMTPublic](rest[2:m])
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: public part: %v", ErrBadBlob, err)
+		return nil, nil, nil, fmt.Errorf("%w: public part: %v", ErrBadBlob, err)
 	}
 	if p.Type != tpm2.TPMAlgKeyedHash {
-		return nil, nil, fmt.Errorf("%w: object type 0x%x is not keyed-hash sealed data", ErrBadBlob, p.Type)
+		return nil, nil, nil, fmt.Errorf("%w: object type 0x%x is not keyed-hash sealed data", ErrBadBlob, p.Type)
 	}
-	return priv, rest[:m], nil
+	pub, rest = rest[:m], rest[m:]
+	if len(rest) == 0 {
+		return priv, pub, nil, nil
+	}
+	if seed, err = splitSeed(rest); err != nil {
+		return nil, nil, nil, err
+	}
+	return priv, pub, seed, nil
+}
+
+// splitSeed checks that b is exactly one non-empty TPM2B_ENCRYPTED_SECRET.
+func splitSeed(b []byte) ([]byte, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: seed truncated (%d bytes after the public part)", ErrBadBlob, len(b))
+	}
+	k := int(binary.BigEndian.Uint16(b))
+	switch {
+	case k == 0:
+		return nil, fmt.Errorf("%w: empty seed after the public part", ErrBadBlob)
+	case k > maxEncryptedSecret:
+		return nil, fmt.Errorf("%w: seed of %d bytes (at most %d)", ErrBadBlob, k, maxEncryptedSecret)
+	case len(b) < 2+k:
+		return nil, fmt.Errorf("%w: seed truncated", ErrBadBlob)
+	case len(b) > 2+k:
+		return nil, fmt.Errorf("%w: %d bytes after the seed", ErrBadBlob, len(b)-2-k)
+	}
+	return b, nil
 }
 
 // PINAuth turns a PIN into the object's authValue as systemd does:
@@ -219,25 +259,13 @@ func openParent(t transport.TPM, legacy bool) (*SRK, error) {
 // fixedParent, sha256 names, a null scheme, the policy as authPolicy and
 // the PIN's authValue, created under the SRK (TPM2_Create, Part 3, section
 // 12.1) in a session salted with the SRK whose parameter encryption
-// carries the secret to the TPM encrypted.
+// carries the secret to the TPM encrypted. [SealOffline] makes the same
+// object without a TPM.
 func Seal(t transport.TPM, secret []byte, o SealOptions) (*Sealed, error) {
-	if len(secret) == 0 || len(secret) > 128 {
-		return nil, fmt.Errorf("seal: secret of %d bytes (want 1 to 128)", len(secret))
-	}
-	bank := o.bank()
-	if _, err := bank.Alg(); err != nil {
+	bank, pcrs, err := checkSealOptions(secret, &o)
+	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	if err := checkPCRs(o.PCRs); err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
-	}
-	if err := checkPCRs(o.PolicyKeyPCRs); err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
-	}
-	if (o.PolicyKeyPEM == nil) != (len(o.PolicyKeyPCRs) == 0) {
-		return nil, errors.New("seal: a policy key needs the pcrs it signs for, and the other way round")
-	}
-	pcrs := sortedPCRs(o.PCRs)
 	vals := map[int][]byte{}
 	var missing []int
 	for _, p := range pcrs {
@@ -256,13 +284,7 @@ func Seal(t transport.TPM, secret []byte, o SealOptions) (*Sealed, error) {
 			vals[p] = v
 		}
 	}
-	h, _ := bank.Hash()
-	for p, v := range vals {
-		if len(v) != h.Size() {
-			return nil, fmt.Errorf("seal: pcr %d value has %d bytes, want %d for bank %s", p, len(v), h.Size(), bank)
-		}
-	}
-	policy, err := PolicyDigest(bank, pcrs, vals, o.PolicyKeyPEM, o.PIN != nil)
+	policy, auth, err := sealPolicy(bank, pcrs, vals, &o)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
@@ -271,21 +293,7 @@ func Seal(t transport.TPM, secret []byte, o SealOptions) (*Sealed, error) {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
 	defer parent.flush(t)
-	var auth []byte
-	if o.PIN != nil {
-		auth = PINAuth(o.PIN, o.PINSalt)
-		if err := checkAuthUsable(auth); err != nil {
-			return nil, fmt.Errorf("seal: %w", err)
-		}
-	}
-	tmpl := tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgKeyedHash,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{FixedTPM: true, FixedParent: true},
-		AuthPolicy:       tpm2.TPM2BDigest{Buffer: policy},
-		Parameters:       tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull}}),
-		Unique:           tpm2.NewTPMUPublicID(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BDigest{Buffer: make([]byte, 32)}),
-	}
+	tmpl := sealedTemplate(policy, sealedAttributes)
 	sess := tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Salted(parent.Handle, parent.Public), tpm2.AESEncryption(128, tpm2.EncryptIn))
 	cr, err := (tpm2.Create{
 		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: parent.Name, Auth: sess},
@@ -298,18 +306,88 @@ func Seal(t transport.TPM, secret []byte, o SealOptions) (*Sealed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: create sealed object: %w", err)
 	}
+	s := newSealed(bank, pcrs, policy, &o)
+	s.Private, s.Public = tpm2.Marshal(cr.OutPrivate), tpm2.Marshal(cr.OutPublic)
+	if !o.Legacy {
+		s.SRK = parent.Serialize()
+	}
+	return s, nil
+}
+
+// checkSealOptions checks what [Seal] and [SealOffline] are asked for before
+// anything is computed, and returns the bank and the sorted literal PCRs.
+func checkSealOptions(secret []byte, o *SealOptions) (Bank, []int, error) {
+	if len(secret) == 0 || len(secret) > 128 {
+		return "", nil, fmt.Errorf("secret of %d bytes (want 1 to 128)", len(secret))
+	}
+	bank := o.bank()
+	if _, err := bank.Alg(); err != nil {
+		return "", nil, err
+	}
+	if err := checkPCRs(o.PCRs); err != nil {
+		return "", nil, err
+	}
+	if err := checkPCRs(o.PolicyKeyPCRs); err != nil {
+		return "", nil, err
+	}
+	if (o.PolicyKeyPEM == nil) != (len(o.PolicyKeyPCRs) == 0) {
+		return "", nil, errors.New("a policy key needs the pcrs it signs for, and the other way round")
+	}
+	return bank, sortedPCRs(o.PCRs), nil
+}
+
+// sealPolicy checks the PCR values' sizes and returns the sealed object's
+// authPolicy ([PolicyDigest]) and authValue (the PIN's, see [PINAuth]; nil
+// without a PIN).
+func sealPolicy(bank Bank, pcrs []int, vals map[int][]byte, o *SealOptions) (policy, auth []byte, err error) {
+	h, _ := bank.Hash()
+	for _, p := range pcrs {
+		if len(vals[p]) != h.Size() {
+			return nil, nil, fmt.Errorf("pcr %d value has %d bytes, want %d for bank %s", p, len(vals[p]), h.Size(), bank)
+		}
+	}
+	if policy, err = PolicyDigest(bank, pcrs, vals, o.PolicyKeyPEM, o.PIN != nil); err != nil {
+		return nil, nil, err
+	}
+	if o.PIN != nil {
+		auth = PINAuth(o.PIN, o.PINSalt)
+		if err := checkAuthUsable(auth); err != nil {
+			return nil, nil, err
+		}
+	}
+	return policy, auth, nil
+}
+
+// sealedAttributes are the attributes of an object [Seal] creates:
+// fixedTPM and fixedParent (systemd's tpm2_seal adds noDA when there is no
+// PIN; without a PIN no authorisation can be guessed either way).
+var sealedAttributes = tpm2.TPMAObject{FixedTPM: true, FixedParent: true}
+
+// sealedTemplate is the public area of a sealed secret: a keyed-hash object
+// with sha256 names, a null scheme and policy as its authPolicy. Unique is
+// 32 zero bytes here; the TPM (or [SealOffline]) replaces it with
+// H(seedValue ‖ secret).
+func sealedTemplate(policy []byte, attrs tpm2.TPMAObject) tpm2.TPMTPublic {
+	return tpm2.TPMTPublic{
+		Type:             tpm2.TPMAlgKeyedHash,
+		NameAlg:          tpm2.TPMAlgSHA256,
+		ObjectAttributes: attrs,
+		AuthPolicy:       tpm2.TPM2BDigest{Buffer: policy},
+		Parameters:       tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull}}),
+		Unique:           tpm2.NewTPMUPublicID(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BDigest{Buffer: make([]byte, 32)}),
+	}
+}
+
+// newSealed fills in the fields of a [Sealed] that describe its policy.
+func newSealed(bank Bank, pcrs []int, policy []byte, o *SealOptions) *Sealed {
 	s := &Sealed{
-		Private: tpm2.Marshal(cr.OutPrivate), Public: tpm2.Marshal(cr.OutPublic),
 		Bank: bank, PCRs: pcrs, PolicyDigest: policy, PIN: o.PIN != nil,
 		PolicyKeyPEM: o.PolicyKeyPEM, PolicyKeyPCRs: sortedPCRs(o.PolicyKeyPCRs), Legacy: o.Legacy,
 	}
 	if o.PIN != nil {
 		s.PINSalt = o.PINSalt
 	}
-	if !o.Legacy {
-		s.SRK = parent.Serialize()
-	}
-	return s, nil
+	return s
 }
 
 // UnsealOptions carry what the user supplies at unseal time.
@@ -322,12 +400,14 @@ type UnsealOptions struct {
 }
 
 // Unseal recovers a sealed secret, as systemd's tpm2_unseal: it checks
-// that the parent is the SRK the blob names, loads the object, replays the
-// policy in a policy session salted with the parent (so that the secret
-// comes back encrypted), compares the session's digest with the expected
-// one, and unseals (TPM2_Unseal, Part 3, section 12.7). A PCR change gives
-// [ErrPCRMismatch] (or [ErrVolumeKeyMeasured]); a wrong PIN [ErrWrongPIN];
-// another SRK [ErrSRKMismatch]; a damaged blob [ErrBadBlob].
+// that the parent is the SRK the blob names, imports an offline seal
+// ([SealOffline]; TPM2_Import of the blob's duplicate and seed), loads the
+// object, replays the policy in a policy session salted with the parent
+// (so that the secret comes back encrypted), compares the session's digest
+// with the expected one, and unseals (TPM2_Unseal, Part 3, section 12.7).
+// A PCR change gives [ErrPCRMismatch] (or [ErrVolumeKeyMeasured]); a wrong
+// PIN [ErrWrongPIN]; another SRK [ErrSRKMismatch]; a damaged blob
+// [ErrBadBlob].
 func Unseal(t transport.TPM, s *Sealed, o UnsealOptions) ([]byte, error) {
 	if s.PIN && o.PIN == nil {
 		return nil, ErrPINRequired
@@ -340,7 +420,8 @@ func Unseal(t transport.TPM, s *Sealed, o UnsealOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unseal: %w", err)
 	}
-	if _, _, err := SplitBlob(s.Blob()); err != nil {
+	private, public, seed, err := SplitBlob(s.Blob())
+	if err != nil {
 		return nil, fmt.Errorf("unseal: %w", err)
 	}
 	var parent *SRK
@@ -367,10 +448,15 @@ func Unseal(t transport.TPM, s *Sealed, o UnsealOptions) ([]byte, error) {
 			}
 		}
 	}
+	if seed != nil {
+		if private, err = importSealed(t, parent, private, public, seed, !s.Legacy && len(s.SRK) > 0); err != nil {
+			return nil, fmt.Errorf("unseal: %w", err)
+		}
+	}
 	lr, err := (tpm2.Load{
 		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: parent.Name, Auth: tpm2.PasswordAuth(nil)},
-		InPrivate:    tpm2.TPM2BPrivate{Buffer: s.Private[2:]},
-		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](s.Public[2:]),
+		InPrivate:    tpm2.TPM2BPrivate{Buffer: private[2:]},
+		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](public[2:]),
 	}).Execute(t)
 	if err != nil {
 		if errors.Is(err, tpm2.TPMRCIntegrity) || errors.Is(err, tpm2.TPMRCSize) || errors.Is(err, tpm2.TPMRCValue) {

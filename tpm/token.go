@@ -18,7 +18,9 @@ const TokenType = "systemd-tpm2"
 type Token struct {
 	// Keyslot is the LUKS2 keyslot whose passphrase is base64(secret).
 	Keyslot int
-	// Blob is tpm2-blob: TPM2B_PRIVATE ‖ TPM2B_PUBLIC of the sealed object.
+	// Blob is tpm2-blob: TPM2B_PRIVATE ‖ TPM2B_PUBLIC of the sealed object,
+	// followed by the TPM2B_ENCRYPTED_SECRET seed of an offline seal
+	// ([SealOffline], systemd-repart --tpm2-device-key=).
 	Blob []byte
 	// PCRs is tpm2-pcrs: the literal-value PCRs (may be empty).
 	PCRs []int
@@ -169,7 +171,7 @@ func ParseToken(b []byte) (*Token, error) {
 	if tk.Blob, err = base64.StdEncoding.DecodeString(s); err != nil {
 		return nil, fmt.Errorf("%w: tpm2-blob is not base64: %v", ErrBadBlob, err)
 	}
-	if _, _, err := SplitBlob(tk.Blob); err != nil {
+	if _, _, _, err := SplitBlob(tk.Blob); err != nil {
 		return nil, fmt.Errorf("token tpm2-blob: %w", err)
 	}
 	if v, ok := m["tpm2-policy-hash"]; !ok {
@@ -231,7 +233,7 @@ func ParseToken(b []byte) (*Token, error) {
 // Sealed converts the token into the unseal parameters. A token without
 // tpm2_srk was sealed under systemd's legacy transient primary.
 func (tk *Token) Sealed() (*Sealed, error) {
-	priv, pub, err := SplitBlob(tk.Blob)
+	priv, pub, seed, err := SplitBlob(tk.Blob)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +241,7 @@ func (tk *Token) Sealed() (*Sealed, error) {
 	if bank == "" {
 		bank = SHA256
 	}
-	s := &Sealed{Private: priv, Public: pub, Bank: bank, PCRs: tk.PCRs, PolicyDigest: tk.PolicyHash,
+	s := &Sealed{Private: priv, Public: pub, Seed: seed, Bank: bank, PCRs: tk.PCRs, PolicyDigest: tk.PolicyHash,
 		PIN: tk.PIN, PINSalt: tk.Salt, SRK: tk.SRK, Legacy: tk.SRK == nil}
 	if len(tk.PubkeyPCRs) > 0 {
 		s.PolicyKeyPEM, s.PolicyKeyPCRs = tk.Pubkey, tk.PubkeyPCRs
