@@ -15,6 +15,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/confidisk/confidisk/luks2"
@@ -65,25 +66,39 @@ func Enroll(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOpt
 // written to vol and h gains the keyslot and the token; the caller writes
 // the header (with whatever else must change in the same write).
 func AddEnrollment(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o EnrollOptions) (keyslot, tokenID int, err error) {
+	return addEnrollment(vol, h, vk, o, func(secret []byte, so tpm.SealOptions) (*tpm.Sealed, error) {
+		return tpm.Seal(t, secret, so)
+	})
+}
+
+// AddOfflineEnrollment is [AddEnrollment] without the TPM, as
+// systemd-repart --tpm2-device-key= enrolls (repart.c, with tpm2-util.c
+// tpm2_calculate_seal): the secret is sealed with [tpm.SealOffline] to the
+// vTPM whose storage root key srk is (from [tpm.ParseSRKPublic]), so that
+// this vTPM and no other unseals it. Every PCR in o.PCRs needs its value in
+// o.PCRValues. The token carries the seed in tpm2-blob and the SRK in
+// tpm2_srk, so [UnlockWithToken] (and systemd ≥ 255) open the volume on
+// that vTPM; on another one they fail with tpm.ErrSRKMismatch.
+func AddOfflineEnrollment(vol Volume, h *luks2.Header, vk []byte, srk *tpm2.TPMTPublic, o EnrollOptions) (keyslot, tokenID int, err error) {
+	return addEnrollment(vol, h, vk, o, func(secret []byte, so tpm.SealOptions) (*tpm.Sealed, error) {
+		return tpm.SealOffline(srk, secret, so)
+	})
+}
+
+// addEnrollment seals 32 random bytes with seal and adds the keyslot whose
+// passphrase is their base64 and the systemd-tpm2 token describing them.
+func addEnrollment(vol Volume, h *luks2.Header, vk []byte, o EnrollOptions, seal func([]byte, tpm.SealOptions) (*tpm.Sealed, error)) (keyslot, tokenID int, err error) {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return -1, -1, err
 	}
 	so := o.SealOptions
 	if so.PIN != nil && o.SaltPIN {
-		// Draw salts until the PIN's authValue avoids go-tpm's zero-byte
-		// bug (see tpm.ErrPINUnusable); any salt is as good to systemd.
-		for {
-			so.PINSalt = make([]byte, 32)
-			if _, err := rand.Read(so.PINSalt); err != nil {
-				return -1, -1, err
-			}
-			if tpm.PINAuthUsable(so.PIN, so.PINSalt) {
-				break
-			}
+		if so.PINSalt, err = usableSalt(so.PIN); err != nil {
+			return -1, -1, err
 		}
 	}
-	s, err := tpm.Seal(t, secret, so)
+	s, err := seal(secret, so)
 	if err != nil {
 		return -1, -1, fmt.Errorf("enroll: %w", err)
 	}
@@ -100,6 +115,20 @@ func AddEnrollment(t transport.TPM, vol Volume, h *luks2.Header, vk []byte, o En
 		return -1, -1, fmt.Errorf("enroll: add token: %w", err)
 	}
 	return keyslot, tokenID, nil
+}
+
+// usableSalt draws PIN salts until the PIN's authValue avoids go-tpm's
+// zero-byte bug (see tpm.ErrPINUnusable); any salt is as good to systemd.
+func usableSalt(pin []byte) ([]byte, error) {
+	for {
+		salt := make([]byte, 32)
+		if _, err := rand.Read(salt); err != nil {
+			return nil, err
+		}
+		if tpm.PINAuthUsable(pin, salt) {
+			return salt, nil
+		}
+	}
 }
 
 // TokenIDs lists the ids of h's systemd-tpm2 tokens in increasing order.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -158,5 +159,64 @@ func extend(t *testing.T, tp transport.TPM, pcr int, data string) {
 	d := sha256.Sum256([]byte(data))
 	if err := tpm.ExtendPCR(tp, pcr, map[tpm.Bank][]byte{tpm.SHA256: d[:]}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOfflineEnrollment seals a keyslot to swtpm A's SRK without A, as an
+// image builder would, then opens the volume on A; B, another vTPM, cannot.
+func TestOfflineEnrollment(t *testing.T) {
+	a := tpmtest.Start(t).Open()
+	extend(t, a, 7, "secure boot state")
+	srk, _, err := tpm.GetOrCreateSRK(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tpm.ParseSRKPublic(tpm.MarshalSRKPublic(&srk.Public))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := tpm.ReadPCRs(a, tpm.SHA256, []int{7, 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, h, vk := newVolume(t)
+	o := EnrollOptions{SealOptions: tpm.SealOptions{PCRs: []int{7, 15}, PCRValues: vals, PIN: []byte("1234")}, SaltPIN: true, Keyslot: -1, TokenID: -1}
+	slot, id, err := AddOfflineEnrollment(f, h, vk, pub, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	h = reread(t, f)
+	tk, err := tpm.ParseToken(h.Metadata.Tokens[id])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tk.SRK, srk.Serialize()) || tk.Keyslot != slot {
+		t.Fatalf("token: srk %x keyslot %d; want the srk's serialization and keyslot %d", tk.SRK, tk.Keyslot, slot)
+	}
+	got, gotSlot, err := UnlockWithToken(a, f, h, id, tpm.UnsealOptions{PIN: []byte("1234")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, vk) || gotSlot != slot {
+		t.Fatalf("unlocked keyslot %d with a different key, want keyslot %d", gotSlot, slot)
+	}
+	b := tpmtest.Start(t).Open()
+	if _, _, err := tpm.GetOrCreateSRK(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := UnlockWithToken(b, f, h, -1, tpm.UnsealOptions{PIN: []byte("1234")}); !errors.Is(err, tpm.ErrSRKMismatch) {
+		t.Fatalf("unlock on another vtpm: %v, want ErrSRKMismatch", err)
+	}
+	delete(vals, 15)
+	if _, _, err := AddOfflineEnrollment(f, h, vk, pub, o); err == nil || !strings.Contains(err.Error(), "pcr 15") {
+		t.Fatalf("offline enrollment without pcr 15's value: %v", err)
+	}
+	if cs, err := exec.LookPath("cryptsetup"); err == nil {
+		if out, err := exec.Command(cs, "luksDump", f.Name()).CombinedOutput(); err != nil {
+			t.Fatalf("cryptsetup luksDump of the enrolled volume: %v\n%s", err, out)
+		}
 	}
 }
