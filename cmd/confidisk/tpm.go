@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/confidisk/confidisk/tpm"
 )
@@ -29,7 +31,7 @@ measured into PCR 15 exactly as systemd-cryptsetup's tpm2-measure-pcr=yes does.
 unix socket.`,
 	}
 	cmd.AddCommand(newTPMFixateCmd(), newTPMPCRsCmd(), newTPMSealCmd(), newTPMUnsealCmd(), newTPMMeasureCmd(),
-		newTPMCounterCmd(), newTPMQuoteCmd(), newTPMVerifyQuoteCmd())
+		newTPMCounterCmd(), newTPMQuoteCmd(), newTPMVerifyQuoteCmd(), newTPMSRKCmd())
 	return cmd
 }
 
@@ -588,4 +590,90 @@ akPublic with the key enrolled for this TPM. No TPM is used.`,
 	cmd.Flags().StringVar(&nonce, "nonce", "", "the nonce the quote must answer, hex")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func newTPMSRKCmd() *cobra.Command {
+	var (
+		tf          tpmFlags
+		format, out string
+	)
+	cmd := &cobra.Command{
+		Use:   "srk [--tpm DEVICE] [--format tpm2b|pem] [--output FILE]",
+		Short: "Print the vTPM's storage root key, to seal to this vTPM offline",
+		Long: `Prints the public key of the storage root key (SRK) at 0x81000001, as
+"systemd-analyze srk" does; when the TPM has no SRK it is created first, with
+systemd's template (ECC P-256, restricted decrypt, AES-128-CFB), and made
+persistent, as systemd-tpm2-setup does at boot. Whoever has this key can seal
+a secret to this vTPM without it, and no other TPM can unseal that secret.
+
+--format tpm2b (the default) writes a marshalled TPM2B_PUBLIC, what
+systemd-analyze srk writes and systemd-repart --tpm2-device-key= reads. It is
+binary, so it is not written to a terminal: give --output FILE. --format pem
+writes the key as a PEM public key (SubjectPublicKeyInfo, as
+/run/systemd/tpm2-srk-public-key.pem); confidisk reads both forms.
+
+The operator runs this on the instance (or, for an instance that is powered
+off, against an swtpm started on its vTPM state: --tpm swtpm:SOCKET) and
+passes the file to the build:
+
+  confidisk tpm srk --output instance-a.srk
+  confidisk image encrypt --tpm2-device-key instance-a.srk ...
+
+image encrypt then seals the state volume's keyslot offline to instance A's
+vTPM, to PCR values it is given (docs/boot.md, "Sealing offline to a vTPM's
+SRK"): the volume opens on instance A and on no other instance.
+
+Sealing to a key means trusting where it came from: a key substituted on the
+way is a key somebody else can unseal with. Carry it over an authenticated
+channel.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "tpm2b" && format != "pem" {
+				return usageError{fmt.Errorf("--format %q: want tpm2b or pem", format)}
+			}
+			if out == "" && format == "tpm2b" && writerIsTerminal(cmd.OutOrStdout()) {
+				return usageError{fmt.Errorf("refusing to write the binary TPM2B_PUBLIC to a terminal; give --output FILE (or --format pem, or redirect)")}
+			}
+			t, err := tf.open()
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			b, err := srkPublic(cmd.ErrOrStderr(), t, format)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return os.WriteFile(out, b, 0o644)
+		},
+	}
+	tf.registerDevice(cmd.Flags())
+	cmd.Flags().StringVar(&format, "format", "tpm2b", "tpm2b (a TPM2B_PUBLIC, as systemd-analyze srk writes) or pem")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write the key to (default standard output)")
+	return cmd
+}
+
+// srkPublic reads the SRK, creating it if there is none (and saying so on
+// log), and renders its public key in format.
+func srkPublic(log io.Writer, t transport.TPM, format string) ([]byte, error) {
+	srk, created, err := tpm.GetOrCreateSRK(t)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		fmt.Fprintf(log, "created the srk at 0x%08x (it is persistent: keep it, seals to it need it)\n", uint32(tpm.SRKHandle))
+	}
+	if format == "pem" {
+		return tpm.SRKPublicPEM(&srk.Public)
+	}
+	return tpm.MarshalSRKPublic(&srk.Public), nil
+}
+
+// writerIsTerminal reports whether w is a terminal.
+func writerIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

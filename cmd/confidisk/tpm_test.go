@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/confidisk/confidisk/tpm"
 	"github.com/confidisk/confidisk/tpm/tpmtest"
 )
 
@@ -143,4 +148,94 @@ func TestTPMQuoteCLI(t *testing.T) {
 	if _, err := runCLI(t, "tpm", "quote", "--tpm", sw.Device(), "--pcrs", "7", "--nonce", "xyz"); !errors.As(err, &ue) {
 		t.Fatalf("bad nonce: %v, want a usage error", err)
 	}
+}
+
+// openPTY opens a pseudo-terminal and returns its terminal side.
+func openPTY(t *testing.T) *os.File {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close() })
+	return pts
+}
+
+// runCLIStdout runs the CLI with stdout w and returns what it wrote to stderr.
+func runCLIStdout(t *testing.T, w io.Writer, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var errOut bytes.Buffer
+	root.SetOut(w)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.Execute()
+	return errOut.String(), err
+}
+
+// TestTPMSRKCLI prints a fresh swtpm's SRK in both forms, checks that both
+// parse to that SRK and that a secret sealed offline to it unseals there.
+func TestTPMSRKCLI(t *testing.T) {
+	sw := tpmtest.Start(t)
+	var tpm2b bytes.Buffer
+	stderr, err := runCLIStdout(t, &tpm2b, "tpm", "srk", "--tpm", sw.Device())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "created the srk at 0x81000001") {
+		t.Errorf("no word of the srk being created: %q", stderr)
+	}
+	tp := sw.Open()
+	srk, err := tpm.ReadSRK(tp)
+	if err != nil {
+		t.Fatalf("no srk after tpm srk: %v", err)
+	}
+	if !bytes.Equal(tpm2b.Bytes(), tpm.MarshalSRKPublic(&srk.Public)) {
+		t.Fatalf("tpm srk printed %x, want the srk's TPM2B_PUBLIC", tpm2b.Bytes())
+	}
+	pemFile := filepath.Join(t.TempDir(), "srk.pem")
+	if stderr, err := runCLIStdout(t, io.Discard, "tpm", "srk", "--tpm", sw.Device(), "--format", "pem", "-o", pemFile); err != nil || stderr != "" {
+		t.Fatalf("tpm srk --format pem: %v, stderr %q", err, stderr)
+	}
+	for name, b := range map[string][]byte{"tpm2b": tpm2b.Bytes(), "pem": readFile(t, pemFile)} {
+		pub, err := tpm.ParseSRKPublic(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		s, err := tpm.SealOffline(pub, []byte("offline"), tpm.SealOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tpm.Unseal(tp, s, tpm.UnsealOptions{}); err != nil || string(got) != "offline" {
+			t.Fatalf("%s: unseal of a secret sealed offline to the printed key: %q, %v", name, got, err)
+		}
+	}
+	var ue usageError
+	if _, err := runCLIStdout(t, openPTY(t), "tpm", "srk", "--tpm", sw.Device()); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--output") {
+		t.Fatalf("binary srk to a terminal: %v, want a usage error naming --output", err)
+	}
+	if _, err := runCLIStdout(t, io.Discard, "tpm", "srk", "--tpm", sw.Device(), "--format", "der"); !errors.As(err, &ue) {
+		t.Fatalf("--format der: %v, want a usage error", err)
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
