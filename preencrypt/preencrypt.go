@@ -6,8 +6,8 @@
 // data given (the rest as zeros, never an I/O error). No device-mapper, no
 // root: the output can be an image file built by trusted infrastructure.
 //
-// Supported today: aes-xts-plain64 with --integrity hmac-sha256 (package
-// sectorcrypt), 512- to 4096-byte sectors, iv_tweak 0.
+// Supported today: aes-xts-plain64 with --integrity hmac-sha256 or
+// hmac-sha512 (package sectorcrypt), 512- to 4096-byte sectors, iv_tweak 0.
 //
 // The layout is that of drivers/md/dm-integrity.c as package integrity
 // computes it (initialize_superblock, calculate_device_limits,
@@ -51,18 +51,18 @@ func NewPlan(h *luks2.Header, vk []byte, devSectors uint64, dataBytes int64) (*P
 	switch {
 	case seg == nil || seg.Type != "crypt":
 		return nil, errors.New("segment 0 is not a crypt segment")
-	case seg.Integrity == nil || seg.Integrity.Type != "hmac(sha256)" || seg.Encryption != "aes-xts-plain64":
-		return nil, fmt.Errorf("offline writing supports aes-xts-plain64 with integrity hmac(sha256), not %s with %v", seg.Encryption, seg.Integrity)
+	case seg.Integrity == nil || (seg.Integrity.Type != "hmac(sha256)" && seg.Integrity.Type != "hmac(sha512)") || seg.Encryption != "aes-xts-plain64":
+		return nil, fmt.Errorf("offline writing supports aes-xts-plain64 with integrity hmac(sha256) or hmac(sha512), not %s with %s", seg.Encryption, integrityName(seg))
 	case seg.IVTweak != 0:
 		return nil, fmt.Errorf("segment iv_tweak %d: only 0 (no reencryption) is supported", seg.IVTweak)
 	case uint64(seg.Offset)%integrity.SectorSize != 0:
 		return nil, fmt.Errorf("segment offset %d is not a multiple of 512", seg.Offset)
 	}
-	sealer, err := sectorcrypt.NewHMACXTS(vk, seg.SectorSize)
+	sealer, err := sectorcrypt.New(seg.Integrity.Type, vk, seg.SectorSize)
 	if err != nil {
 		return nil, err
 	}
-	l, err := integrity.NewLayout(integrity.LUKS2Params(devSectors, uint64(seg.Offset)/integrity.SectorSize, uint32(seg.SectorSize), sectorcrypt.TagSize))
+	l, err := integrity.NewLayout(integrity.LUKS2Params(devSectors, uint64(seg.Offset)/integrity.SectorSize, uint32(seg.SectorSize), uint32(sealer.TagSize())))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (p *Plan) Write(dev io.WriterAt, data io.ReaderAt, progress func(done, tota
 			if err := p.readData(data, chunk, int64(c)*integrity.SectorSize); err != nil {
 				return err
 			}
-			t := tags[(c-first)/spb*sectorcrypt.TagSize:]
+			t := tags[(c-first)/spb*uint64(p.sealer.TagSize()):]
 			p.sealer.Seal(chunk, t, chunk, c)
 			ds, err := l.DataSector(c)
 			if err != nil {
@@ -184,6 +184,14 @@ func (p *Plan) writeHead(dev io.WriterAt) error {
 		return fmt.Errorf("write the dm-integrity superblock: %w", err)
 	}
 	return sync(dev)
+}
+
+// integrityName names a segment's integrity for an error.
+func integrityName(seg *luks2.Segment) string {
+	if seg.Integrity == nil {
+		return "no integrity"
+	}
+	return "integrity " + seg.Integrity.Type
 }
 
 // sync makes dev's writes durable if it can.

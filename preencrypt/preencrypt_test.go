@@ -50,7 +50,7 @@ func TestNewPlanRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, h512, vk512 := header(t, "hmac-sha512", 4096)
+	_, hAEAD, vkAEAD := header(t, "aead", 4096)
 	_, hNone, vkNone := header(t, "", 4096)
 	for _, tt := range []struct {
 		name    string
@@ -61,8 +61,8 @@ func TestNewPlanRefusals(t *testing.T) {
 	}{
 		{"data larger than the volume", h, vk, p.ProvidedBytes() + 4096, "larger than the volume"},
 		{"data not whole sectors", h, vk, 4096 + 512, "not a multiple of the 4096-byte sector size"},
-		{"hmac-sha512", h512, vk512, 0, "supports aes-xts-plain64 with integrity hmac(sha256)"},
-		{"no integrity", hNone, vkNone, 0, "supports aes-xts-plain64 with integrity hmac(sha256)"},
+		{"aead", hAEAD, vkAEAD, 0, "supports aes-xts-plain64 with integrity hmac(sha256) or hmac(sha512), not aes-gcm-random with integrity aead"},
+		{"no integrity", hNone, vkNone, 0, "not aes-xts-plain64 with no integrity"},
 		{"wrong key size", h, vk[:32], 0, "volume key of 32 bytes"},
 	} {
 		_, err := NewPlan(tt.h, tt.vk, devSize/512, tt.data)
@@ -79,8 +79,12 @@ func TestNewPlanRefusals(t *testing.T) {
 // empty journal, the data sealed where the layout puts it (and zeros sealed
 // after it), a tag for every block.
 func TestWrite(t *testing.T) {
-	for _, s := range []int{512, 4096} {
-		img, h, vk := header(t, "hmac-sha256", s)
+	for _, tc := range []struct {
+		integ string
+		s     int
+	}{{"hmac-sha256", 512}, {"hmac-sha256", 4096}, {"hmac-sha512", 4096}} {
+		s := tc.s
+		img, h, vk := header(t, tc.integ, s)
 		data := randData(3<<20+s, uint64(s))
 		p, err := NewPlan(h, vk, devSize/512, int64(len(data)))
 		if err != nil {
@@ -105,11 +109,15 @@ func TestWrite(t *testing.T) {
 				t.Errorf("%d: journal section %d is not the empty section", s, i)
 			}
 		}
-		c, _ := sectorcrypt.NewHMACXTS(vk, s)
+		c, err := sectorcrypt.New(h.Metadata.Segments[0].Integrity.Type, vk, s)
+		if err != nil {
+			t.Fatal(err)
+		}
 		spb := uint64(s / 512)
 		plain := make([]byte, s)
 		ct := make([]byte, s)
-		tag := make([]byte, sectorcrypt.TagSize)
+		ts := uint64(c.TagSize())
+		tag := make([]byte, ts)
 		for sec := uint64(0); sec < sb.ProvidedDataSectors; sec += spb {
 			clear(plain)
 			if int(sec*512) < len(data) {
@@ -118,8 +126,8 @@ func TestWrite(t *testing.T) {
 			c.Seal(ct, tag, plain, sec)
 			ds, _ := l.DataSector(sec)
 			to, _ := l.TagOffset(sec)
-			if !bytes.Equal(img[ds*512:ds*512+uint64(s)], ct) || !bytes.Equal(img[to:to+sectorcrypt.TagSize], tag) {
-				t.Fatalf("%d-byte sectors: sector %d is not sealed %s", s, sec, map[bool]string{true: "data", false: "zeros"}[int(sec*512) < len(data)])
+			if !bytes.Equal(img[ds*512:ds*512+uint64(s)], ct) || !bytes.Equal(img[to:to+ts], tag) {
+				t.Fatalf("%s, %d-byte sectors: sector %d is not sealed %s", tc.integ, s, sec, map[bool]string{true: "data", false: "zeros"}[int(sec*512) < len(data)])
 			}
 		}
 	}

@@ -1,8 +1,9 @@
 // Package sectorcrypt encrypts and authenticates sectors the way dm-crypt
 // does for a LUKS2 volume with integrity, so that a volume can be written
 // (pre-encrypted) in userspace and opened by the kernel: today the
-// capi:authenc(hmac(sha256),xts(aes))-plain64 cipher, that is
-// aes-xts-plain64 with --integrity hmac-sha256.
+// capi:authenc(hmac(sha256),xts(aes))-plain64 and
+// capi:authenc(hmac(sha512),xts(aes))-plain64 ciphers, that is
+// aes-xts-plain64 with --integrity hmac-sha256 or hmac-sha512.
 //
 // Sources (read for facts; no code is copied): Linux drivers/md/dm-crypt.c
 // (crypt_convert_block_aead: the associated data is the little-endian
@@ -14,6 +15,8 @@
 package sectorcrypt
 
 import (
+	"crypto/hmac"
+	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
 
@@ -22,46 +25,106 @@ import (
 )
 
 // TagSize is the size of an hmac(sha256) tag, dm-integrity's tag size for
-// this cipher (no IV is stored with plain64).
+// that cipher (no IV is stored with plain64); hmac(sha512) tags are
+// sha512.Size. [HMACXTS.TagSize] says which.
 const TagSize = sha256mb.Size
 
-// MACKeySize is the size of the HMAC key at the end of the volume key.
+// MACKeySize is the size of the hmac(sha256) key at the end of the volume
+// key (the digest's size; 64 bytes for hmac(sha512)).
 const MACKeySize = sha256mb.Size
 
 // adSize is the associated data: the le64 sector number and the 16-byte IV.
 const adSize = 8 + aesxts.BlockSize
 
-// HMACXTS seals sectors with aes-xts-plain64 and hmac(sha256). It is
-// read-only after [NewHMACXTS] and may be used by many goroutines.
+// HMACXTS seals sectors with aes-xts-plain64 and hmac(sha256) or
+// hmac(sha512). It is read-only after [New] and may be used by many
+// goroutines.
 type HMACXTS struct {
 	enc        *aesxts.Cipher
-	mac        *sha256mb.HMAC
+	mac        macer
 	sectorSize int
 }
 
-// NewHMACXTS returns the sealer for volumeKey (the XTS key, 32 or 64 bytes,
-// then the 32-byte HMAC key: 64 or 96 bytes, as LUKS2 stores it for
-// --key-size 256 or 512 with --integrity hmac-sha256) and sectors of
-// sectorSize bytes (512, 1024, 2048 or 4096).
+// macer computes the tags of a batch of messages.
+type macer interface {
+	size() int
+	// sumN writes the tag of msgs[i] at tags[i*size():].
+	sumN(tags []byte, msgs [][]byte)
+}
+
+// sha256Macer is hmac(sha256) on the multi-buffer kernels.
+type sha256Macer struct{ h *sha256mb.HMAC }
+
+func (m sha256Macer) size() int { return sha256mb.Size }
+
+func (m sha256Macer) sumN(tags []byte, msgs [][]byte) {
+	var sums [batch][sha256mb.Size]byte
+	m.h.SumN(sums[:len(msgs)], msgs)
+	for i := range msgs {
+		copy(tags[i*sha256mb.Size:], sums[i][:])
+	}
+}
+
+// sha512Macer is hmac(sha512) with crypto/hmac, one message at a time.
+type sha512Macer struct{ key []byte }
+
+func (m sha512Macer) size() int { return sha512.Size }
+
+func (m sha512Macer) sumN(tags []byte, msgs [][]byte) {
+	h := hmac.New(sha512.New, m.key)
+	for i, msg := range msgs {
+		h.Reset()
+		h.Write(msg)
+		h.Sum(tags[i*sha512.Size : i*sha512.Size])
+	}
+}
+
+// NewHMACXTS is New for hmac(sha256).
 func NewHMACXTS(volumeKey []byte, sectorSize int) (*HMACXTS, error) {
+	return New("hmac(sha256)", volumeKey, sectorSize)
+}
+
+// New returns the sealer for the LUKS2 integrity type integrity
+// ("hmac(sha256)" or "hmac(sha512)"), volumeKey (the XTS key, 32 or 64
+// bytes, then the HMAC key of the digest's size, as LUKS2 stores it for
+// --key-size 256 or 512) and sectors of sectorSize bytes (512, 1024, 2048
+// or 4096).
+func New(integrity string, volumeKey []byte, sectorSize int) (*HMACXTS, error) {
 	switch sectorSize {
 	case 512, 1024, 2048, 4096:
 	default:
 		return nil, fmt.Errorf("sector size %d: want 512, 1024, 2048 or 4096", sectorSize)
 	}
-	if n := len(volumeKey) - MACKeySize; n != 32 && n != 64 {
-		return nil, fmt.Errorf("volume key of %d bytes: want 64 or 96 for aes-xts-plain64 with hmac(sha256)", len(volumeKey))
+	var macKeySize int
+	switch integrity {
+	case "hmac(sha256)":
+		macKeySize = sha256mb.Size
+	case "hmac(sha512)":
+		macKeySize = sha512.Size
+	default:
+		return nil, fmt.Errorf("integrity %q: want hmac(sha256) or hmac(sha512)", integrity)
 	}
-	encKey := volumeKey[:len(volumeKey)-MACKeySize]
+	if n := len(volumeKey) - macKeySize; n != 32 && n != 64 {
+		return nil, fmt.Errorf("volume key of %d bytes: want %d or %d for aes-xts-plain64 with %s",
+			len(volumeKey), 32+macKeySize, 64+macKeySize, integrity)
+	}
+	encKey, macKey := volumeKey[:len(volumeKey)-macKeySize], volumeKey[len(volumeKey)-macKeySize:]
 	enc, err := aesxts.New(encKey)
 	if err != nil {
 		return nil, err
 	}
-	return &HMACXTS{enc: enc, mac: sha256mb.NewHMAC(volumeKey[len(encKey):]), sectorSize: sectorSize}, nil
+	var mac macer = sha512Macer{key: append([]byte(nil), macKey...)}
+	if macKeySize == sha256mb.Size {
+		mac = sha256Macer{sha256mb.NewHMAC(macKey)}
+	}
+	return &HMACXTS{enc: enc, mac: mac, sectorSize: sectorSize}, nil
 }
 
 // SectorSize is the size of the sectors Seal takes.
 func (c *HMACXTS) SectorSize() int { return c.sectorSize }
+
+// TagSize is the size of one sector's tag (the digest's size).
+func (c *HMACXTS) TagSize() int { return c.mac.size() }
 
 // batch is how many sectors Seal authenticates per HMAC call.
 const batch = 64
@@ -72,20 +135,17 @@ const batch = 64
 // associated data; the volume's iv_tweak must be 0, as it is outside a
 // reencryption). dst may be src; tags must not overlap either.
 func (c *HMACXTS) Seal(dst, tags, src []byte, sector uint64) {
-	s := c.sectorSize
+	s, ts := c.sectorSize, c.mac.size()
 	if len(src) == 0 || len(src)%s != 0 || len(dst) < len(src) {
 		panic(fmt.Sprintf("sectorcrypt: %d bytes are not whole %d-byte sectors (or dst is shorter)", len(src), s))
 	}
 	n := len(src) / s
-	if len(tags) < n*TagSize {
+	if len(tags) < n*ts {
 		panic("sectorcrypt: tags shorter than TagSize per sector")
 	}
 	step := uint64(s / 512)
 	c.enc.EncryptUnits(dst[:len(src)], src, s, sector, step)
-	var (
-		msgs [batch][]byte
-		sums [batch][TagSize]byte
-	)
+	var msgs [batch][]byte
 	buf := make([]byte, min(n, batch)*(adSize+s))
 	for first := 0; first < n; first += batch {
 		k := min(batch, n-first)
@@ -98,9 +158,6 @@ func (c *HMACXTS) Seal(dst, tags, src []byte, sector uint64) {
 			copy(m[adSize:], dst[(first+j)*s:(first+j+1)*s])
 			msgs[j] = m
 		}
-		c.mac.SumN(sums[:k], msgs[:k])
-		for j := range k {
-			copy(tags[(first+j)*TagSize:], sums[j][:])
-		}
+		c.mac.sumN(tags[first*ts:(first+k)*ts], msgs[:k])
 	}
 }
