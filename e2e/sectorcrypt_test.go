@@ -19,7 +19,7 @@ import (
 
 // TestLabSectorCryptKernel: the kernel's dm-crypt + dm-integrity write a
 // known pattern through volumes with hmac-sha256 integrity (4096- and
-// 512-byte sectors) and hmac-sha512 (4096); on the host, sectorcrypt seals the same pattern with the
+// 512-byte sectors), hmac-sha512 and aes-gcm-random with aead (4096); on the host, sectorcrypt seals the same pattern with the
 // volume key recovered from the header, and every sector's ciphertext and
 // tag must be the bytes the kernel wrote, where the dm-integrity layout
 // says they are. This is the oracle for writing such volumes offline
@@ -36,22 +36,24 @@ func TestLabSectorCryptKernel(t *testing.T) {
 	if err := os.WriteFile(patFile, pattern, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	disks := []string{filepath.Join(dir, "s4096.img"), filepath.Join(dir, "s512.img"), filepath.Join(dir, "sha512.img")}
+	disks := []string{filepath.Join(dir, "s4096.img"), filepath.Join(dir, "s512.img"), filepath.Join(dir, "sha512.img"), filepath.Join(dir, "aead.img")}
 	lab.RunScenario(t, lab.Scenario{
-		Name:  "sectorcrypt-kernel",
-		Disks: []lab.Disk{{Path: disks[0], Size: 48 << 20}, {Path: disks[1], Size: 48 << 20}, {Path: disks[2], Size: 48 << 20}},
+		Name: "sectorcrypt-kernel",
+		Disks: []lab.Disk{{Path: disks[0], Size: 48 << 20}, {Path: disks[1], Size: 48 << 20}, {Path: disks[2], Size: 48 << 20},
+			{Path: disks[3], Size: 48 << 20}},
 		Files: map[string]string{"/bin/confidisk": bin, "/pattern": patFile},
 		Script: luksPreamble + `
 check format-4096 confidisk luks format -q --integrity hmac-sha256 --sector-size 4096 $fast --key-file /key /dev/vda
 check format-512 confidisk luks format -q --integrity hmac-sha256 --sector-size 512 $fast --key-file /key /dev/vdb
 check format-sha512 confidisk luks format -q --integrity hmac-sha512 --sector-size 4096 $fast --key-file /key /dev/vdc
-for d in a b c; do
+check format-aead confidisk luks format -q --integrity aead --sector-size 4096 $fast --key-file /key /dev/vdd
+for d in a b c d; do
   check open-$d confidisk luks open --key-file /key /dev/vd$d v$d
   check write-$d dd if=/pattern of=/dev/mapper/v$d bs=64k conv=fsync
   check close-$d confidisk luks close v$d
 done
 `,
-		Expect: []string{"write-a", "write-b", "write-c"},
+		Expect: []string{"write-a", "write-b", "write-c", "write-d"},
 	})
 	for _, img := range disks {
 		t.Run(filepath.Base(img), func(t *testing.T) { checkKernelSectors(t, img, pattern) })
@@ -70,14 +72,17 @@ func checkKernelSectors(t *testing.T, img string, pattern []byte) {
 	if seg.Integrity == nil || seg.IVTweak != 0 {
 		t.Fatalf("segment %+v: want integrity and iv_tweak 0", seg)
 	}
-	c, err := sectorcrypt.New(seg.Integrity.Type, vk, seg.SectorSize)
+	c, err := sectorcrypt.ForSegment(seg.Encryption, seg.Integrity.Type, vk, seg.SectorSize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, ts := seg.SectorSize, c.TagSize()
 	ct := make([]byte, len(pattern))
 	tags := make([]byte, len(pattern)/s*ts)
-	c.Seal(ct, tags, pattern, 0)
+	gcm, random := c.(*sectorcrypt.GCMRandom)
+	if !random {
+		c.Seal(ct, tags, pattern, 0)
+	}
 	disk := make([]byte, s)
 	tag := make([]byte, ts)
 	for k := range len(pattern) / s {
@@ -96,6 +101,12 @@ func checkKernelSectors(t *testing.T, img string, pattern []byte) {
 		if _, err := f.ReadAt(tag, int64(to)); err != nil {
 			t.Fatal(err)
 		}
+		if random { // the kernel drew the IV: open the sector with it
+			if err := gcm.Open(ct[k*s:(k+1)*s], disk, tag, s512); err != nil || !bytes.Equal(ct[k*s:(k+1)*s], pattern[k*s:(k+1)*s]) {
+				t.Fatalf("%d-byte sector %d: the kernel's sector (device sector %d) does not open with sectorcrypt to the pattern: %v", s, k, ds, err)
+			}
+			continue
+		}
 		if !bytes.Equal(disk, ct[k*s:(k+1)*s]) {
 			t.Fatalf("%d-byte sector %d: the kernel's ciphertext (device sector %d) differs from sectorcrypt's", s, k, ds)
 		}
@@ -103,7 +114,11 @@ func checkKernelSectors(t *testing.T, img string, pattern []byte) {
 			t.Fatalf("%d-byte sector %d: the kernel's tag (offset %d) %x differs from sectorcrypt's %x", s, k, to, tag, tags[k*ts:(k+1)*ts])
 		}
 	}
-	t.Logf("LAB-CHECK %s: %d sectors of %d bytes with %s: ciphertext and tags identical to the kernel's", filepath.Base(img), len(pattern)/s, s, seg.Integrity.Type)
+	what := "ciphertext and tags identical to the kernel's"
+	if random {
+		what = "the kernel's sectors open with sectorcrypt (tag and IV where dm-integrity keeps them) to the pattern"
+	}
+	t.Logf("LAB-CHECK %s: %d sectors of %d bytes with %s %s: %s", filepath.Base(img), len(pattern)/s, s, seg.Encryption, seg.Integrity.Type, what)
 }
 
 // TestLabOfflineIntegrity: volumes written entirely by `confidisk luks
@@ -139,15 +154,17 @@ func TestLabOfflineIntegrity(t *testing.T) {
 	}
 	withData := mk("data.img", "--data", patFile)
 	sha512 := mk("sha512.img", "--integrity", "hmac-sha512", "--data", patFile)
+	aead := mk("aead.img", "--integrity", "aead", "--data", patFile)
 	zeros := mk("zeros.img", "--sector-size", "512")
 	tampered := mk("tampered.img", "--data", patFile)
 	flipCiphertext(t, tampered)
 	dumpAgrees(t, is, withData)
 	dumpAgrees(t, is, sha512)
+	dumpAgrees(t, is, aead)
 
 	lab.RunScenario(t, lab.Scenario{
 		Name:  "offline-integrity-open",
-		Disks: []lab.Disk{{Path: withData}, {Path: zeros}, {Path: tampered}, {Path: sha512}},
+		Disks: []lab.Disk{{Path: withData}, {Path: zeros}, {Path: tampered}, {Path: sha512}, {Path: aead}},
 		Files: map[string]string{"/bin/confidisk": bin, "/pattern": patFile},
 		Tools: []string{"cryptsetup", "dmsetup", "blockdev"},
 		Script: luksPreamble + `
@@ -182,10 +199,15 @@ got=$(dd if=/dev/mapper/s bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1
 [ "$got" = "$want" ] && result sha512-reads-back ok "$got" || result sha512-reads-back fail "want $want got $got"
 check sha512-whole-volume dd if=/dev/mapper/s of=/dev/null bs=1M
 check sha512-close confidisk luks close s
+check aead-open cryptsetup open --key-file /key /dev/vde g
+got=$(dd if=/dev/mapper/g bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$got" = "$want" ] && result aead-reads-back ok "$got" || result aead-reads-back fail "want $want got $got"
+check aead-whole-volume dd if=/dev/mapper/g of=/dev/null bs=1M
+check aead-close cryptsetup close g
 dmesg | grep -iE 'recalc|journal' | head -3
 `,
 		Expect: []string{"data-reads-back", "rest-zeros", "whole-volume-reads", "cryptsetup-reads-back", "zeros-512", "zeros-whole-volume", "tamper-eio",
-			"sha512-reads-back", "sha512-whole-volume"},
+			"sha512-reads-back", "sha512-whole-volume", "aead-reads-back", "aead-whole-volume"},
 	})
 }
 

@@ -6,8 +6,9 @@
 // data given (the rest as zeros, never an I/O error). No device-mapper, no
 // root: the output can be an image file built by trusted infrastructure.
 //
-// Supported today: aes-xts-plain64 with --integrity hmac-sha256 or
-// hmac-sha512 (package sectorcrypt), 512- to 4096-byte sectors, iv_tweak 0.
+// Supported: aes-xts-plain64 with --integrity hmac-sha256 or hmac-sha512,
+// aes-gcm-random with --integrity aead (package sectorcrypt), 512- to
+// 4096-byte sectors, iv_tweak 0.
 //
 // The layout is that of drivers/md/dm-integrity.c as package integrity
 // computes it (initialize_superblock, calculate_device_limits,
@@ -33,7 +34,7 @@ import (
 // Layout.Superblock is the superblock exactly as it will be on disk.
 type Plan struct {
 	Layout *integrity.Layout
-	sealer *sectorcrypt.HMACXTS
+	sealer sectorcrypt.Sealer
 	// DataBytes is how much of the volume the data fills.
 	DataBytes int64
 }
@@ -51,14 +52,14 @@ func NewPlan(h *luks2.Header, vk []byte, devSectors uint64, dataBytes int64) (*P
 	switch {
 	case seg == nil || seg.Type != "crypt":
 		return nil, errors.New("segment 0 is not a crypt segment")
-	case seg.Integrity == nil || (seg.Integrity.Type != "hmac(sha256)" && seg.Integrity.Type != "hmac(sha512)") || seg.Encryption != "aes-xts-plain64":
-		return nil, fmt.Errorf("offline writing supports aes-xts-plain64 with integrity hmac(sha256) or hmac(sha512), not %s with %s", seg.Encryption, integrityName(seg))
+	case seg.Integrity == nil:
+		return nil, fmt.Errorf("segment 0 (%s) has no integrity: offline writing is for volumes with integrity", seg.Encryption)
 	case seg.IVTweak != 0:
 		return nil, fmt.Errorf("segment iv_tweak %d: only 0 (no reencryption) is supported", seg.IVTweak)
 	case uint64(seg.Offset)%integrity.SectorSize != 0:
 		return nil, fmt.Errorf("segment offset %d is not a multiple of 512", seg.Offset)
 	}
-	sealer, err := sectorcrypt.New(seg.Integrity.Type, vk, seg.SectorSize)
+	sealer, err := sectorcrypt.ForSegment(seg.Encryption, seg.Integrity.Type, vk, seg.SectorSize)
 	if err != nil {
 		return nil, err
 	}
@@ -184,14 +185,6 @@ func (p *Plan) writeHead(dev io.WriterAt) error {
 		return fmt.Errorf("write the dm-integrity superblock: %w", err)
 	}
 	return sync(dev)
-}
-
-// integrityName names a segment's integrity for an error.
-func integrityName(seg *luks2.Segment) string {
-	if seg.Integrity == nil {
-		return "no integrity"
-	}
-	return "integrity " + seg.Integrity.Type
 }
 
 // sync makes dev's writes durable if it can.

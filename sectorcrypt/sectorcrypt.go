@@ -1,9 +1,11 @@
 // Package sectorcrypt encrypts and authenticates sectors the way dm-crypt
 // does for a LUKS2 volume with integrity, so that a volume can be written
-// (pre-encrypted) in userspace and opened by the kernel: today the
+// (pre-encrypted) in userspace and opened by the kernel: the
 // capi:authenc(hmac(sha256),xts(aes))-plain64 and
 // capi:authenc(hmac(sha512),xts(aes))-plain64 ciphers, that is
-// aes-xts-plain64 with --integrity hmac-sha256 or hmac-sha512.
+// aes-xts-plain64 with --integrity hmac-sha256 or hmac-sha512 ([HMACXTS]),
+// and capi:gcm(aes)-random, aes-gcm-random with --integrity aead
+// ([GCMRandom]).
 //
 // Sources (read for facts; no code is copied): Linux drivers/md/dm-crypt.c
 // (crypt_convert_block_aead: the associated data is the little-endian
@@ -90,10 +92,8 @@ func NewHMACXTS(volumeKey []byte, sectorSize int) (*HMACXTS, error) {
 // --key-size 256 or 512) and sectors of sectorSize bytes (512, 1024, 2048
 // or 4096).
 func New(integrity string, volumeKey []byte, sectorSize int) (*HMACXTS, error) {
-	switch sectorSize {
-	case 512, 1024, 2048, 4096:
-	default:
-		return nil, fmt.Errorf("sector size %d: want 512, 1024, 2048 or 4096", sectorSize)
+	if err := checkSectorSize(sectorSize); err != nil {
+		return nil, err
 	}
 	var macKeySize int
 	switch integrity {
@@ -136,13 +136,7 @@ const batch = 64
 // reencryption). dst may be src; tags must not overlap either.
 func (c *HMACXTS) Seal(dst, tags, src []byte, sector uint64) {
 	s, ts := c.sectorSize, c.mac.size()
-	if len(src) == 0 || len(src)%s != 0 || len(dst) < len(src) {
-		panic(fmt.Sprintf("sectorcrypt: %d bytes are not whole %d-byte sectors (or dst is shorter)", len(src), s))
-	}
-	n := len(src) / s
-	if len(tags) < n*ts {
-		panic("sectorcrypt: tags shorter than TagSize per sector")
-	}
+	n := checkSeal(dst, tags, src, s, ts)
 	step := uint64(s / 512)
 	c.enc.EncryptUnits(dst[:len(src)], src, s, sector, step)
 	var msgs [batch][]byte
