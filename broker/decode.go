@@ -23,6 +23,8 @@ const (
 	DefaultMaxBodyBytes = 1 << 20
 	maxKeyIDHex         = 128 // 64 bytes
 	maxMeasurements     = 64 << 10
+	maxRequire          = 16 << 10 // a key's required measurements (api.PutKeyRequest.Require)
+	maxRequireDepth     = 32       // nested objects and arrays in them
 	minVolumeKey        = 16
 	maxVolumeKey        = 512
 )
@@ -251,7 +253,8 @@ func validatePutKey(r *api.PutKeyRequest) *apiError {
 	if len(r.Key) < minVolumeKey || len(r.Key) > maxVolumeKey {
 		return badRequest("invalid_key", "key is %d bytes, want %d to %d", len(r.Key), minVolumeKey, maxVolumeKey)
 	}
-	return nil
+	r.Require, e = canonicalRequire(r.Require)
+	return e
 }
 
 func validateRelease(r *api.ReleaseKeyRequest) *apiError {

@@ -44,8 +44,8 @@
 //	GET  /v1/volumes/{uuid}          → api.Volume (operator)
 //	GET  /v1/volumes/{uuid}/epoch    → api.Epoch; 404 "volume_not_found" when not registered
 //	POST /v1/volumes/{uuid}/epoch    api.AdvanceEpochRequest → api.Epoch; 409 "epoch_conflict" with current
-//	PUT  /v1/volumes/{uuid}/key      api.PutKeyRequest → 204 (operator)
-//	POST /v1/volumes/{uuid}/key      api.ReleaseKeyRequest → api.ReleasedKey (guest evidence)
+//	PUT  /v1/volumes/{uuid}/key      api.PutKeyRequest → 204 (operator); 400 "invalid_require"
+//	POST /v1/volumes/{uuid}/key      api.ReleaseKeyRequest → api.ReleasedKey (guest evidence; see Keys)
 //
 // # Keys
 //
@@ -54,4 +54,47 @@
 // replicas sharing a PostgreSQL store must share it). A key is released only
 // HPKE-sealed to the ephemeral P-256 public key the guest bound into its
 // evidence ([api.Claims.ReleaseKey]), never in clear.
+//
+// POST /v1/volumes/{uuid}/key releases the key of volume uuid to evidence,
+// in this order of checks (each refusal with its code):
+//
+//   - the nonce is fresh and the verifier accepts the evidence
+//     ("nonce_*", 403 "evidence_rejected");
+//   - the evidence names no volume (Claims.Volume empty: a guest booting a
+//     pre-encrypted volume for the first time has no volume-key record in
+//     PCR 15 yet, as it makes one only once it has the key), and then the
+//     path names the volume; or it names this one (another volume is 403
+//     "evidence_volume_mismatch": a guest that opened some other state
+//     volume gets nothing);
+//   - the volume is registered (404 "volume_not_found"), and evidence that
+//     names it (or shows a key id at all) shows the registered key id
+//     (Claims.KeyID; 409 "key_id_mismatch");
+//   - the evidence binds a release key (403 "no_release_key");
+//   - a key is stored (404 "key_not_found");
+//   - the evidence shows the measurements the key requires (403
+//     "measurements_mismatch", naming the first value that differs), checked
+//     before the key is unsealed.
+//
+// The requirement is the key's api.PutKeyRequest.Require, a JSON object:
+// every member of it must be present in the verified Claims.Measurements
+// (attest.Measurements: {"bank":"sha256","pcrs":{"7":"<hex>",…},"ak":
+// "<fingerprint>","root_hash":"verified:<hex>","tee":"sev-snp:verified",…})
+// with an equal value. JSON objects are compared member by member,
+// recursively, so {"pcrs":{"7":"<hex>"}} requires PCR 7 and says nothing of
+// the other PCRs, and members the requirement does not name may have any
+// value; a nested object requires an object there. Arrays, strings,
+// numbers, booleans and null are compared exactly: arrays element by
+// element (objects inside them with the same members), numbers by value (1
+// equals 1.0 and 1e0), strings case-sensitively — the validator writes PCR
+// values, digests and fingerprints in lowercase hex. Absent, null or {}
+// requires nothing (the broker's policy alone decides). Put-key refuses
+// with 400 "invalid_require" anything but an object, more than 16 KiB,
+// more than 32 levels of nesting or a member name twice in one object, and
+// stores the object as compact JSON; a put replaces the key and its
+// requirement. The refusal names the value's path (member names joined by
+// "."; other names as JSON strings) and both values, truncated, for
+// example "evidence does not show the measurements the key requires: pcrs.7
+// is 00ab…, the key requires 3f1c…" or "…: ak is missing from the
+// evidence". Replicas older than the requirement release keys without
+// checking it: upgrade every replica before putting keys with one.
 package broker

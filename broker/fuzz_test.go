@@ -69,6 +69,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"deep nesting", `{"key_id":` + string(bytes.Repeat([]byte("["), 20000)), "malformed_json"},
 		{"short key", `{"key_id":"00","key":"AA=="}`, "invalid_key"},
 		{"odd hex", `{"key_id":"0","key":"AAAAAAAAAAAAAAAAAAAAAA=="}`, "invalid_key_id"},
+		{"require", `{"key_id":"00","key":"AAAAAAAAAAAAAAAAAAAAAA==","require":{"pcrs":{"7":"ab"}}}`, ""},
+		{"require not an object", `{"key_id":"00","key":"AAAAAAAAAAAAAAAAAAAAAA==","require":["ab"]}`, "invalid_require"},
 		{"key id too long", `{"key_id":"` + string(bytes.Repeat([]byte("a"), 130)) + `","key":"AAAAAAAAAAAAAAAAAAAAAA=="}`, "invalid_key_id"},
 	}
 	for _, tc := range tests {

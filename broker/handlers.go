@@ -578,11 +578,13 @@ func (s *Server) handlePutKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, internal("seal key", err))
 		return
 	}
-	if err := s.cfg.Store.PutKey(ctx, uuid, store.WrappedKey{KeyID: req.KeyID, Sealed: sealed, CreatedAt: s.cfg.Now().UTC()}); err != nil {
+	wk := store.WrappedKey{KeyID: req.KeyID, Sealed: sealed, Require: req.Require, CreatedAt: s.cfg.Now().UTC()}
+	if err := s.cfg.Store.PutKey(ctx, uuid, wk); err != nil {
 		s.fail(w, r, storeError("put key", err))
 		return
 	}
-	s.log.Info("volume key stored", "uuid", uuid, "key_id", req.KeyID, "operator", operatorName(r))
+	s.log.Info("volume key stored", "uuid", uuid, "key_id", req.KeyID, "operator", operatorName(r),
+		"require", string(req.Require))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -599,14 +601,7 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c, e := s.attest(ctx, req.Nonce, req.Evidence)
 	if e == nil {
-		e = claimsFor(c, uuid)
-	}
-	if e == nil {
-		e = s.matchRegistered(ctx, c, uuid, true)
-	}
-	if e == nil && len(c.ReleaseKey) == 0 {
-		e = &apiError{status: http.StatusForbidden, code: "no_release_key",
-			msg: "evidence binds no release key: generate an ephemeral P-256 key and bind it into the evidence"}
+		e = s.releasable(ctx, c, uuid)
 	}
 	if e != nil {
 		s.fail(w, r, e)
@@ -615,6 +610,11 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	wk, err := s.cfg.Store.Key(ctx, uuid)
 	if err != nil {
 		s.fail(w, r, storeError("release key", err))
+		return
+	}
+	// Before the key is unsealed: refused evidence never gets near it.
+	if e := checkRequired(wk, c); e != nil {
+		s.fail(w, r, e)
 		return
 	}
 	key, err := openAtRest(s.cfg.KEK, uuid, wk.KeyID, wk.Sealed)
@@ -628,6 +628,48 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &apiError{status: http.StatusForbidden, code: "bad_release_key", msg: err.Error()})
 		return
 	}
-	s.log.Info("volume key released", "uuid", uuid, "key_id", wk.KeyID)
+	s.log.Info("volume key released", "uuid", uuid, "key_id", wk.KeyID,
+		"evidence_volume", c.Volume != "", "required", len(wk.Require) > 0)
 	s.writeJSON(w, http.StatusOK, api.ReleasedKey{KeyID: wk.KeyID, Suite: api.KeySuite, Sealed: sealed})
+}
+
+// releasable checks the claims of a key release for volume uuid. Evidence
+// that names no volume comes from a guest that has not opened it yet (the
+// volume-key record in PCR 15 follows the unlock): the path names the
+// volume, which must be registered. Evidence that names a volume must name
+// this one (a guest that opened another state volume gets nothing), with
+// the registered key id. The evidence must bind a release key.
+func (s *Server) releasable(ctx context.Context, c *api.Claims, uuid string) *apiError {
+	if c.Volume != "" {
+		if e := claimsFor(c, uuid); e != nil {
+			return e
+		}
+	}
+	var e *apiError
+	if c.Volume == "" && c.KeyID == "" {
+		if _, err := s.cfg.Store.Volume(ctx, uuid); err != nil {
+			e = storeError("volume", err)
+		}
+	} else {
+		e = s.matchRegistered(ctx, c, uuid, true)
+	}
+	if e == nil && len(c.ReleaseKey) == 0 {
+		e = &apiError{status: http.StatusForbidden, code: "no_release_key",
+			msg: "evidence binds no release key: generate an ephemeral P-256 key and bind it into the evidence"}
+	}
+	return e
+}
+
+// checkRequired refuses evidence whose measurements do not show what the
+// key requires (store.WrappedKey.Require).
+func checkRequired(wk store.WrappedKey, c *api.Claims) *apiError {
+	mm, err := checkRequire(wk.Require, c.Measurements)
+	if err != nil {
+		return internal("check required measurements", err)
+	}
+	if mm != nil {
+		return &apiError{status: http.StatusForbidden, code: "measurements_mismatch",
+			msg: "evidence does not show the measurements the key requires: " + mm.String()}
+	}
+	return nil
 }

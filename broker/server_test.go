@@ -60,6 +60,7 @@ type env struct {
 	operator *http.Client
 	files    broker.TLSFiles
 	clock    *clock
+	store    store.Store
 }
 
 func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
@@ -95,6 +96,7 @@ func newEnv(t *testing.T, mutate func(*broker.Config)) *env {
 		operator: httpClient(l.TLS.OperatorCert, l.TLS.OperatorKey),
 		files:    l.TLS,
 		clock:    clk,
+		store:    l.Store,
 	}
 }
 
@@ -451,6 +453,141 @@ func TestOperatorAndKeyRelease(t *testing.T) {
 	}
 	if _, err := api.OpenKey(priv, volB, rel); err == nil {
 		t.Error("released key opens under another volume UUID")
+	}
+}
+
+// TestReleaseRules: which evidence gets a key, with and without required
+// measurements. Each case first puts the key with its requirement (a put
+// replaces the requirement too).
+func TestReleaseRules(t *testing.T) {
+	e := newEnv(t, nil)
+	const (
+		volC = "33333333-2222-4333-8444-555555555555" // registered, no key
+		volD = "44444444-2222-4333-8444-555555555555" // not registered
+	)
+	for _, u := range []string{volA, volB, volC} {
+		reg := api.RegisterRequest{Volume: api.VolumeSpec{UUID: u, KeyID: kid}}
+		if code, ae := e.do(t, e.operator, "POST", "/v1/volumes", reg, nil); code != 201 {
+			t.Fatalf("register %s: %d %+v", u, code, ae)
+		}
+	}
+	key := bytes.Repeat([]byte{0xa5}, 64)
+	priv, err := api.NewReleaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := priv.PublicKey().Bytes()
+	pcr7, pcr11, ak := strings.Repeat("3f", 32), strings.Repeat("1c", 32), strings.Repeat("ab", 32)
+	shown := json.RawMessage(`{"bank":"sha256","pcrs":{"7":"` + pcr7 + `","11":"` + pcr11 + `","15":"00"},"ak":"` + ak +
+		`","root_hash":"verified:beef","tee":"sev-snp:verified","tpm_reset_count":2}`)
+	required := `{"pcrs":{"7":"` + pcr7 + `","11":"` + pcr11 + `"},"ak":"` + ak + `","tee":"sev-snp:verified"}`
+	for _, tc := range []struct {
+		name     string
+		require  string // put with the key; "" for none
+		uuid     string // released; volA when empty
+		ev       brokertest.Evidence
+		wantCode int
+		want     string // the api.Error code
+		wantMsg  string // in the api.Error message
+	}{
+		{name: "evidence of no volume: a guest that has not opened it", ev: brokertest.Evidence{Measurements: shown}, wantCode: 200},
+		{name: "evidence of this volume and its key id", ev: brokertest.Evidence{Volume: volA, KeyID: kid}, wantCode: 200},
+		{name: "evidence of another volume", ev: brokertest.Evidence{Volume: volB, KeyID: kid},
+			wantCode: 403, want: "evidence_volume_mismatch", wantMsg: "evidence is about volume " + volB},
+		{name: "evidence of this volume with another key id", ev: brokertest.Evidence{Volume: volA, KeyID: strings.Repeat("ee", 32)},
+			wantCode: 409, want: "key_id_mismatch"},
+		{name: "no volume, unregistered", uuid: volD, ev: brokertest.Evidence{}, wantCode: 404, want: "volume_not_found"},
+		{name: "no volume, no key stored", uuid: volC, ev: brokertest.Evidence{}, wantCode: 404, want: "key_not_found"},
+		{name: "no volume, no release key", ev: brokertest.Evidence{}, wantCode: 403, want: "no_release_key"},
+		{name: "empty requirement", require: `{}`, ev: brokertest.Evidence{}, wantCode: 200},
+		{name: "requirement shown", require: required, ev: brokertest.Evidence{Measurements: shown}, wantCode: 200},
+		{name: "requirement shown by evidence of this volume", require: required, ev: brokertest.Evidence{Volume: volA, KeyID: kid, Measurements: shown}, wantCode: 200},
+		{name: "wrong pcr", require: `{"pcrs":{"7":"` + pcr11 + `"}}`, ev: brokertest.Evidence{Measurements: shown},
+			wantCode: 403, want: "measurements_mismatch",
+			wantMsg: "evidence does not show the measurements the key requires: pcrs.7 is " + pcr7 + ", the key requires " + pcr11},
+		{name: "pcr not quoted", require: `{"pcrs":{"4":"` + pcr7 + `"}}`, ev: brokertest.Evidence{Measurements: shown},
+			wantCode: 403, want: "measurements_mismatch", wantMsg: "pcrs.4 is missing from the evidence"},
+		{name: "missing ak", require: required, ev: brokertest.Evidence{Measurements: json.RawMessage(`{"pcrs":{"7":"` + pcr7 + `","11":"` + pcr11 + `"}}`)},
+			wantCode: 403, want: "measurements_mismatch", wantMsg: "ak is missing from the evidence"},
+		{name: "no measurements at all", require: required, ev: brokertest.Evidence{},
+			wantCode: 403, want: "measurements_mismatch", wantMsg: "pcrs is missing from the evidence"},
+		{name: "another volume is refused before the requirement", require: required, ev: brokertest.Evidence{Volume: volB, KeyID: kid, Measurements: shown},
+			wantCode: 403, want: "evidence_volume_mismatch"},
+		{name: "a put without a requirement drops it", ev: brokertest.Evidence{}, wantCode: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			put := api.PutKeyRequest{KeyID: kid, Key: key, Require: json.RawMessage(tc.require)}
+			if code, ae := e.do(t, e.operator, "PUT", "/v1/volumes/"+volA+"/key", put, nil); code != 204 {
+				t.Fatalf("put key: %d %+v", code, ae)
+			}
+			uuid := tc.uuid
+			if uuid == "" {
+				uuid = volA
+			}
+			if tc.want != "no_release_key" {
+				tc.ev.ReleaseKey = pub
+			}
+			n, ev := e.evidence(t, tc.ev)
+			var rel api.ReleasedKey
+			code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+uuid+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, &rel)
+			if d := cmp.Diff([2]any{tc.wantCode, tc.want}, [2]any{code, ae.Code}); d != "" {
+				t.Fatalf("release (-want +got):\n%s (%s)", d, ae.Error)
+			}
+			if !strings.Contains(ae.Error, tc.wantMsg) {
+				t.Errorf("refusal %q, want one with %q", ae.Error, tc.wantMsg)
+			}
+			if code != 200 {
+				return
+			}
+			if got, err := api.OpenKey(priv, volA, rel); err != nil || !bytes.Equal(got, key) {
+				t.Errorf("released key %x, %v; want %x", got, err, key)
+			}
+		})
+	}
+
+	// The requirement is checked before the key is unsealed: a key the
+	// broker could not unseal is never reached by evidence that fails it.
+	ctx := t.Context()
+	if err := e.store.PutKey(ctx, volC, store.WrappedKey{KeyID: kid, Sealed: []byte("not sealed"), Require: json.RawMessage(`{"ak":"` + ak + `"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	n, ev := e.evidence(t, brokertest.Evidence{ReleaseKey: pub})
+	if code, ae := e.do(t, e.guest, "POST", "/v1/volumes/"+volC+"/key", api.ReleaseKeyRequest{Nonce: n, Evidence: ev}, nil); code != 403 || ae.Code != "measurements_mismatch" {
+		t.Errorf("release of an unsealable key to evidence without its ak: %d %+v, want 403 measurements_mismatch", code, ae)
+	}
+}
+
+// TestPutKeyRequire: put-key takes a JSON object of measurements, or none.
+func TestPutKeyRequire(t *testing.T) {
+	e := newEnv(t, nil)
+	reg := api.RegisterRequest{Volume: api.VolumeSpec{UUID: volA, KeyID: kid}}
+	if code, ae := e.do(t, e.operator, "POST", "/v1/volumes", reg, nil); code != 201 {
+		t.Fatalf("register: %d %+v", code, ae)
+	}
+	k := `"` + strings.Repeat("A", 43) + `="`
+	for _, tc := range []struct {
+		name, require string
+		wantCode      int
+		want          string
+	}{
+		{"object", `{"pcrs":{"7":"ab"},"tee":"sev-snp:verified"}`, 204, ""},
+		{"null", `null`, 204, ""},
+		{"empty object", `{}`, 204, ""},
+		{"array", `[{"pcrs":{"7":"ab"}}]`, 400, "invalid_require"},
+		{"string", `"pcrs.7=ab"`, 400, "invalid_require"},
+		{"number", `7`, 400, "invalid_require"},
+		{"duplicate member", `{"ak":"ab","ak":"cd"}`, 400, "invalid_require"},
+		{"too deep", strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40), 400, "invalid_require"},
+	} {
+		body := `{"key_id":"` + kid + `","key":` + k + `,"require":` + tc.require + `}`
+		code, ae := e.do(t, e.operator, "PUT", "/v1/volumes/"+volA+"/key", body, nil)
+		if d := cmp.Diff([2]any{tc.wantCode, tc.want}, [2]any{code, ae.Code}); d != "" {
+			t.Errorf("%s: (-want +got):\n%s (%s)", tc.name, d, ae.Error)
+		}
+	}
+	wk, err := e.store.Key(t.Context(), volA)
+	if err != nil || wk.Require != nil {
+		t.Errorf("after a put with {}: stored requirement %q, %v; want none", wk.Require, err)
 	}
 }
 

@@ -104,10 +104,27 @@ type AdvanceEpochRequest struct {
 }
 
 // PutKeyRequest is the body of PUT /v1/volumes/{uuid}/key (operators): the
-// key of a pre-encrypted volume, protected in transit by mutual TLS.
+// key of a pre-encrypted volume, protected in transit by mutual TLS. A put
+// replaces the volume's key and its requirement.
 type PutKeyRequest struct {
 	KeyID string `json:"key_id"`
 	Key   []byte `json:"key"`
+	// Require is a JSON object of measurements the evidence of a release
+	// must show, for example
+	// {"pcrs":{"7":"<hex>","11":"<hex>"},"root_hash":"verified:<hex>","tee":"sev-snp:verified"}.
+	// Every member of Require must be present in the verified
+	// [Claims.Measurements] (attest.Measurements) with an equal value.
+	// Objects are compared member by member, recursively: {"pcrs":{"7":…}}
+	// requires PCR 7 and says nothing of the others, and members Require
+	// does not name may have any value. Arrays, strings, numbers, booleans
+	// and null must be equal exactly: arrays element by element (objects in
+	// them with the same members), numbers by value (1 equals 1.0),
+	// strings case-sensitively — the verifier writes PCR values, digests
+	// and fingerprints in lowercase hex. Absent, null or {} requires
+	// nothing. At most 16 KiB, 32 levels deep, no member name twice in an
+	// object; the broker stores it as compact JSON. Evidence that does not
+	// satisfy it is refused with code "measurements_mismatch".
+	Require json.RawMessage `json:"require,omitempty"`
 }
 
 // ReleaseKeyRequest is the body of POST /v1/volumes/{uuid}/key: evidence

@@ -293,9 +293,13 @@ func (c *Client) AdvanceEpoch(ctx context.Context, uuid string, nonce, evidence 
 }
 
 // PutKey stores the key of a pre-encrypted volume (operators: the client
-// needs the operator certificate in its TLS configuration).
-func (c *Client) PutKey(ctx context.Context, uuid, keyID string, key []byte) error {
-	return c.call(ctx, http.MethodPut, "/v1/volumes/"+url.PathEscape(uuid)+"/key", api.PutKeyRequest{KeyID: keyID, Key: key}, nil)
+// needs the operator certificate in its TLS configuration), replacing any
+// stored one. require, a JSON object of measurements the evidence of a
+// release must show (see [api.PutKeyRequest.Require]), may be nil: then
+// the key is released to any evidence the broker's policy accepts.
+func (c *Client) PutKey(ctx context.Context, uuid, keyID string, key []byte, require json.RawMessage) error {
+	req := api.PutKeyRequest{KeyID: keyID, Key: key, Require: require}
+	return c.call(ctx, http.MethodPut, "/v1/volumes/"+url.PathEscape(uuid)+"/key", req, nil)
 }
 
 // ReleaseKey asks for a volume's key with evidence bound to nonce that

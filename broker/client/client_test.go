@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
@@ -156,8 +157,10 @@ func operator(t *testing.T, l *brokertest.Local) *client.Client {
 	return op
 }
 
-// TestKeyRelease stores a key as an operator and has a guest fetch it,
-// sealed to the release key its evidence binds.
+// TestKeyRelease stores a key as an operator, with and without required
+// measurements, and has a guest that has not opened the volume yet (its
+// evidence names no volume) fetch it, sealed to the release key its
+// evidence binds.
 func TestKeyRelease(t *testing.T) {
 	l, guest := start(t)
 	ctx := context.Background()
@@ -174,31 +177,51 @@ func TestKeyRelease(t *testing.T) {
 		t.Fatalf("operator Register: %v", err)
 	}
 	key := []byte("0123456789abcdef0123456789abcdef")
-	if err := guest.PutKey(ctx, volume, keyID, key); !client.IsCode(err, "operator_certificate_required") {
+	if err := guest.PutKey(ctx, volume, keyID, key, nil); !client.IsCode(err, "operator_certificate_required") {
 		t.Errorf("PutKey without a client certificate: %v, want operator_certificate_required", err)
 	}
-	if err := op.PutKey(ctx, volume, keyID, key); err != nil {
-		t.Fatalf("PutKey: %v", err)
+	if err := op.PutKey(ctx, volume, keyID, key, json.RawMessage(`["not an object"]`)); !client.IsCode(err, "invalid_require") {
+		t.Errorf("PutKey with an array as requirement: %v, want invalid_require", err)
 	}
 	priv, err := api.NewReleaseKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	nr, err := guest.Nonce(ctx)
-	if err != nil {
-		t.Fatal(err)
+	release := func(measurements string) (*api.ReleasedKey, error) {
+		nr, err := guest.Nonce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := brokertest.Evidence{Nonce: nr.Nonce, Measurements: json.RawMessage(measurements), ReleaseKey: priv.PublicKey().Bytes()}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return guest.ReleaseKey(ctx, volume, nr.Nonce, ev)
 	}
-	ev, err := brokertest.Evidence{Nonce: nr.Nonce, Volume: volume, KeyID: keyID, ReleaseKey: priv.PublicKey().Bytes()}.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := guest.ReleaseKey(ctx, volume, nr.Nonce, ev)
-	if err != nil {
-		t.Fatalf("ReleaseKey: %v", err)
-	}
-	got, err := api.OpenKey(priv, volume, *rk)
-	if err != nil || string(got) != string(key) {
-		t.Errorf("released key %q, %v; want %q", got, err, key)
+	for _, tc := range []struct {
+		name, require, measurements, wantCode string
+	}{
+		{"no requirement", "", `{"pcrs":{"7":"00"}}`, ""},
+		{"requirement shown", `{"pcrs":{"7":"00"}}`, `{"pcrs":{"7":"00","11":"ff"}}`, ""},
+		{"requirement not shown", `{"pcrs":{"7":"00"}}`, `{"pcrs":{"7":"01"}}`, "measurements_mismatch"},
+	} {
+		if err := op.PutKey(ctx, volume, keyID, key, json.RawMessage(tc.require)); err != nil {
+			t.Fatalf("%s: PutKey: %v", tc.name, err)
+		}
+		rk, err := release(tc.measurements)
+		if tc.wantCode != "" {
+			if !client.IsCode(err, tc.wantCode) {
+				t.Errorf("%s: ReleaseKey: %v, want %s", tc.name, err, tc.wantCode)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: ReleaseKey: %v", tc.name, err)
+		}
+		got, err := api.OpenKey(priv, volume, *rk)
+		if err != nil || string(got) != string(key) {
+			t.Errorf("%s: released key %q, %v; want %q", tc.name, got, err, key)
+		}
 	}
 }
 

@@ -21,7 +21,8 @@
 //     [MaxEpoch] because PostgreSQL's BIGINT is signed.
 //   - Every write is durable when the call returns (fsync on commit).
 //   - Times come back in UTC with microsecond precision (PostgreSQL's).
-//   - Measurements are returned as stored; the broker stores compact JSON.
+//   - Measurements and a key's Require are returned as stored, an empty
+//     Require as nil; the broker stores compact JSON.
 package store
 
 import (
@@ -93,6 +94,10 @@ type WrappedKey struct {
 	KeyID string
 	// Sealed is the key encrypted by the broker (nonce || AEAD ciphertext).
 	Sealed []byte
+	// Require is the JSON object of measurements the evidence of a release
+	// must show (api.PutKeyRequest.Require, compacted by the broker), nil
+	// when the key requires none; opaque to the store, returned as stored.
+	Require json.RawMessage
 	// CreatedAt is when the key was stored (UTC).
 	CreatedAt time.Time
 }

@@ -144,27 +144,47 @@ func brokerRegisterCmd(f *brokerFlags) *cobra.Command {
 
 func brokerPutKeyCmd(f *brokerFlags) *cobra.Command {
 	var keyID, keyFile string
+	var req requireFlags
 	cmd := &cobra.Command{
-		Use:   "put-key UUID --key-id HEX --key-file FILE",
+		Use:   "put-key UUID --key-id HEX --key-file FILE [--require FILE] [--require-pcr N=HEX]... [--require-ak FP] [--require-root-hash HEX] [--require-tee VALUE]",
 		Short: "Store a pre-encrypted volume's key, released later only to attested guests (operator)",
-		Args:  exactArgs(1),
+		Long: `Stores the key of a registered pre-encrypted volume (confidisk broker register),
+sealed under the broker's key-encryption key, replacing any stored one. A guest
+gets it (POST /v1/volumes/UUID/key) HPKE-sealed to a key its evidence binds,
+when the broker's policy accepts the evidence, the evidence names no volume (a
+guest that has not opened it yet) or this one with this key id, and it shows
+the measurements required here.
+
+` + requireHelp,
+		Example: `  confidisk broker put-key 6a1c9e0e-4f4b-4b7a-9d61-3a2b1c0d9e8f --key-id "$KEYID" \
+      --key-file volume.key --require-pcr 7=<hex> --require-pcr 11=<hex> \
+      --require-tee sev-snp:verified`,
+		Args: exactArgs(1),
 		RunE: f.run(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if keyID == "" || keyFile == "" {
 				return usageError{errors.New("--key-id and --key-file are required")}
+			}
+			require, err := req.object()
+			if err != nil {
+				return err
 			}
 			key, err := readKeyFile(keyFile)
 			if err != nil {
 				return err
 			}
-			if err := c.PutKey(cmd.Context(), args[0], keyID, key); err != nil {
+			if err := c.PutKey(cmd.Context(), args[0], keyID, key, require); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key of volume %s stored (%d bytes)\n", args[0], len(key))
+			if require != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "released only to evidence showing %s\n", require)
+			}
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&keyID, "key-id", "", "the key's id (hex), as registered")
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "file holding the raw volume key (- for standard input)")
+	req.register(cmd.Flags())
 	return cmd
 }
 

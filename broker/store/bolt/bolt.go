@@ -342,9 +342,10 @@ func (s *Store) ConsumeNonceAndAdvance(_ context.Context, nonce []byte, expires 
 }
 
 type keyRecord struct {
-	KeyID     string    `json:"key_id"`
-	Sealed    []byte    `json:"sealed"`
-	CreatedAt time.Time `json:"created_at"`
+	KeyID     string          `json:"key_id"`
+	Sealed    []byte          `json:"sealed"`
+	Require   json.RawMessage `json:"require,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
 }
 
 // PutKey implements [store.Store].

@@ -14,7 +14,10 @@
 //
 // Migrations only add (CREATE ... IF NOT EXISTS, ADD COLUMN IF NOT EXISTS),
 // under the advisory lock, so any number of replicas of any version may run
-// them at once, and older replicas keep working during a rolling upgrade;
+// them at once, and older replicas keep working during a rolling upgrade
+// (but a replica older than confidisk_keys.require releases keys without
+// checking their required measurements, and its puts leave the column as
+// it was: upgrade every replica before storing a key with a requirement);
 // confidisk_nonces (issued nonces, before they were stateless) is no longer
 // used and may be dropped once every replica is upgraded.
 package postgres
@@ -54,7 +57,8 @@ CREATE TABLE IF NOT EXISTS confidisk_keys (
 	key_id     TEXT NOT NULL,
 	sealed     BYTEA NOT NULL,
 	created_at TIMESTAMPTZ NOT NULL
-);`
+);
+ALTER TABLE confidisk_keys ADD COLUMN IF NOT EXISTS require BYTEA;`
 
 // Store is a [store.Store] on a PostgreSQL database.
 type Store struct {
@@ -286,10 +290,11 @@ func swapEpoch(ctx context.Context, tx pgx.Tx, uuid string, old, new uint64) (re
 // PutKey implements [store.Store].
 func (s *Store) PutKey(ctx context.Context, uuid string, k store.WrappedKey) error {
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO confidisk_keys (uuid, key_id, sealed, created_at)
-		SELECT uuid, $2, $3, $4 FROM confidisk_volumes WHERE uuid = $1
-		ON CONFLICT (uuid) DO UPDATE SET key_id = EXCLUDED.key_id, sealed = EXCLUDED.sealed, created_at = EXCLUDED.created_at`,
-		uuid, k.KeyID, k.Sealed, k.CreatedAt.UTC().Truncate(time.Microsecond))
+		INSERT INTO confidisk_keys (uuid, key_id, sealed, require, created_at)
+		SELECT uuid, $2, $3, $4, $5 FROM confidisk_volumes WHERE uuid = $1
+		ON CONFLICT (uuid) DO UPDATE SET key_id = EXCLUDED.key_id, sealed = EXCLUDED.sealed,
+			require = EXCLUDED.require, created_at = EXCLUDED.created_at`,
+		uuid, k.KeyID, k.Sealed, nilIfEmpty(k.Require), k.CreatedAt.UTC().Truncate(time.Microsecond))
 	if err == nil && tag.RowsAffected() == 0 {
 		err = store.ErrVolumeNotFound
 	}
@@ -302,14 +307,26 @@ func (s *Store) PutKey(ctx context.Context, uuid string, k store.WrappedKey) err
 // Key implements [store.Store].
 func (s *Store) Key(ctx context.Context, uuid string) (store.WrappedKey, error) {
 	var k store.WrappedKey
-	err := s.pool.QueryRow(ctx, `SELECT key_id, sealed, created_at FROM confidisk_keys WHERE uuid = $1`, uuid).
-		Scan(&k.KeyID, &k.Sealed, &k.CreatedAt)
+	var require []byte
+	err := s.pool.QueryRow(ctx, `SELECT key_id, sealed, require, created_at FROM confidisk_keys WHERE uuid = $1`, uuid).
+		Scan(&k.KeyID, &k.Sealed, &require, &k.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrKeyNotFound
 	}
 	if err != nil {
 		return store.WrappedKey{}, fmt.Errorf("get key of %s: %w", uuid, err)
 	}
+	if require != nil {
+		k.Require = require
+	}
 	k.CreatedAt = k.CreatedAt.UTC()
 	return k, nil
+}
+
+// nilIfEmpty stores an empty value as NULL, so that it reads back nil.
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }

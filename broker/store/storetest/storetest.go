@@ -281,18 +281,27 @@ func testKeys(t *testing.T, s store.Store) {
 	errIs(t, "register", s.RegisterVolume(ctx, volume(uuidA)), nil)
 	_, err := s.Key(ctx, uuidA)
 	errIs(t, "get missing", err, store.ErrKeyNotFound)
-	errIs(t, "put", s.PutKey(ctx, uuidA, k1), nil)
-	got, err := s.Key(ctx, uuidA)
-	errIs(t, "get", err, nil)
-	if d := cmp.Diff(k1, got); d != "" {
-		t.Errorf("key (-want +got):\n%s", d)
-	}
-	k2 := store.WrappedKey{KeyID: "bb", Sealed: []byte{9}, CreatedAt: t0.Add(time.Hour)}
-	errIs(t, "replace", s.PutKey(ctx, uuidA, k2), nil)
-	got, err = s.Key(ctx, uuidA)
-	errIs(t, "get replaced", err, nil)
-	if d := cmp.Diff(k2, got); d != "" {
-		t.Errorf("replaced key (-want +got):\n%s", d)
+	// Each put replaces the whole key, its requirement too: a key put
+	// without one after a key with one requires nothing, and reads back nil.
+	require := json.RawMessage(`{"pcrs":{"7":"00ff","11":"ab"},"ak":"cd","tee":"sev-snp:verified"}`)
+	for _, tc := range []struct {
+		name string
+		put  store.WrappedKey
+		want store.WrappedKey
+	}{
+		{"put", k1, k1},
+		{"replace with a requirement", store.WrappedKey{KeyID: "bb", Sealed: []byte{9}, Require: require, CreatedAt: t0.Add(time.Hour)},
+			store.WrappedKey{KeyID: "bb", Sealed: []byte{9}, Require: require, CreatedAt: t0.Add(time.Hour)}},
+		{"replace without", k1, k1},
+		{"empty requirement", store.WrappedKey{KeyID: "cc", Sealed: []byte{7}, Require: json.RawMessage{}, CreatedAt: t0},
+			store.WrappedKey{KeyID: "cc", Sealed: []byte{7}, CreatedAt: t0}},
+	} {
+		errIs(t, tc.name, s.PutKey(ctx, uuidA, tc.put), nil)
+		got, err := s.Key(ctx, uuidA)
+		errIs(t, tc.name+": get", err, nil)
+		if d := cmp.Diff(tc.want, got); d != "" {
+			t.Errorf("%s: key (-want +got):\n%s", tc.name, d)
+		}
 	}
 }
 
