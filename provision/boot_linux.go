@@ -480,17 +480,9 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	if err := checkFloor(h, &b.cfg); err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
-	sig, err := readOptional(b.cfg.PCRSignature)
+	vk, err := b.unlock(ctx, f, h)
 	if err != nil {
 		return nil, nil, err
-	}
-	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{Signature: sig})
-	if err != nil {
-		err = fmt.Errorf("unlock the state volume with the vTPM: %w", err)
-		if d := errDowngrade(err); d != nil {
-			return nil, nil, d
-		}
-		return nil, nil, errRecovery(err)
 	}
 	if err := b.raiseFloor(); err != nil {
 		return nil, nil, fmt.Errorf("security version floor: %w", err)

@@ -111,7 +111,8 @@ type Config struct {
 	// boot (confidisk.state-key=): [KeySelf] (the default: the boot
 	// self-encrypts a blank partition), [KeyBroker] or [KeySRK] (the volume
 	// was pre-encrypted offline, by `confidisk image encrypt`). Every later
-	// boot unlocks with the vTPM keyslot the first one enrolled.
+	// boot unlocks with the vTPM keyslot the first one enrolled, except with
+	// [KeyBrokerAlways], where every boot gets the key from the broker.
 	StateKey KeySource
 	// DeviceTimeout bounds how long the boot waits for its partitions and
 	// the TPM device to appear (confidisk.device-timeout=SECONDS, default
@@ -128,13 +129,19 @@ const (
 	// KeyBroker: the volume is pre-encrypted and its key is released by the
 	// broker to this guest's evidence.
 	KeyBroker KeySource = "broker"
+	// KeyBrokerAlways: like KeyBroker, but no vTPM keyslot is enrolled: the
+	// broker releases the key on every boot.
+	KeyBrokerAlways KeySource = "broker-always"
 	// KeySRK: the volume is pre-encrypted with a keyslot sealed offline to
 	// this vTPM's storage root key.
 	KeySRK KeySource = "srk"
 )
 
 // PreEncrypted reports whether the source is one of a pre-encrypted volume.
-func (k KeySource) PreEncrypted() bool { return k == KeyBroker || k == KeySRK }
+func (k KeySource) PreEncrypted() bool { return k == KeyBroker || k == KeyBrokerAlways || k == KeySRK }
+
+// fromBroker reports whether the broker releases the key.
+func (k KeySource) fromBroker() bool { return k == KeyBroker || k == KeyBrokerAlways }
 
 // DefaultRecoveryKey is where the boot looks for the operator's recovery
 // public key when confidisk.recovery-key= is not given.
@@ -344,8 +351,8 @@ func (c *Config) Validate() error {
 	if _, broker := c.Anchors(); broker && c.Broker == "" {
 		return fmt.Errorf("%w: confidisk.rollback-anchor=%s needs confidisk.broker=URL", ErrBadConfig, c.Anchor)
 	}
-	if c.StateKey == KeyBroker && c.Broker == "" {
-		return fmt.Errorf("%w: confidisk.state-key=broker needs confidisk.broker=URL (the broker releases the key)", ErrBadConfig)
+	if c.StateKey.fromBroker() && c.Broker == "" {
+		return fmt.Errorf("%w: confidisk.state-key=%s needs confidisk.broker=URL (the broker releases the key)", ErrBadConfig, c.StateKey)
 	}
 	return nil
 }

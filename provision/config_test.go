@@ -64,7 +64,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown recovery", "confidisk.recovery=paper", "operator-key or console"},
 		{"relative recovery key", "confidisk.recovery-key=op.pub", "absolute"},
 		{"device timeout not a number", "confidisk.device-timeout=soon", "whole seconds"},
-		{"unknown key source", "confidisk.state-key=disk", "self, broker or srk"},
+		{"unknown key source", "confidisk.state-key=disk", "self, broker, broker-always or srk"},
 		{"device timeout too large", "confidisk.device-timeout=70000", "whole seconds"},
 	}
 	for _, tc := range tests {

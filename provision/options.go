@@ -27,7 +27,7 @@ var options = map[string]option{
 		return ""
 	},
 	"state-key": func(c *Config, v string, _ bool) string {
-		return oneOf(v, func(s string) { c.StateKey = KeySource(s) }, string(KeySelf), string(KeyBroker), string(KeySRK))
+		return oneOf(v, func(s string) { c.StateKey = KeySource(s) }, string(KeySelf), string(KeyBroker), string(KeyBrokerAlways), string(KeySRK))
 	},
 	"tpm2-pcrs": func(c *Config, v string, _ bool) string {
 		pcrs, err := parsePCRs(v)

@@ -67,10 +67,31 @@ func keySourceName(k KeySource) string {
 	return "broker"
 }
 
+// unlock returns the key of a provisioned volume: from the broker with
+// confidisk.state-key=broker-always, else from its vTPM keyslot.
+func (b *booter) unlock(ctx context.Context, f *os.File, h *luks2.Header) ([]byte, error) {
+	if b.cfg.StateKey == KeyBrokerAlways {
+		return b.releasedKey(ctx, h)
+	}
+	sig, err := readOptional(b.cfg.PCRSignature)
+	if err != nil {
+		return nil, err
+	}
+	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{Signature: sig})
+	if err != nil {
+		err = fmt.Errorf("unlock the state volume with the vTPM: %w", err)
+		if d := errDowngrade(err); d != nil {
+			return nil, d
+		}
+		return nil, errRecovery(err)
+	}
+	return vk, nil
+}
+
 // preEncryptedKey gets the volume key of a pre-encrypted volume and checks
 // it against the header's digest.
 func (b *booter) preEncryptedKey(ctx context.Context, f *os.File, h *luks2.Header) ([]byte, error) {
-	if b.cfg.StateKey == KeyBroker {
+	if b.cfg.StateKey.fromBroker() {
 		return b.releasedKey(ctx, h)
 	}
 	sig, err := readOptional(b.cfg.PCRSignature)
@@ -80,7 +101,7 @@ func (b *booter) preEncryptedKey(ctx context.Context, f *os.File, h *luks2.Heade
 	vk, _, err := enroll.UnlockWithToken(b.tpm, f, h, -1, tpm.UnsealOptions{Signature: sig})
 	if err != nil {
 		if errors.Is(err, tpm.ErrSRKMismatch) {
-			return nil, fmt.Errorf("%w: the volume's keyslot was sealed offline to another vTPM (a volume made for another instance): %w", ErrKeySource, err)
+			return nil, fmt.Errorf("the volume's keyslot was sealed offline to another vTPM (a volume made for another instance); it was NOT modified: %w", err)
 		}
 		return nil, fmt.Errorf("unseal the key sealed offline to this vTPM: %w", err)
 	}
@@ -129,7 +150,14 @@ func (b *booter) finishPreEncrypted(ctx context.Context, f *os.File, dev string,
 		return fmt.Errorf("security version floor: %w", err)
 	}
 	offline := enroll.TokenIDs(h)
-	if err := b.seal(f, h, vk, pt); err != nil {
+	if b.cfg.StateKey == KeyBrokerAlways {
+		// No vTPM keyslot: the step says only that the key's way in is
+		// settled (the broker's, on every boot).
+		b.logf("no vTPM keyslot (confidisk.state-key=broker-always): every boot gets the key from the broker")
+		if err := b.writeStep(f, h, vk, pt, StepSealed); err != nil {
+			return err
+		}
+	} else if err := b.seal(f, h, vk, pt); err != nil {
 		return err
 	}
 	if len(offline) > 0 {

@@ -268,7 +268,7 @@ func (f *formatFlags) register(cmd *cobra.Command) {
 	fl.Uint64Var(&f.keyslotsSize, "luks2-keyslots-size", 0, "size of the keyslots area in bytes")
 	fl.Uint64Var(&f.offset, "offset", 0, "data offset in 512-byte sectors (default 32768)")
 	fl.BoolVarP(&f.batch, "batch-mode", "q", false, "do not ask for confirmation before overwriting")
-	fl.BoolVar(&f.offline, "offline", false, "with --integrity hmac-sha256: write the dm-integrity superblock and every sector with its tag in userspace (no device-mapper, no root)")
+	fl.BoolVar(&f.offline, "offline", false, "with --integrity: write the dm-integrity superblock and every sector with its tag in userspace (no device-mapper, no root)")
 	fl.StringVar(&f.dataFile, "data", "", "with --offline: encrypt this file into the volume (a multiple of the sector size); the rest reads as zeros")
 	cmd.MarkFlagsMutuallyExclusive("integrity-no-wipe", "integrity-fast")
 	cmd.MarkFlagsMutuallyExclusive("offline", "integrity-no-wipe")
@@ -329,7 +329,8 @@ and device-mapper:
                        data, since old tags cannot verify under the new key.
   --integrity-no-wipe  write none (reads of any unwritten sector fail).
 
-With --offline (aes-xts-plain64 and --integrity hmac-sha256 today), confidisk
+With --offline (aes-xts-plain64 with --integrity hmac-sha256 or hmac-sha512, or
+aes-gcm-random with --integrity aead), confidisk
 writes all of it itself, without device-mapper or root: the dm-integrity
 superblock, an empty journal and every sector encrypted with its tag, so that
 the kernel opens the volume as if cryptsetup had made and wiped it. --data FILE
@@ -459,7 +460,8 @@ func runFormatOffline(cmd *cobra.Command, path string, f *formatFlags, o luks2.F
 	return d.f.Sync()
 }
 
-// recordedWrites is an io.WriterAt that keeps the writes for later.
+// recordedWrites is an io.WriterAt that keeps the writes for later (and
+// reads them back: a device in memory).
 type recordedWrites struct {
 	writes []recordedWrite
 }
@@ -473,6 +475,24 @@ func (r *recordedWrites) WriteAt(b []byte, off int64) (int, error) {
 	r.writes = append(r.writes, recordedWrite{off, append([]byte(nil), b...)})
 	return len(b), nil
 }
+
+// ReadAt reads what the recorded writes put at off, over a device of zeros.
+func (r *recordedWrites) ReadAt(b []byte, off int64) (int, error) {
+	clear(b)
+	end := off + int64(len(b))
+	for _, w := range r.writes {
+		wEnd := w.off + int64(len(w.b))
+		if w.off >= end || wEnd <= off {
+			continue
+		}
+		lo, hi := max(off, w.off), min(end, wEnd)
+		copy(b[lo-off:hi-off], w.b[lo-w.off:hi-w.off])
+	}
+	return len(b), nil
+}
+
+// Sync does nothing: the writes are made durable where they are replayed.
+func (r *recordedWrites) Sync() error { return nil }
 
 // replay writes the recorded writes to w, in order.
 func (r *recordedWrites) replay(w io.WriterAt) error {
