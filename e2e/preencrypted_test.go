@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/google/go-tpm/tpm2/transport"
+
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/enroll"
 	"github.com/confidisk/confidisk/lab"
@@ -26,17 +28,29 @@ const operatorFile = "provisioned by the operator before the first boot\n"
 // provider's API for the instance's vTPM).
 func hostAK(t *testing.T, m *lab.Machine) string {
 	t.Helper()
+	var fp string
+	withHostTPM(t, m, func(tc transport.TPM) error {
+		ak, err := tpm.CreateAK(tc)
+		if err == nil {
+			fp = attest.AKFingerprint(ak.Public)
+		}
+		return err
+	})
+	return fp
+}
+
+// withHostTPM runs fn on the host's view of powered-off machine m's vTPM.
+func withHostTPM(t *testing.T, m *lab.Machine, fn func(transport.TPM) error) {
+	t.Helper()
 	tc, stop, err := m.HostTPM()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
 	defer tc.Close()
-	ak, err := tpm.CreateAK(tc)
-	if err != nil {
+	if err := fn(tc); err != nil {
 		t.Fatal(err)
 	}
-	return attest.AKFingerprint(ak.Public)
 }
 
 // operatorStateFS makes the state file system the operator ships: ext4
@@ -67,20 +81,14 @@ func brokerPut(b *labBroker) []string {
 // API), to a file.
 func hostSRK(t *testing.T, m *lab.Machine) string {
 	t.Helper()
-	tc, stop, err := m.HostTPM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	defer tc.Close()
-	srk, _, err := tpm.GetOrCreateSRK(tc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "srk.tpm2b_public")
-	if err := os.WriteFile(path, tpm.MarshalSRKPublic(&srk.Public), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	withHostTPM(t, m, func(tc transport.TPM) error {
+		srk, _, err := tpm.GetOrCreateSRK(tc)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(path, tpm.MarshalSRKPublic(&srk.Public), 0o600)
+	})
 	return path
 }
 

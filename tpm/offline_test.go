@@ -5,9 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"strings"
@@ -183,19 +180,7 @@ func TestSealOfflinePINAndSignedPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func() []byte {
-		pol, err := PolicyDigest(SHA256, []int{11}, readPCRs(t, tp, 11), nil, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := SignPCRPolicy(key, pol)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fp, _ := PublicKeyFingerprint(&key.PublicKey)
-		doc, _ := json.Marshal(map[string][]PCRSignature{"sha256": {{PCRs: []int{11}, PKFP: hex.EncodeToString(fp), Pol: hex.EncodeToString(pol), Sig: base64.StdEncoding.EncodeToString(sig)}}})
-		return doc
-	}
+	sign := func() []byte { return signedPCR11(t, tp, key) }
 	doc := sign()
 	if got, err := Unseal(tp, s, UnsealOptions{PIN: pin, Signature: doc}); err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("Unseal = %q, %v", got, err)

@@ -204,23 +204,7 @@ func TestSignedPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func() []byte {
-		vals, err := ReadPCRs(tp, SHA256, []int{11})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pol, err := PolicyDigest(SHA256, []int{11}, vals, nil, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := SignPCRPolicy(key, pol)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fp, _ := PublicKeyFingerprint(&key.PublicKey)
-		doc, _ := json.Marshal(map[string][]PCRSignature{"sha256": {{PCRs: []int{11}, PKFP: hex.EncodeToString(fp), Pol: hex.EncodeToString(pol), Sig: base64.StdEncoding.EncodeToString(sig)}}})
-		return doc
-	}
+	sign := func() []byte { return signedPCR11(t, tp, key) }
 	doc := sign()
 	if got, err := Unseal(tp, s, UnsealOptions{Signature: doc}); err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("Unseal = %q, %v", got, err)
@@ -241,4 +225,25 @@ func unusablePIN() []byte {
 			return p
 		}
 	}
+}
+
+// signedPCR11 is the tpm2-pcr-signature.json document of key's signature
+// over the policy of PCR 11's current value in tp.
+func signedPCR11(t *testing.T, tp transport.TPM, key *rsa.PrivateKey) []byte {
+	t.Helper()
+	vals, err := ReadPCRs(tp, SHA256, []int{11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := PolicyDigest(SHA256, []int{11}, vals, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := SignPCRPolicy(key, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, _ := PublicKeyFingerprint(&key.PublicKey)
+	doc, _ := json.Marshal(map[string][]PCRSignature{"sha256": {{PCRs: []int{11}, PKFP: hex.EncodeToString(fp), Pol: hex.EncodeToString(pol), Sig: base64.StdEncoding.EncodeToString(sig)}}})
+	return doc
 }
