@@ -122,11 +122,12 @@ func checkKernelSectors(t *testing.T, img string, pattern []byte) {
 }
 
 // TestLabOfflineIntegrity: volumes written entirely by `confidisk luks
-// format --offline` on the host (no device-mapper) open in the guest's
-// kernel, with confidisk and with cryptsetup, with no recalculation: the
-// data given reads back, the rest reads as zeros without an I/O error, and
-// a flipped ciphertext byte gives EIO. integritysetup dump on the host
-// agrees with the superblock the kernel uses.
+// format --offline` on the host (no device-mapper; hmac-sha256, hmac-sha512,
+// aead) open in the guest's kernel, with confidisk (offline-integrity-open)
+// and with cryptsetup (offline-integrity-cryptsetup), with no
+// recalculation: the data given reads back, the rest reads as zeros without
+// an I/O error, and a flipped ciphertext byte gives EIO. integritysetup
+// dump on the host agrees with the superblock the kernel uses.
 func TestLabOfflineIntegrity(t *testing.T) {
 	bin := lab.ConfidiskBinary(t)
 	is := testutil.LookPath(t, "integritysetup", "cryptsetup-bin")
@@ -162,25 +163,17 @@ func TestLabOfflineIntegrity(t *testing.T) {
 	dumpAgrees(t, is, sha512)
 	dumpAgrees(t, is, aead)
 
+	disks := []lab.Disk{{Path: withData}, {Path: zeros}, {Path: tampered}, {Path: sha512}, {Path: aead}}
+	files := map[string]string{"/bin/confidisk": bin, "/pattern": patFile}
 	lab.RunScenario(t, lab.Scenario{
-		Name:  "offline-integrity-open",
-		Disks: []lab.Disk{{Path: withData}, {Path: zeros}, {Path: tampered}, {Path: sha512}, {Path: aead}},
-		Files: map[string]string{"/bin/confidisk": bin, "/pattern": patFile},
-		Tools: []string{"cryptsetup", "dmsetup", "blockdev"},
-		Script: luksPreamble + `
-want=$(sha256sum /pattern | cut -d' ' -f1)
-n=$(( $(stat -c %s /pattern) / 1048576 ))
+		Name: "offline-integrity-open", Disks: disks, Files: files,
+		Script: luksPreamble + offlineReadsBack + `
 check ours-open confidisk luks open --key-file /key /dev/vda v
-got=$(dd if=/dev/mapper/v bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1)
-[ "$got" = "$want" ] && result data-reads-back ok "$got" || result data-reads-back fail "want $want got $got"
+reads_back data-reads-back /dev/mapper/v
 rest=$(dd if=/dev/mapper/v bs=1M skip=$n 2>/dev/null | tr -d '\000' | wc -c)
 [ "$rest" = 0 ] && result rest-zeros ok "" || result rest-zeros fail "$rest non-zero bytes after the data"
 check whole-volume-reads dd if=/dev/mapper/v of=/dev/null bs=1M
 check ours-close confidisk luks close v
-check theirs-open cryptsetup open --key-file /key /dev/vda c
-got=$(dd if=/dev/mapper/c bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1)
-[ "$got" = "$want" ] && result cryptsetup-reads-back ok "$got" || result cryptsetup-reads-back fail "want $want got $got"
-check theirs-close cryptsetup close c
 check zeros-open confidisk luks open --key-file /key /dev/vdb z
 nz=$(dd if=/dev/mapper/z bs=1M 2>/dev/null | tr -d '\000' | wc -c); rc=$?
 [ "$nz" = 0 ] && result zeros-512 ok "" || result zeros-512 fail "$nz non-zero bytes"
@@ -194,22 +187,47 @@ case "$rc:$out" in
   *) result tamper-eio fail "rc=$rc: $out" ;;
 esac
 check tampered-close confidisk luks close x
-check sha512-open confidisk luks open --key-file /key /dev/vdd s
-got=$(dd if=/dev/mapper/s bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1)
-[ "$got" = "$want" ] && result sha512-reads-back ok "$got" || result sha512-reads-back fail "want $want got $got"
-check sha512-whole-volume dd if=/dev/mapper/s of=/dev/null bs=1M
-check sha512-close confidisk luks close s
-check aead-open cryptsetup open --key-file /key /dev/vde g
-got=$(dd if=/dev/mapper/g bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1)
-[ "$got" = "$want" ] && result aead-reads-back ok "$got" || result aead-reads-back fail "want $want got $got"
-check aead-whole-volume dd if=/dev/mapper/g of=/dev/null bs=1M
-check aead-close cryptsetup close g
+for d in d:sha512 e:aead; do
+  check ${d#*:}-open confidisk luks open --key-file /key /dev/vd${d%:*} s
+  reads_back ${d#*:}-reads-back /dev/mapper/s
+  check ${d#*:}-whole-volume dd if=/dev/mapper/s of=/dev/null bs=1M
+  check ${d#*:}-close confidisk luks close s
+done
 dmesg | grep -iE 'recalc|journal' | head -3
 `,
-		Expect: []string{"data-reads-back", "rest-zeros", "whole-volume-reads", "cryptsetup-reads-back", "zeros-512", "zeros-whole-volume", "tamper-eio",
+		Expect: []string{"data-reads-back", "rest-zeros", "whole-volume-reads", "zeros-512", "zeros-whole-volume", "tamper-eio",
 			"sha512-reads-back", "sha512-whole-volume", "aead-reads-back", "aead-whole-volume"},
 	})
+	lab.RunScenario(t, lab.Scenario{
+		Name: "offline-integrity-cryptsetup", Disks: disks, Files: files,
+		Tools: []string{"cryptsetup", "dmsetup", "blockdev"},
+		Script: luksPreamble + offlineReadsBack + `
+for d in a:sha256 d:sha512 e:aead; do
+  check ${d#*:}-open cryptsetup open --key-file /key /dev/vd${d%:*} c
+  reads_back ${d#*:}-reads-back /dev/mapper/c
+  check ${d#*:}-whole-volume dd if=/dev/mapper/c of=/dev/null bs=1M
+  check ${d#*:}-close cryptsetup close c
+done
+check tampered-open cryptsetup open --key-file /key /dev/vdc x
+if dd if=/dev/mapper/x of=/dev/null bs=1M 2>/dev/null; then result tamper-eio fail "cryptsetup read the tampered volume"; else result tamper-eio ok ""; fi
+check tampered-close cryptsetup close x
+`,
+		Expect: []string{"sha256-reads-back", "sha256-whole-volume", "sha512-reads-back", "sha512-whole-volume",
+			"aead-reads-back", "aead-whole-volume", "tamper-eio"},
+	})
 }
+
+// offlineReadsBack is shell for the offline-integrity scenarios: $want and
+// $n (the pattern's digest and size in MiB), and reads_back NAME DEVICE,
+// which reports whether DEVICE starts with the pattern.
+const offlineReadsBack = `
+want=$(sha256sum /pattern | cut -d' ' -f1)
+n=$(( $(stat -c %s /pattern) / 1048576 ))
+reads_back() {
+  got=$(dd if=$2 bs=1M count=$n 2>/dev/null | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$want" ] && result $1 ok "$got" || result $1 fail "want $want got $got"
+}
+`
 
 // flipCiphertext flips one byte of the first data sector of the volume img.
 func flipCiphertext(t *testing.T, img string) {
