@@ -26,15 +26,6 @@ import (
 	"github.com/confidisk/confidisk/internal/sha256mb"
 )
 
-// TagSize is the size of an hmac(sha256) tag, dm-integrity's tag size for
-// that cipher (no IV is stored with plain64); hmac(sha512) tags are
-// sha512.Size. [HMACXTS.TagSize] says which.
-const TagSize = sha256mb.Size
-
-// MACKeySize is the size of the hmac(sha256) key at the end of the volume
-// key (the digest's size; 64 bytes for hmac(sha512)).
-const MACKeySize = sha256mb.Size
-
 // adSize is the associated data: the le64 sector number and the 16-byte IV.
 const adSize = 8 + aesxts.BlockSize
 
@@ -79,11 +70,6 @@ func (m sha512Macer) sumN(tags []byte, msgs [][]byte) {
 		h.Write(msg)
 		h.Sum(tags[i*sha512.Size : i*sha512.Size])
 	}
-}
-
-// NewHMACXTS is New for hmac(sha256).
-func NewHMACXTS(volumeKey []byte, sectorSize int) (*HMACXTS, error) {
-	return New("hmac(sha256)", volumeKey, sectorSize)
 }
 
 // New returns the sealer for the LUKS2 integrity type integrity

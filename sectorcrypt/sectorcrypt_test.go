@@ -93,7 +93,7 @@ func TestBadInput(t *testing.T) {
 		name      string
 		key, size int
 	}{{"short key", 32, 512}, {"long key", 128, 512}, {"aes-192", 56, 512}, {"sector 256", 64, 256}, {"sector 8192", 64, 8192}} {
-		if _, err := NewHMACXTS(make([]byte, tt.key), tt.size); err == nil {
+		if _, err := New("hmac(sha256)", make([]byte, tt.key), tt.size); err == nil {
 			t.Errorf("%s: no error", tt.name)
 		}
 	}
@@ -105,7 +105,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s with a %d-byte key: no error", tt.integrity, tt.key)
 		}
 	}
-	c, err := NewHMACXTS(make([]byte, 64), 512)
+	c, err := New("hmac(sha256)", make([]byte, 64), 512)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +126,9 @@ func TestBadInput(t *testing.T) {
 
 // BenchmarkSeal seals 1 MiB of 4096-byte sectors per call on one goroutine.
 func BenchmarkSeal(b *testing.B) {
-	c, _ := NewHMACXTS(make([]byte, 96), 4096)
+	c, _ := New("hmac(sha256)", make([]byte, 96), 4096)
 	buf := make([]byte, 1<<20)
-	tags := make([]byte, len(buf)/4096*TagSize)
+	tags := make([]byte, len(buf)/4096*c.TagSize())
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
 		c.Seal(buf, tags, buf, 0)
