@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/confidisk/confidisk/initrd"
@@ -40,6 +41,17 @@ type Initramfs struct {
 	// Init is the scenario script, run by /init after [Preamble] in a
 	// subshell; its exit status is reported on the LAB-DONE line.
 	Init string
+	// DMClone, when set, is the host path of a dm-clone.ko built for the
+	// kernel ([DMCloneModule]; Debian's kernel has no dm-clone). The
+	// initramfs then carries it as /lib/modules/<version>/extra/dm-clone.ko
+	// with the modules its .modinfo depends on (dm-mod, dm-persistent-data)
+	// and theirs from modules.dep (dm-bufio, libcrc32c), and /init loads
+	// crc32c_generic first (busybox insmod ignores libcrc32c's softdep on a
+	// crc32c driver, without which libcrc32c fails with "unknown symbol"),
+	// then Modules and those dependencies, then dm-clone last. The module is
+	// unsigned: loading it taints the kernel, and a kernel locked down by
+	// UEFI Secure Boot refuses it.
+	DMClone string
 }
 
 // Build writes the initramfs for kernel k to the file out.
@@ -52,9 +64,25 @@ func (i *Initramfs) Build(ctx context.Context, k *KernelInfo, out string) error 
 	if dirs == nil {
 		dirs = initrd.DefaultModuleDirs()
 	}
-	b, err := initrd.NewBase(ctx, "", mods, i.Modules, dirs)
+	load := i.Modules
+	var dmClone string // its guest path
+	if i.DMClone != "" {
+		deps, err := outOfTreeDepends(i.DMClone, k)
+		if err != nil {
+			return err
+		}
+		load = slices.Concat([]string{"crc32c_generic"}, i.Modules, deps)
+		dmClone = path.Join("/lib/modules", k.Version, "extra", "dm-clone.ko")
+	}
+	b, err := initrd.NewBase(ctx, "", mods, load, dirs)
 	if err != nil {
 		return err
+	}
+	if dmClone != "" {
+		if err := b.HostFile(dmClone, i.DMClone); err != nil {
+			return err
+		}
+		b.Load = append(b.Load, dmClone) // last: after its dependencies
 	}
 	// Debian's busybox-static runs its own applet for any name it knows,
 	// whatever PATH says (FEATURE_SH_STANDALONE); a shell function wins over
@@ -79,6 +107,19 @@ func (i *Initramfs) Build(ctx context.Context, k *KernelInfo, out string) error 
 	b.File("/lab/preamble.sh", 0o644, []byte(Preamble))
 	b.File("/lab/scenario.sh", 0o755, []byte(i.Init))
 	return writeFile(out, b.Archive)
+}
+
+// outOfTreeDepends checks that the module file ko was built for k (its
+// vermagic names k.Version) and returns the modules it depends on.
+func outOfTreeDepends(ko string, k *KernelInfo) ([]string, error) {
+	info, err := moduleInfo(ko)
+	if err != nil {
+		return nil, err
+	}
+	if r := vermagicRelease(info["vermagic"]); r != k.Version {
+		return nil, fmt.Errorf("%s is built for kernel %q, the machine boots %s", ko, r, k.Version)
+	}
+	return moduleDepends(info["depends"]), nil
 }
 
 // modules is k's module tree, with decompressed modules cached under k.Dir.

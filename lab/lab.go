@@ -13,6 +13,8 @@
 //   - [Machine] owns disk images and a persistent vTPM state; [Machine.Boot]
 //     starts swtpm and QEMU, streams the serial console, parses the guest's
 //     RESULT lines and can cut the power at a named point.
+//   - [DMCloneModule] builds dm-clone.ko, which Debian's kernel lacks, out of
+//     tree for the lab kernel (cached); [Scenario.DMClone] ships and loads it.
 //   - [RunScenario] does all of that for a test and fails it with the console
 //     tail when a check fails.
 //

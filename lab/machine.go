@@ -33,6 +33,9 @@ type Disk struct {
 	// Size is the size in bytes of a sparse image created when Path does
 	// not exist yet; an existing image is used as it is.
 	Size int64
+	// ReadOnly attaches the image read-only (QEMU readonly=on): the guest
+	// sees a read-only disk and cannot change the file.
+	ReadOnly bool
 }
 
 // Machine is a virtual machine that can boot several times with the same
@@ -483,7 +486,11 @@ func (m *Machine) firmwareArgs(accel, cpu string, mem, cpus int, sock string) []
 func (m *Machine) deviceArgs(sock string) []string {
 	var args []string
 	for i, d := range m.Disks {
-		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,cache=writeback,index=%d", d.Path, i))
+		drive := fmt.Sprintf("file=%s,format=raw,if=virtio,cache=writeback,index=%d", d.Path, i)
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		args = append(args, "-drive", drive)
 	}
 	if m.UserNet {
 		// Slirp maps HostIP to the host's 127.0.0.1 (restrict=on would

@@ -50,6 +50,22 @@ type Scenario struct {
 	// LAB-DONE (the firmware refuses the image, or the initrd powers the
 	// machine off) and its console must contain Stops.
 	Stops string
+	// DMClone ships and loads dm-clone, which Debian's kernel lacks: the
+	// module is built out of tree for the machine's kernel on first use
+	// ([TestDMCloneModule], cached) and /init loads it after its
+	// dependencies (see [Initramfs.DMClone]). The module is unsigned, so
+	// only the lab's direct kernel boots can load it: a [Machine] with
+	// Firmware is refused (its initrd comes from the disk's UKI, and under
+	// Secure Boot the kernel is locked down and loads no unsigned module).
+	DMClone bool
+}
+
+// validate checks that sc can boot on m.
+func (sc Scenario) validate(m *Machine) error {
+	if sc.DMClone && m.Firmware != nil {
+		return errors.New("DMClone needs the lab's direct kernel boot: with Firmware the initrd comes from the disk's UKI, and under Secure Boot the kernel (LOCK_DOWN_IN_EFI_SECURE_BOOT) refuses the unsigned dm-clone.ko")
+	}
+	return nil
 }
 
 // TestKernel returns the lab kernel for a test, reporting missing tools
@@ -112,6 +128,13 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 	if m == nil {
 		m = TestMachine(t, sc.Disks...)
 	}
+	invalid := sc.validate(m)
+	// Before the LAB line is due (a missing build tool skips the test) and
+	// before the boot's timeout starts (a first build takes a while).
+	var dmClone string
+	if sc.DMClone && invalid == nil {
+		dmClone = TestDMCloneModule(t, m.Kernel)
+	}
 	passed := false
 	defer func() {
 		status := "FAIL"
@@ -122,6 +145,9 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 		fmt.Println(line)
 		t.Log(line)
 	}()
+	if invalid != nil {
+		t.Fatalf("lab %s: %v", sc.Name, invalid)
+	}
 
 	timeout := sc.Timeout
 	if timeout == 0 {
@@ -132,7 +158,7 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 
 	opts := BootOptions{Append: sc.Append, CutAt: sc.CutAt}
 	if m.Firmware == nil { // a firmware boot takes everything from its disk
-		opts.Initrd = scenarioInitramfs(ctx, t, m, sc)
+		opts.Initrd = scenarioInitramfs(ctx, t, m, sc, dmClone)
 	}
 	if os.Getenv("CONFIDISK_LAB_CONSOLE") == "1" {
 		opts.Console = os.Stdout
@@ -157,8 +183,9 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 	return res
 }
 
-// scenarioInitramfs builds the initramfs of sc in m's directory.
-func scenarioInitramfs(ctx context.Context, t testing.TB, m *Machine, sc Scenario) string {
+// scenarioInitramfs builds the initramfs of sc in m's directory, with the
+// module dmClone when it is set.
+func scenarioInitramfs(ctx context.Context, t testing.TB, m *Machine, sc Scenario, dmClone string) string {
 	t.Helper()
 	modules := sc.Modules
 	if modules == nil {
@@ -169,7 +196,7 @@ func scenarioInitramfs(ctx context.Context, t testing.TB, m *Machine, sc Scenari
 		t.Fatalf("lab %s: %v", sc.Name, err)
 	}
 	f.Close()
-	ir := Initramfs{Modules: modules, Files: sc.Files, Tools: sc.Tools, Init: sc.Script}
+	ir := Initramfs{Modules: modules, Files: sc.Files, Tools: sc.Tools, Init: sc.Script, DMClone: dmClone}
 	if err := ir.Build(ctx, m.Kernel, f.Name()); err != nil {
 		t.Fatalf("lab %s: build initramfs: %v", sc.Name, err)
 	}

@@ -27,6 +27,12 @@ declare -A need=(
   [openssl]=openssl
   [osslsigncode]=osslsigncode
   [sbverify]=sbsigntool
+  # dm-clone.ko, built out of tree for the lab kernel (lab.DMCloneModule):
+  # the kernel's compiler, kbuild's make, strip, and pahole for the module's BTF.
+  [gcc-12]=gcc-12
+  [make]=make
+  [strip]=binutils
+  [pahole]=pahole
 )
 missing=()
 for cmd in "${!need[@]}"; do
