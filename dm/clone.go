@@ -3,6 +3,7 @@ package dm
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -99,4 +100,116 @@ func (p CloneParams) Target(start, length uint64) (Target, error) {
 		return Target{}, errors.New("dm: clone: zero length")
 	}
 	return Target{Start: start, Length: length, Type: "clone", Params: params}, nil
+}
+
+// CloneStatus is a dm-clone target's status line
+// (Documentation/admin-guide/device-mapper/dm-clone.rst, "Status"):
+//
+//	<metadata block size> <#used metadata blocks>/<#total metadata blocks>
+//	<region size> <#hydrated regions>/<#total regions> <#hydrating regions>
+//	<#features> <features>* <#core args> <core args>* <clone metadata mode>
+//
+// or the single word "Fail" when the metadata failed.
+type CloneStatus struct {
+	// MetadataBlockSize is in 512-byte sectors (8: 4 KiB blocks).
+	MetadataBlockSize          uint64
+	MetadataUsed, MetadataSize uint64 // in metadata blocks
+	// RegionSize is in 512-byte sectors.
+	RegionSize uint64
+	// Hydrated of Regions have been copied to (or written on) the
+	// destination; Hydrating are being copied now.
+	Hydrated, Regions, Hydrating uint64
+	// Features are the active feature arguments ("no_hydration",
+	// "no_discard_passdown"); CoreArgs the core arguments as name/value
+	// pairs ("hydration_threshold" …).
+	Features []string
+	CoreArgs map[string]string
+	// Mode is "rw", "ro" or "Fail".
+	Mode string
+}
+
+// Done reports whether every region is hydrated: the destination then
+// holds the whole device and the source is no longer read.
+func (s CloneStatus) Done() bool { return s.Mode != "Fail" && s.Regions > 0 && s.Hydrated == s.Regions }
+
+// HydrationEnabled reports whether background hydration runs.
+func (s CloneStatus) HydrationEnabled() bool {
+	for _, f := range s.Features {
+		if f == "no_hydration" {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseCloneStatus parses the params of a clone target's status (what
+// clone_status in drivers/md/dm-clone-target.c emits).
+func ParseCloneStatus(params string) (CloneStatus, error) {
+	f := strings.Fields(params)
+	if len(f) == 1 && f[0] == "Fail" {
+		return CloneStatus{Mode: "Fail"}, nil
+	}
+	bad := func(what string) (CloneStatus, error) {
+		return CloneStatus{}, fmt.Errorf("dm: clone status %q: %s", params, what)
+	}
+	if len(f) < 7 {
+		return bad("too few fields")
+	}
+	var s CloneStatus
+	var err error
+	if s.MetadataBlockSize, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+		return bad("metadata block size")
+	}
+	if s.MetadataUsed, s.MetadataSize, err = parseRatio(f[1]); err != nil {
+		return bad("metadata blocks: " + err.Error())
+	}
+	if s.RegionSize, err = strconv.ParseUint(f[2], 10, 64); err != nil {
+		return bad("region size")
+	}
+	if s.Hydrated, s.Regions, err = parseRatio(f[3]); err != nil {
+		return bad("regions: " + err.Error())
+	}
+	if s.Hydrating, err = strconv.ParseUint(f[4], 10, 64); err != nil {
+		return bad("hydrating regions")
+	}
+	rest := f[5:]
+	n, err := strconv.Atoi(rest[0])
+	if err != nil || n < 0 || n > len(rest)-1 {
+		return bad("feature count")
+	}
+	s.Features, rest = rest[1:1+n], rest[1+n:]
+	if len(rest) < 2 {
+		return bad("no core arguments or mode")
+	}
+	n, err = strconv.Atoi(rest[0])
+	if err != nil || n < 0 || n%2 != 0 || n != len(rest)-2 {
+		return bad("core argument count")
+	}
+	s.CoreArgs = map[string]string{}
+	for i := 1; i < 1+n; i += 2 {
+		s.CoreArgs[rest[i]] = rest[i+1]
+	}
+	s.Mode = rest[len(rest)-1]
+	if s.Mode != "rw" && s.Mode != "ro" {
+		return bad("mode " + s.Mode)
+	}
+	return s, nil
+}
+
+// parseRatio parses "a/b".
+func parseRatio(s string) (a, b uint64, err error) {
+	x, y, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, errors.New("want a/b")
+	}
+	if a, err = strconv.ParseUint(x, 10, 64); err != nil {
+		return 0, 0, err
+	}
+	if b, err = strconv.ParseUint(y, 10, 64); err != nil {
+		return 0, 0, err
+	}
+	if a > b {
+		return 0, 0, fmt.Errorf("%d of %d", a, b)
+	}
+	return a, b, nil
 }

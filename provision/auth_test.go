@@ -77,6 +77,9 @@ func TestVerifyMetadata(t *testing.T) {
 			h.Metadata.Segments[0].Offset += 4096
 			pt.Metadata["segments.0.offset"] = "16781312"
 		}, ErrMetadataTampered, ""},
+		{"clone-record-added", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) {
+			pt.Clone = &cloneRecord{RootHash: rh, SourceSectors: 32768, MetadataSectors: 8192, RegionSectors: 128, Hydrated: true}
+		}, ErrMetadataTampered, ""},
 		{"mac-stripped", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) { pt.MAC = nil },
 			ErrMetadataTampered, "missing"},
 		{"downgraded-to-v1", func(_ *luks2.Header, _ *integrity.Superblock, pt *provisionToken) {

@@ -73,6 +73,7 @@ type Result struct {
 	Root          string
 	Layout        *Layout
 	Freshness     *Freshness
+	Clone         *CloneProgress `json:",omitempty"` // dm-clone mode
 }
 
 // Layout are the partitions boot found.
@@ -111,6 +112,13 @@ type booter struct {
 	recoveryPub *ecdh.PublicKey
 	// undo is what a failed boot removes: its mappings and mounts.
 	undo cleanup
+	// verity is the verity root's device once mapped, veritySectors its
+	// size.
+	verity        string
+	veritySectors uint64
+	// pt is the provisioning token of the state volume once it is
+	// unlocked (authenticated) or provisioned.
+	pt *provisionToken
 }
 
 func (b *booter) logf(format string, args ...any) {
@@ -143,7 +151,11 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	b.res.Layout = lay
-	b.logf("root %s (hash %s), state %s on %s", lay.RootData, lay.RootHash, lay.State, lay.Disk)
+	if lay.RootData == "" {
+		b.logf("no root partitions for roothash=; state %s on %s (dm-clone mode: a hydrated root needs none)", lay.State, lay.Disk)
+	} else {
+		b.logf("root %s (hash %s), state %s on %s", lay.RootData, lay.RootHash, lay.State, lay.Disk)
+	}
 	if b.dm, err = dm.Open(dm.DefaultControl); err != nil {
 		return nil, fmt.Errorf("device-mapper: %w", err)
 	}
@@ -153,8 +165,10 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 			b.undo.run(b.logf)
 		}
 	}()
-	if err := b.verityRoot(lay); err != nil {
-		return nil, err
+	if cfg.RW != RWClone { // clone mode maps it only while the clone needs it
+		if err := b.verityRoot(lay); err != nil {
+			return nil, err
+		}
 	}
 	closeAll, err := b.connect(ctx)
 	defer closeAll()
@@ -168,6 +182,11 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	if err := b.opened(ctx, lay.State, h, vk); err != nil {
 		return nil, err // nothing may use a volume that failed its checks
+	}
+	if cfg.RW == RWClone {
+		if err := b.cloneRoot(lay, h, vk); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.mountRoot(); err != nil {
 		return nil, err
@@ -307,6 +326,7 @@ func discover(cfg Config) (*Layout, error) {
 		return nil, err
 	}
 	var tried []string
+	var stateOnly *Layout
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "dm-") || strings.HasPrefix(name, "ram") {
@@ -334,19 +354,26 @@ func discover(cfg Config) (*Layout, error) {
 			return nil
 		}
 		data, hash := pick(gpt.TypeRootX86_64, dataUUID), pick(gpt.TypeRootVerityX86_64, hashUUID)
-		if data == nil || hash == nil {
-			continue
-		}
 		var states []gpt.Partition
 		for _, p := range t.Partitions {
 			if p.Name == cfg.StateLabel {
 				states = append(states, p)
 			}
 		}
+		if data == nil || hash == nil {
+			// A hydrated clone needs no verity source: the image may drop it.
+			if cfg.RW == RWClone && len(states) == 1 && stateOnly == nil {
+				stateOnly = &Layout{Disk: disk, State: partPath(disk, states[0].Index)}
+			}
+			continue
+		}
 		if len(states) != 1 {
 			return nil, fmt.Errorf("%s: want one partition labelled %q for the state volume, found %d", disk, cfg.StateLabel, len(states))
 		}
 		return &Layout{Disk: disk, RootData: partPath(disk, data.Index), RootHash: partPath(disk, hash.Index), State: partPath(disk, states[0].Index)}, nil
+	}
+	if stateOnly != nil {
+		return stateOnly, nil
 	}
 	return nil, fmt.Errorf("no disk with a root partition %s and a root verity partition %s (as roothash= implies); looked at %v", dataUUID, hashUUID, tried)
 }
@@ -378,21 +405,10 @@ func partPath(disk string, n int) string {
 
 // verityRoot maps and mounts the verity root read-only.
 func (b *booter) verityRoot(lay *Layout) error {
-	hf, err := os.Open(lay.RootHash)
+	path, _, err := b.mapVerity(lay)
 	if err != nil {
 		return err
 	}
-	sb, err := verity.ReadSuperblock(hf, 0)
-	hf.Close()
-	if err != nil {
-		return fmt.Errorf("root verity partition %s: %w", lay.RootHash, err)
-	}
-	p := sb.Params(0)
-	path, err := activate.Verity(b.dm, VerityName, lay.RootData, lay.RootHash, p, b.cfg.RootHash, activate.VerityOptions{})
-	if err != nil {
-		return fmt.Errorf("verity root: %w", err)
-	}
-	b.undo.add(func() error { return b.dm.Remove(VerityName) })
 	fstype, err := fsType(path)
 	if err != nil {
 		return err
@@ -406,6 +422,43 @@ func (b *booter) verityRoot(lay *Layout) error {
 	b.undo.add(func() error { return unix.Unmount(lowerDir, 0) })
 	b.logf("verity root %s mounted read-only (%s)", path, fstype)
 	return nil
+}
+
+// mapVerity maps the verity root (once) and returns its device and its
+// size in 512-byte sectors.
+func (b *booter) mapVerity(lay *Layout) (string, uint64, error) {
+	if b.verity != "" {
+		return b.verity, b.veritySectors, nil
+	}
+	if lay.RootData == "" {
+		return "", 0, fmt.Errorf("no root and root verity partitions for roothash=%x", b.cfg.RootHash)
+	}
+	hf, err := os.Open(lay.RootHash)
+	if err != nil {
+		return "", 0, err
+	}
+	sb, err := verity.ReadSuperblock(hf, 0)
+	hf.Close()
+	if err != nil {
+		return "", 0, fmt.Errorf("root verity partition %s: %w", lay.RootHash, err)
+	}
+	p := sb.Params(0)
+	path, err := activate.Verity(b.dm, VerityName, lay.RootData, lay.RootHash, p, b.cfg.RootHash, activate.VerityOptions{})
+	if err != nil {
+		return "", 0, fmt.Errorf("verity root: %w", err)
+	}
+	b.undo.add(func() error { return b.unmapVerity() })
+	b.verity, b.veritySectors = path, p.DataBlocks*uint64(p.DataBlockSize)/512
+	return path, b.veritySectors, nil
+}
+
+// unmapVerity removes the verity root's mapping if it is there.
+func (b *booter) unmapVerity() error {
+	if b.verity == "" {
+		return nil
+	}
+	b.verity = ""
+	return b.dm.Remove(VerityName)
 }
 
 func fsType(dev string) (string, error) {
@@ -498,6 +551,7 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	if err := b.checkProvisioned(f, h, pt, vk); err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
+	b.pt = pt
 	if pt.Step != StepComplete {
 		b.logf("provisioning was interrupted at step %q, after the key was sealed: finishing it", pt.Step)
 		b.res.ResumedFrom = pt.Step
@@ -549,10 +603,18 @@ func NewRecoveryPassphrase() (string, error) {
 func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.Header, []byte, error) {
 	b.res.FirstBoot = true
 	b.record = b.want
+	var clone *cloneRecord
+	if b.cfg.RW == RWClone { // checked before the first write
+		var err error
+		if clone, err = b.cloneSource(); err != nil {
+			return nil, nil, err
+		}
+	}
 	h, vk, pt, err := b.format(f)
 	if err != nil {
 		return nil, nil, err
 	}
+	b.pt = pt
 	mode := activate.InitFull
 	if b.cfg.FastInit {
 		mode = activate.InitFast
@@ -563,7 +625,13 @@ func (b *booter) provision(ctx context.Context, f *os.File, dev string) (*luks2.
 	if err := b.writeStep(f, h, vk, pt, StepInitialised); err != nil {
 		return nil, nil, err
 	}
-	if err := b.fileSystem(ctx, dev, h, vk); err != nil {
+	if clone != nil {
+		err = b.prepareClone(dev, h, vk, clone)
+		pt.Clone = clone
+	} else {
+		err = b.fileSystem(ctx, dev, h, vk)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := b.writeStep(f, h, vk, pt, StepFilesystem); err != nil {
@@ -793,6 +861,9 @@ func (b *booter) mountRoot() error {
 	root := b.cfg.Root
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
+	}
+	if b.cfg.RW == RWClone {
+		return b.mountCloneRoot()
 	}
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return err

@@ -37,7 +37,35 @@ const (
 	// RWNone mounts the verity root read-only and the state volume at
 	// /var (StateMount).
 	RWNone RWMode = "none"
+	// RWClone makes the state volume the destination of a dm-clone whose
+	// source is the verity root: the root is mounted from the clone at
+	// once, the kernel copies (hydrates) the verity root into the encrypted
+	// volume in the background, and once every region is hydrated the boot
+	// maps the copy directly, without the clone or the verity source (see
+	// docs/boot.md, "dm-clone mode").
+	RWClone RWMode = "clone"
 )
+
+// CloneOptions tune dm-clone mode (confidisk.clone-*=). None of them
+// weakens the volume: they trade boot-time I/O against hydration speed.
+type CloneOptions struct {
+	// RegionSize is the copy unit in 512-byte sectors
+	// (confidisk.clone-region-size=, with a K/M/G suffix, default 64K). It
+	// is fixed by the first boot: later boots use the recorded one.
+	RegionSize uint64
+	// Threshold is the number of regions hydrated at once
+	// (confidisk.clone-hydration-threshold=, 0 for the kernel's default of 1).
+	Threshold uint32
+	// Batch is the number of adjacent regions copied in one request
+	// (confidisk.clone-hydration-batch-size=, 0 for the kernel's default of 1).
+	Batch uint32
+	// Hydrate starts background hydration at boot (confidisk.clone-hydration=1,
+	// the default); with 0 it waits for `confidisk clone start`.
+	Hydrate bool
+}
+
+// DefaultCloneRegion is the default dm-clone region: 64 KiB.
+const DefaultCloneRegion = 128
 
 // Config is what `confidisk boot` needs to know. It comes from the kernel
 // command line (roothash=, systemd.volatile=, confidisk.*) and from a config
@@ -114,6 +142,8 @@ type Config struct {
 	// boot unlocks with the vTPM keyslot the first one enrolled, except with
 	// [KeyBrokerAlways], where every boot gets the key from the broker.
 	StateKey KeySource
+	// Clone tunes dm-clone mode ([RWClone]).
+	Clone CloneOptions
 	// DeviceTimeout bounds how long the boot waits for its partitions and
 	// the TPM device to appear (confidisk.device-timeout=SECONDS, default
 	// 30), as devices show up late in a real initrd.
@@ -167,6 +197,7 @@ func DefaultConfig() Config {
 		PCRPublicKey: "/.extra/tpm2-pcr-public-key.pem", PCRSignature: "/.extra/tpm2-pcr-signature.json",
 		Integrity: "hmac-sha256", FastInit: true, Root: "/sysroot", Init: "/sbin/init", SwitchRoot: true,
 		BrokerCA: "/etc/confidisk/broker.pem", DeviceTimeout: 30 * time.Second, StateKey: KeySelf,
+		Clone: CloneOptions{RegionSize: DefaultCloneRegion, Batch: 32, Hydrate: true},
 	}
 }
 
@@ -350,6 +381,10 @@ func (c *Config) Validate() error {
 	}
 	if _, broker := c.Anchors(); broker && c.Broker == "" {
 		return fmt.Errorf("%w: confidisk.rollback-anchor=%s needs confidisk.broker=URL", ErrBadConfig, c.Anchor)
+	}
+	if c.RW == RWClone && c.StateKey.PreEncrypted() {
+		return fmt.Errorf("%w: confidisk.rw=clone needs a self-encrypted state volume (confidisk.state-key=self): "+
+			"a pre-encrypted volume comes with its own file system", ErrBadConfig)
 	}
 	if c.StateKey.fromBroker() && c.Broker == "" {
 		return fmt.Errorf("%w: confidisk.state-key=%s needs confidisk.broker=URL (the broker releases the key)", ErrBadConfig, c.StateKey)

@@ -17,7 +17,29 @@ type option func(c *Config, value string, fromCmdline bool) string
 // options are the confidisk.* options (docs/boot.md, "Configuration").
 var options = map[string]option{
 	"rw": func(c *Config, v string, _ bool) string {
-		return oneOf(v, func(s string) { c.RW = RWMode(s) }, string(RWOverlay), string(RWCopy), string(RWNone))
+		return oneOf(v, func(s string) { c.RW = RWMode(s) }, string(RWOverlay), string(RWCopy), string(RWNone), string(RWClone))
+	},
+	"clone-region-size": func(c *Config, v string, _ bool) string {
+		n, err := parseSize(v)
+		if err != nil || n < 4096 || n > 1<<30 || n&(n-1) != 0 {
+			return "want a power of two from 4K to 1G"
+		}
+		c.Clone.RegionSize = n / 512
+		return ""
+	},
+	"clone-hydration-threshold": func(c *Config, v string, _ bool) string {
+		return count(v, &c.Clone.Threshold)
+	},
+	"clone-hydration-batch-size": func(c *Config, v string, _ bool) string {
+		return count(v, &c.Clone.Batch)
+	},
+	"clone-hydration": func(c *Config, v string, _ bool) string {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return "want 0 or 1"
+		}
+		c.Clone.Hydrate = b
+		return ""
 	},
 	"state": func(c *Config, v string, _ bool) string {
 		if v == "" {
@@ -96,6 +118,31 @@ func oneOf(v string, set func(string), allowed ...string) string {
 	}
 	set(v)
 	return ""
+}
+
+// count sets *dst to a region count from 1 to 65536.
+func count(v string, dst *uint32) string {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n < 1 || n > 65536 {
+		return "want a whole number of regions from 1 to 65536"
+	}
+	*dst = uint32(n)
+	return ""
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix (powers of
+// 1024, as in systemd's size options).
+func parseSize(v string) (uint64, error) {
+	mult := uint64(1)
+	if i := strings.IndexAny(v, "KMG"); i >= 0 && i == len(v)-1 {
+		mult = map[byte]uint64{'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}[v[i]]
+		v = v[:i]
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q", v)
+	}
+	return n * mult, nil
 }
 
 // absolute sets *dst to an absolute path v.

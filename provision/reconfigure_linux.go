@@ -135,6 +135,9 @@ func (r Reconfiguration) apply(s *Settings, pt *provisionToken) error {
 		s.TEE = *r.TEE
 	}
 	if r.RW != nil {
+		if (*r.RW == RWClone) != (pt.RW == RWClone) {
+			return fmt.Errorf("%w: read-write mode %s cannot become %s: a dm-clone volume holds the root itself, not a state file system", ErrBadConfig, pt.RW, *r.RW)
+		}
 		pt.RW = *r.RW
 	}
 	return nil

@@ -64,6 +64,8 @@ type provisionToken struct {
 	// Such a volume's first boot continues from its step, with the key the
 	// broker releases or the vTPM unseals: it is never formatted again.
 	Origin string `json:"origin,omitempty"`
+	// Clone is the dm-clone layout and progress of a volume in clone mode.
+	Clone *cloneRecord `json:"clone,omitempty"`
 	// Settings are the security settings the volume was provisioned with
 	// (version 2): a later boot may not ask for less.
 	Settings *Settings `json:"settings,omitempty"`

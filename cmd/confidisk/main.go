@@ -41,7 +41,7 @@ Its on-disk formats are byte-compatible with veritysetup, cryptsetup and systemd
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVerityCmd(), newLUKSCmd(), newBootCmd(), newEpochCmd(), newTPMCmd(), newStateCmd())
+	root.AddCommand(newVerityCmd(), newLUKSCmd(), newBootCmd(), newEpochCmd(), newTPMCmd(), newStateCmd(), newCloneCmd())
 	root.AddCommand(operatorCommands()...)
 	return root
 }

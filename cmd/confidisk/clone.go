@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidisk/confidisk/dm"
+	"github.com/confidisk/confidisk/provision"
+)
+
+func newCloneCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "clone",
+		Short: "Watch and steer the hydration of a dm-clone read-write root",
+		Long: `With confidisk.rw=clone, confidisk boot maps the read-write root at
+/dev/mapper/` + provision.CloneName + `: a dm-clone whose source is the verity root and whose
+destination is the encrypted state volume. The kernel copies (hydrates) the
+source into the destination in the background; once every region is
+hydrated, the next boot records it and maps the copy alone, without the clone
+or the verity source. These commands run on the booted guest.`,
+	}
+	cmd.AddCommand(newCloneStatusCmd(), newCloneMessageCmd("start", "enable_hydration", "Start (or resume) background hydration"),
+		newCloneMessageCmd("stop", "disable_hydration", "Pause background hydration (writes still hydrate their regions)"), newCloneWaitCmd())
+	return cmd
+}
+
+// cloneReport is what `confidisk clone status` says.
+type cloneReport struct {
+	Device string `json:"device"`
+	// State is "hydrating", "paused", "hydrated" (the clone has copied
+	// every region: the next boot drops it) or "linear" (the copy alone).
+	State     string  `json:"state"`
+	Hydrated  uint64  `json:"hydrated_regions,omitempty"`
+	Regions   uint64  `json:"regions,omitempty"`
+	Percent   float64 `json:"percent"`
+	Hydrating uint64  `json:"hydrating_regions,omitempty"`
+	// RegionSize is in bytes.
+	RegionSize uint64 `json:"region_size,omitempty"`
+	Mode       string `json:"metadata_mode,omitempty"`
+}
+
+// readClone reports on the device name: a clone's status, or the linear
+// mapping of a hydrated copy.
+func readClone(c *dm.Client, name string) (cloneReport, error) {
+	r := cloneReport{Device: c.DevicePath(name)}
+	ts, err := c.Status(name)
+	if err != nil {
+		return r, err
+	}
+	if len(ts) == 1 && ts[0].Type == "linear" {
+		r.State, r.Percent = "linear", 100
+		return r, nil
+	}
+	st, err := provision.CloneStatusOf(c, name)
+	if err != nil {
+		return r, err
+	}
+	r.Hydrated, r.Regions, r.Hydrating, r.RegionSize, r.Mode = st.Hydrated, st.Regions, st.Hydrating, st.RegionSize*512, st.Mode
+	if st.Regions > 0 {
+		r.Percent = float64(st.Hydrated) * 100 / float64(st.Regions)
+	}
+	switch {
+	case st.Mode == "Fail":
+		r.State = "failed"
+	case st.Done():
+		r.State = "hydrated"
+	case st.HydrationEnabled():
+		r.State = "hydrating"
+	default:
+		r.State = "paused"
+	}
+	return r, nil
+}
+
+func (r cloneReport) print(w io.Writer) {
+	switch r.State {
+	case "linear":
+		fmt.Fprintf(w, "%s: hydrated copy mapped alone (no clone, no verity source)\n", r.Device)
+	case "failed":
+		fmt.Fprintf(w, "%s: dm-clone metadata failed (see the kernel log)\n", r.Device)
+	default:
+		fmt.Fprintf(w, "%s: %s, %d of %d regions of %d KiB (%.1f%%), %d in flight, metadata %s\n",
+			r.Device, r.State, r.Hydrated, r.Regions, r.RegionSize>>10, r.Percent, r.Hydrating, r.Mode)
+	}
+}
+
+func openDM() (*dm.Client, error) {
+	c, err := dm.Open(dm.DefaultControl)
+	if err != nil {
+		return nil, fmt.Errorf("device-mapper: %w", err)
+	}
+	return c, nil
+}
+
+func newCloneStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show how far hydration is",
+		Long: `Show the state of /dev/mapper/` + provision.CloneName + `: hydrating, paused, hydrated (every region
+copied: the next boot maps the copy alone) or linear (the copy alone), with the
+hydrated and total regions. Reading the status commits dm-clone's metadata,
+so the progress shown survives a power cut.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := openDM()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			r, err := readClone(c, provision.CloneName)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
+			r.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+func newCloneMessageCmd(use, msg, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  short + ` (the dm-clone message "` + msg + `"). The setting lasts until the next boot, which starts hydration unless confidisk.clone-hydration=0.`,
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := openDM()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := provision.CloneStatusOf(c, provision.CloneName); err != nil {
+				return err
+			}
+			_, err = c.Message(provision.CloneName, 0, msg)
+			return err
+		},
+	}
+}
+
+func newCloneWaitCmd() *cobra.Command {
+	var (
+		timeout, interval time.Duration
+		asJSON            bool
+	)
+	cmd := &cobra.Command{
+		Use:   "wait",
+		Short: "Wait until every region is hydrated",
+		Long: `Poll the clone until every region is hydrated (or the copy is already mapped
+alone), printing progress on standard error. It does not start hydration:
+run confidisk clone start first if it is paused. Exits non-zero at --timeout.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := openDM()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			r, err := waitHydrated(ctx, c, interval, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
+			r.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait for ever)")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often to read the status (each read commits the clone's metadata)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the final status as JSON")
+	return cmd
+}
+
+func waitHydrated(ctx context.Context, c *dm.Client, interval time.Duration, progress io.Writer) (cloneReport, error) {
+	if interval <= 0 {
+		return cloneReport{}, errors.New("--interval must be positive")
+	}
+	last := -1.0
+	for {
+		r, err := readClone(c, provision.CloneName)
+		if err != nil {
+			return r, err
+		}
+		switch r.State {
+		case "hydrated", "linear":
+			return r, nil
+		case "failed":
+			return r, fmt.Errorf("%s: dm-clone metadata failed", r.Device)
+		}
+		if r.Percent != last && progress != nil && progress != io.Discard {
+			fmt.Fprintf(progress, "\r%s: %s %.1f%%", r.Device, r.State, r.Percent)
+			last = r.Percent
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(progress)
+			return r, fmt.Errorf("hydration not complete (%d of %d regions): %w", r.Hydrated, r.Regions, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
