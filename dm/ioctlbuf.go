@@ -359,14 +359,20 @@ func parseNameList(b []byte, o binary.ByteOrder, withFlags bool) ([]Device, erro
 }
 
 // parseMessageReply returns the text a target wrote in reply to a message
-// (DM_DATA_OUT_FLAG set: a NUL-terminated string in the data area).
+// (DM_DATA_OUT_FLAG set: a NUL-terminated string in the data area). Without
+// that flag there is no reply and the data fields mean nothing: Linux 6.12
+// answers dm-clone's "enable_hydration" with data_size below data_start.
 func parseMessageReply(b []byte, o binary.ByteOrder) (string, error) {
-	h, data, err := replyData(b, o)
+	h, err := parseHeader(b, o)
 	if err != nil {
 		return "", err
 	}
 	if h.Flags&flagDataOut == 0 {
 		return "", nil
+	}
+	_, data, err := replyData(b, o)
+	if err != nil {
+		return "", err
 	}
 	return cString(data), nil
 }

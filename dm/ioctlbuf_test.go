@@ -350,4 +350,13 @@ func TestParseMessageReply(t *testing.T) {
 	if got, err := parseMessageReply(b, le); err != nil || got != "hello" {
 		t.Errorf("with DM_DATA_OUT_FLAG: %q, %v", got, err)
 	}
+	// What Linux 6.12 answered to dm-clone's enable_hydration.
+	le.PutUint32(b[offDataSize:], headerSize-7)
+	if _, err := parseMessageReply(b, le); err == nil {
+		t.Error("DM_DATA_OUT_FLAG with data_size below data_start accepted")
+	}
+	le.PutUint32(b[offFlags:], 0)
+	if got, err := parseMessageReply(b, le); err != nil || got != "" {
+		t.Errorf("no reply, data_size below data_start: %q, %v", got, err)
+	}
 }

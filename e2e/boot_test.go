@@ -85,14 +85,19 @@ if [ -n "$LAB_CUT" ]; then # the power is cut at that point: POINT must reach th
 	confidisk boot --mkfs /usr/sbin/mkfs.ext4 --stop-at "$LAB_CUT"
 	result boot fail "boot ended without reaching $LAB_CUT"
 fi
+` + bootRun + checks
+}
+
+// bootRun runs `confidisk boot` to its end (RESULT boot with its JSON
+// result); /tmp/boot.log holds what it said.
+const bootRun = `
 if out=$(confidisk boot --json --mkfs /usr/sbin/mkfs.ext4 2>/tmp/boot.log); then
 	result boot ok "$(echo "$out" | tr -d ' \n')"
 else
 	result boot fail "$(tail -3 /tmp/boot.log)"
 fi
 cat /tmp/boot.log
-` + checks
-}
+`
 
 // refusedBootScript runs setup, then `confidisk boot`, which must refuse
 // (RESULT refused: ok when it did, fail with accepted otherwise), then the

@@ -84,10 +84,14 @@ func zeroCloneMetadata(path string, rec *cloneRecord) error {
 }
 
 // cloneRoot maps the read-write root of clone mode at /dev/mapper/rwroot:
-// the hydrated copy alone once the record says so; else the clone over the
-// verity root, made without background hydration so that its status can be
-// read first — when every region is hydrated the boot records it and maps
-// the copy alone, otherwise it starts hydration (confidisk.clone-hydration=1).
+// the hydrated copy alone once the record says so. Otherwise it first asks
+// the kernel whether hydration is complete, with the clone over a source
+// that fails every read (nothing reads the source of a clone without
+// hydration and without I/O): when it is, the boot records it and maps the
+// copy alone without ever mapping the verity root, which the host may have
+// dropped or destroyed by then. If not, the clone is made again over the
+// verity root, which must be the one hydration started from, and hydration
+// starts (confidisk.clone-hydration=1).
 func (b *booter) cloneRoot(lay *Layout, h *luks2.Header, vk []byte) error {
 	rec := b.pt.Clone
 	if rec == nil {
@@ -102,8 +106,19 @@ func (b *booter) cloneRoot(lay *Layout, h *luks2.Header, vk []byte) error {
 		}
 		return b.mapHydrated(rec)
 	}
+	if err := b.mapCloneParts(rec); err != nil {
+		return err
+	}
+	st, err := b.probeClone(rec)
+	if err != nil {
+		return err
+	}
+	if st.Done() {
+		return b.finishHydration(lay.State, h, vk, rec)
+	}
 	if lay.RootData == "" {
-		return fmt.Errorf("%w: hydration is not complete and the disk has no verity root for roothash=%x", ErrCloneSource, b.cfg.RootHash)
+		return fmt.Errorf("%w: hydration is not complete (%d of %d regions) and the disk has no verity root for roothash=%x",
+			ErrCloneSource, st.Hydrated, st.Regions, b.cfg.RootHash)
 	}
 	src, sectors, err := b.mapVerity(lay)
 	if err != nil {
@@ -112,12 +127,8 @@ func (b *booter) cloneRoot(lay *Layout, h *luks2.Header, vk []byte) error {
 	if err := rec.checkSource(b.cfg.RootHash, sectors); err != nil {
 		return err
 	}
-	st, err := b.mapClone(src, rec)
-	if err != nil {
+	if st, err = b.mapClone(src, rec); err != nil {
 		return err
-	}
-	if st.Done() {
-		return b.finishHydration(lay.State, h, vk, rec)
 	}
 	b.logf("dm-clone: %d of %d regions of %d KiB hydrated", st.Hydrated, st.Regions, rec.RegionSectors/2)
 	b.res.Clone = &CloneProgress{Hydrated: st.Hydrated, Regions: st.Regions}
@@ -139,10 +150,9 @@ type CloneProgress struct {
 	Finished bool `json:",omitempty"`
 }
 
-// mapClone maps the clone's metadata and destination areas of the state
-// volume and the clone over src, without background hydration, and returns
-// its status.
-func (b *booter) mapClone(src string, rec *cloneRecord) (dm.CloneStatus, error) {
+// mapCloneParts maps the clone's metadata and destination areas of the
+// state volume.
+func (b *booter) mapCloneParts(rec *cloneRecord) error {
 	state := "/dev/mapper/" + StateName
 	parts := []struct {
 		name        string
@@ -151,14 +161,35 @@ func (b *booter) mapClone(src string, rec *cloneRecord) (dm.CloneStatus, error) 
 	for _, p := range parts {
 		t, err := dm.LinearParams{Device: state, Offset: p.off}.Target(0, p.length)
 		if err != nil {
-			return dm.CloneStatus{}, err
+			return err
 		}
 		if _, err := b.dm.CreateAndLoad(p.name, "", []dm.Target{t}, false); err != nil {
-			return dm.CloneStatus{}, fmt.Errorf("dm-clone: map %s: %w", p.name, err)
+			return fmt.Errorf("dm-clone: map %s: %w", p.name, err)
 		}
 		name := p.name
 		b.undo.add(func() error { return b.removeMapped(name) })
 	}
+	return nil
+}
+
+// probeClone reads the clone's status with a source that fails every read
+// (the error target) and removes it again.
+func (b *booter) probeClone(rec *cloneRecord) (dm.CloneStatus, error) {
+	if _, err := b.dm.CreateAndLoad(cloneProbeName, "", []dm.Target{{Start: 0, Length: rec.SourceSectors, Type: "error"}}, true); err != nil {
+		return dm.CloneStatus{}, fmt.Errorf("dm-clone: map the probe source: %w", err)
+	}
+	b.undo.add(func() error { return b.removeMapped(cloneProbeName) })
+	st, err := b.mapClone(b.dm.DevicePath(cloneProbeName), rec)
+	return st, errors.Join(err, b.removeMapped(CloneName), b.removeMapped(cloneProbeName))
+}
+
+// cloneProbeName is the source that fails every read, used to read a
+// clone's status without its source.
+const cloneProbeName = "rwroot-probe"
+
+// mapClone maps the clone over src, without background hydration, and
+// returns its status.
+func (b *booter) mapClone(src string, rec *cloneRecord) (dm.CloneStatus, error) {
 	cp := dm.CloneParams{
 		MetadataDevice: b.dm.DevicePath(CloneMetaName), DestinationDevice: b.dm.DevicePath(CloneDestName), SourceDevice: src,
 		RegionSize: rec.RegionSectors, NoHydration: true,
@@ -188,12 +219,12 @@ func CloneStatusOf(c *dm.Client, name string) (dm.CloneStatus, error) {
 }
 
 // finishHydration ends the clone once every region is hydrated: it removes
-// the clone (which commits its metadata and flushes the destination) and
-// its parts, records the hydration in the provisioning token, unmaps the
-// verity root and maps the copy alone.
+// the clone, if still there (its removal commits its metadata and flushes
+// the destination) and its parts, records the hydration in the provisioning
+// token, unmaps the verity root if it was mapped and maps the copy alone.
 func (b *booter) finishHydration(dev string, h *luks2.Header, vk []byte, rec *cloneRecord) error {
 	for _, name := range []string{CloneName, CloneMetaName, CloneDestName} {
-		if err := b.dm.Remove(name); err != nil {
+		if err := b.removeMapped(name); err != nil {
 			return fmt.Errorf("dm-clone: remove %s: %w", name, err)
 		}
 	}

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/confidisk/confidisk/clonetab"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/provision"
 )
@@ -25,7 +31,7 @@ hydrated, the next boot records it and maps the copy alone, without the clone
 or the verity source. These commands run on the booted guest.`,
 	}
 	cmd.AddCommand(newCloneStatusCmd(), newCloneMessageCmd("start", "enable_hydration", "Start (or resume) background hydration"),
-		newCloneMessageCmd("stop", "disable_hydration", "Pause background hydration (writes still hydrate their regions)"), newCloneWaitCmd())
+		newCloneMessageCmd("stop", "disable_hydration", "Pause background hydration (writes still hydrate their regions)"), newCloneWaitCmd(), newCloneTabCmd())
 	return cmd
 }
 
@@ -173,7 +179,11 @@ run confidisk clone start first if it is paused. Exits non-zero at --timeout.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			r, err := waitHydrated(ctx, c, interval, cmd.ErrOrStderr())
+			var progress io.Writer = io.Discard
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				progress = os.Stderr
+			}
+			r, err := waitHydrated(ctx, c, interval, progress)
 			if err != nil {
 				return err
 			}
@@ -202,19 +212,125 @@ func waitHydrated(ctx context.Context, c *dm.Client, interval time.Duration, pro
 		}
 		switch r.State {
 		case "hydrated", "linear":
+			if last >= 0 {
+				fmt.Fprintln(progress)
+			}
 			return r, nil
 		case "failed":
 			return r, fmt.Errorf("%s: dm-clone metadata failed", r.Device)
 		}
-		if r.Percent != last && progress != nil && progress != io.Discard {
+		if r.Percent != last {
 			fmt.Fprintf(progress, "\r%s: %s %.1f%%", r.Device, r.State, r.Percent)
 			last = r.Percent
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(progress)
+			if last >= 0 {
+				fmt.Fprintln(progress)
+			}
 			return r, fmt.Errorf("hydration not complete (%d of %d regions): %w", r.Hydrated, r.Regions, ctx.Err())
 		case <-time.After(interval):
 		}
 	}
+}
+
+func newCloneTabCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "clonetab",
+		Short: "Print (or write into a clonetab) the clonetab(5) line of the running clone",
+		Long: `Print the /etc/clonetab line (clonetab(5), systemd 262) that describes the
+running clone: its name, the verity source, the destination and metadata areas
+of the state volume, and its region size, so that a system can hand the clone
+over to systemd-clonesetup. With -o FILE the line is written into FILE: an
+existing file is read first (a line systemd would not take is refused, naming
+it), its ` + provision.CloneName + ` line is replaced or the line appended, every
+other line kept as it is, and the file replaced atomically.
+
+The devices are device-mapper names confidisk boot creates after its checks:
+systemd-clonesetup can only take over once the boot has mapped them.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := openDM()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			e, err := liveCloneEntry(c)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				return clonetab.Format(cmd.OutOrStdout(), []clonetab.Entry{e})
+			}
+			return writeCloneTab(out, e)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the line into this clonetab file (e.g. "+clonetab.Path+")")
+	return cmd
+}
+
+// liveCloneEntry is the clonetab entry of the mapped clone.
+func liveCloneEntry(c *dm.Client) (clonetab.Entry, error) {
+	ts, err := c.Table(provision.CloneName)
+	if err != nil {
+		return clonetab.Entry{}, err
+	}
+	if len(ts) != 1 || ts[0].Type != "clone" {
+		return clonetab.Entry{}, fmt.Errorf("%s is not a clone (hydration is complete, or it is not mapped): nothing to hand over", c.DevicePath(provision.CloneName))
+	}
+	f := strings.Fields(ts[0].Params)
+	if len(f) < 4 {
+		return clonetab.Entry{}, fmt.Errorf("clone table %q", ts[0].Params)
+	}
+	region, err := strconv.ParseUint(f[3], 10, 64)
+	if err != nil {
+		return clonetab.Entry{}, fmt.Errorf("clone table %q: region size: %w", ts[0].Params, err)
+	}
+	return clonetab.Entry{
+		Name: provision.CloneName, Source: c.DevicePath(provision.VerityName),
+		Destination: c.DevicePath(provision.CloneDestName), Metadata: c.DevicePath(provision.CloneMetaName),
+		Options: clonetab.Options{RegionSize: region * 512},
+	}, nil
+}
+
+// writeCloneTab puts e into the clonetab at path, keeping its other lines.
+func writeCloneTab(path string, e clonetab.Entry) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if _, err := clonetab.Parse(bytes.NewReader(old)); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var line strings.Builder
+	if err := clonetab.Format(&line, []clonetab.Entry{e}); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	replaced := false
+	for _, l := range strings.SplitAfter(string(old), "\n") {
+		if l == "" {
+			continue
+		}
+		if x, ignored, _ := clonetab.ParseLine(strings.TrimSuffix(l, "\n")); !ignored && x.Name == e.Name {
+			if !replaced {
+				b.WriteString(line.String())
+			}
+			replaced = true
+			continue
+		}
+		b.WriteString(l)
+		if !strings.HasSuffix(l, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	if !replaced {
+		b.WriteString(line.String())
+	}
+	tmp := path + ".confidisk-new"
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
