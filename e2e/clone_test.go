@@ -289,22 +289,7 @@ func dropRootPartitions(t *testing.T, path string) {
 // the tampered byte without error), and the kernel logs the failure.
 func TestLabCloneSourceTamper(t *testing.T) {
 	cd := buildCloneDisk(t)
-	off, size := cd.rootPartition(t)
-	root := make([]byte, size)
-	f, err := os.Open(cd.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.ReadAt(root, off)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(root, cd.data[1<<20:1<<20+4096])
-	if i < 0 {
-		t.Fatal("data.bin not found in the root partition")
-	}
-	writeAt(t, cd.Path, []byte{root[i+100] ^ 0x40}, off+int64(i)+100)
+	flipInPartition(t, cd.Path, gpt.TypeRootX86_64, cd.data[1<<20:1<<20+4096], 100)
 	m := lab.TestMachine(t, lab.Disk{Path: cd.Path})
 	lab.RunScenario(t, lab.Scenario{
 		// One region per copy: a failed batch fails all its regions.

@@ -33,10 +33,12 @@ import (
 // Names of the device-mapper devices and mount points boot creates.
 const (
 	VerityName = "root"
-	StateName  = "state"
-	runDir     = "/run/confidisk"
-	lowerDir   = runDir + "/verity-root"
-	stateDir   = runDir + "/state"
+	// UsrVerityName is the verity /usr of usrhash=.
+	UsrVerityName = "usr"
+	StateName     = "state"
+	runDir        = "/run/confidisk"
+	lowerDir      = runDir + "/verity-root"
+	stateDir      = runDir + "/state"
 )
 
 // Options tune [Boot].
@@ -321,6 +323,10 @@ func (b *booter) storeCreationRecord(dev string, h *luks2.Header) error {
 // only one of it exists), the state partition by its GPT label.
 func discover(cfg Config) (*Layout, error) {
 	dataUUID, hashUUID := gpt.VerityUUIDs(cfg.RootHash)
+	dataType, hashType, what := gpt.TypeRootX86_64, gpt.TypeRootVerityX86_64, "root"
+	if cfg.Usr {
+		dataType, hashType, what = gpt.TypeUsrX86_64, gpt.TypeUsrVerityX86_64, "usr"
+	}
 	entries, err := os.ReadDir("/sys/block")
 	if err != nil {
 		return nil, err
@@ -353,7 +359,7 @@ func discover(cfg Config) (*Layout, error) {
 			}
 			return nil
 		}
-		data, hash := pick(gpt.TypeRootX86_64, dataUUID), pick(gpt.TypeRootVerityX86_64, hashUUID)
+		data, hash := pick(dataType, dataUUID), pick(hashType, hashUUID)
 		var states []gpt.Partition
 		for _, p := range t.Partitions {
 			if p.Name == cfg.StateLabel {
@@ -375,7 +381,7 @@ func discover(cfg Config) (*Layout, error) {
 	if stateOnly != nil {
 		return stateOnly, nil
 	}
-	return nil, fmt.Errorf("no disk with a root partition %s and a root verity partition %s (as roothash= implies); looked at %v", dataUUID, hashUUID, tried)
+	return nil, fmt.Errorf("no disk with a %[1]s partition %[2]s and a %[1]s verity partition %[3]s (as %[1]shash= implies); looked at %[4]v", what, dataUUID, hashUUID, tried)
 }
 
 func readTable(disk string) (*gpt.Table, error) {
@@ -443,7 +449,7 @@ func (b *booter) mapVerity(lay *Layout) (string, uint64, error) {
 		return "", 0, fmt.Errorf("root verity partition %s: %w", lay.RootHash, err)
 	}
 	p := sb.Params(0)
-	path, err := activate.Verity(b.dm, VerityName, lay.RootData, lay.RootHash, p, b.cfg.RootHash, activate.VerityOptions{})
+	path, err := activate.Verity(b.dm, b.verityName(), lay.RootData, lay.RootHash, p, b.cfg.RootHash, activate.VerityOptions{})
 	if err != nil {
 		return "", 0, fmt.Errorf("verity root: %w", err)
 	}
@@ -458,7 +464,16 @@ func (b *booter) unmapVerity() error {
 		return nil
 	}
 	b.verity = ""
-	return b.dm.Remove(VerityName)
+	return b.dm.Remove(b.verityName())
+}
+
+// verityName is the device-mapper name of the verity partition: "root",
+// or "usr" with usrhash=.
+func (b *booter) verityName() string {
+	if b.cfg.Usr {
+		return UsrVerityName
+	}
+	return VerityName
 }
 
 func fsType(dev string) (string, error) {
@@ -851,6 +866,9 @@ func (b *booter) makeFS(ctx context.Context, dev string) error {
 	case RWCopy:
 		b.logf("copying the verity root into the state volume")
 		err = copyTree(lowerDir, stateDir+"/root")
+	case RWUsrOverlay, RWUsr:
+		b.logf("making the root file system on the state volume (usrhash=: /usr comes from verity)")
+		err = makeRootSkeleton(stateDir+"/root", b.cfg.RW == RWUsrOverlay)
 	}
 	unix.Sync()
 	return errors.Join(err, unix.Unmount(stateDir, 0))
@@ -885,6 +903,10 @@ func (b *booter) mountRoot() error {
 	case RWCopy:
 		if err := unix.Mount(stateDir+"/root", root, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind the copied root: %w", err)
+		}
+	case RWUsrOverlay, RWUsr:
+		if err := b.mountUsrRoot(root); err != nil {
+			return err
 		}
 	case RWNone:
 		if err := unix.Mount(lowerDir, root, "", unix.MS_BIND, ""); err != nil {

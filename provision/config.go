@@ -44,7 +44,18 @@ const (
 	// maps the copy directly, without the clone or the verity source (see
 	// docs/boot.md, "dm-clone mode").
 	RWClone RWMode = "clone"
+	// RWUsrOverlay and RWUsr are the modes of usrhash= ([Config.Usr]): the
+	// root file system is made on the state volume by the first boot, /usr
+	// is the verity partition mounted on it, writable through an overlay
+	// whose upper layer is on the state volume (RWUsrOverlay, from
+	// confidisk.rw=overlay, the default) or read-only (RWUsr, from
+	// confidisk.rw=none).
+	RWUsrOverlay RWMode = "usr-overlay"
+	RWUsr        RWMode = "usr"
 )
+
+// usrMode reports whether m is a mode of usrhash=.
+func (m RWMode) usrMode() bool { return m == RWUsrOverlay || m == RWUsr }
 
 // CloneOptions tune dm-clone mode (confidisk.clone-*=). None of them
 // weakens the volume: they trade boot-time I/O against hydration speed.
@@ -71,8 +82,13 @@ const DefaultCloneRegion = 128
 // command line (roothash=, systemd.volatile=, confidisk.*) and from a config
 // file in the initrd; see docs/boot.md.
 type Config struct {
-	// RootHash is the dm-verity root hash of the root file system (roothash=).
+	// RootHash is the dm-verity root hash of the root file system
+	// (roothash=), or of the /usr file system with Usr (usrhash=).
 	RootHash []byte
+	// Usr is set by usrhash=: the verity partitions are /usr's (DPS usr
+	// partition types), and the root file system lives on the state
+	// volume ([RWUsrOverlay], [RWUsr]).
+	Usr bool
 	// RW is the read-write root mode (confidisk.rw=, or systemd.volatile=overlay).
 	RW RWMode
 	// StateLabel is the GPT partition label of the state partition
@@ -201,6 +217,24 @@ func DefaultConfig() Config {
 	}
 }
 
+// settleUsr turns the read-write mode into its usrhash= form: overlay
+// becomes [RWUsrOverlay], none [RWUsr]; copy and clone have no meaning
+// there. Without usrhash= the usr modes are refused.
+func (c *Config) settleUsr() error {
+	switch {
+	case !c.Usr && c.RW.usrMode():
+		return fmt.Errorf("%w: confidisk.rw=%s needs usrhash=", ErrBadConfig, c.RW)
+	case !c.Usr || c.RW.usrMode():
+	case c.RW == RWOverlay:
+		c.RW = RWUsrOverlay
+	case c.RW == RWNone:
+		c.RW = RWUsr
+	default:
+		return fmt.Errorf("%w: confidisk.rw=%s does not go with usrhash= (the root is made on the state volume): use overlay (a writable /usr) or none", ErrBadConfig, c.RW)
+	}
+	return nil
+}
+
 // ErrBadConfig wraps every configuration error.
 var ErrBadConfig = errors.New("bad boot configuration")
 
@@ -210,13 +244,17 @@ var ErrBadConfig = errors.New("bad boot configuration")
 func (c *Config) set(key, value string, fromCmdline bool) error {
 	var why string
 	switch {
-	case key == "roothash":
+	case key == "roothash" || key == "usrhash":
 		b, err := hex.DecodeString(value)
 		if err != nil || len(b) < 32 {
 			why = "want the hex dm-verity root hash (at least 64 hex digits)"
 			break
 		}
-		c.RootHash = b
+		if c.RootHash != nil && c.Usr != (key == "usrhash") {
+			why = "roothash= and usrhash= exclude each other (a verity root, or a verity /usr with the root on the state volume)"
+			break
+		}
+		c.RootHash, c.Usr = b, key == "usrhash"
 	case key == "systemd.volatile":
 		switch value {
 		case "overlay":
@@ -308,7 +346,7 @@ func (c *Config) ApplyFile(b []byte) error {
 			return fmt.Errorf("%w: line %d: want key=value, got %q", ErrBadConfig, n, line)
 		}
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-		if key != "roothash" && key != "init" && key != "systemd.volatile" && !strings.HasPrefix(key, "confidisk.") {
+		if key != "roothash" && key != "usrhash" && key != "init" && key != "systemd.volatile" && !strings.HasPrefix(key, "confidisk.") {
 			key = "confidisk." + key
 		}
 		if err := c.set(key, value, false); err != nil {
@@ -377,7 +415,10 @@ func (c *Config) applyTabLine(f []string) error {
 // Validate checks that the configuration can boot.
 func (c *Config) Validate() error {
 	if c.RootHash == nil {
-		return fmt.Errorf("%w: no roothash= on the kernel command line: refusing to boot an unverified root", ErrBadConfig)
+		return fmt.Errorf("%w: no roothash= (or usrhash=) on the kernel command line: refusing to boot an unverified root", ErrBadConfig)
+	}
+	if err := c.settleUsr(); err != nil {
+		return err
 	}
 	if _, broker := c.Anchors(); broker && c.Broker == "" {
 		return fmt.Errorf("%w: confidisk.rollback-anchor=%s needs confidisk.broker=URL", ErrBadConfig, c.Anchor)

@@ -49,7 +49,7 @@ func TestConfigErrors(t *testing.T) {
 		{"short roothash", "roothash=abcd", "root hash"},
 		{"non-hex roothash", "roothash=" + strings.Repeat("zz", 32), "root hash"},
 		{"unknown confidisk option", "roothash=" + rh + " confidisk.frobnicate=1", "unknown option confidisk.frobnicate"},
-		{"bad rw", "confidisk.rw=tmpfs", "overlay, copy, none or clone"},
+		{"bad rw", "confidisk.rw=tmpfs", "overlay, copy, none, clone, usr-overlay or usr"},
 		{"pcr 15 listed", "confidisk.tpm2-pcrs=7+15", "PCR 15"},
 		{"pcr out of range", "confidisk.tpm2-pcrs=24", "invalid PCR"},
 		{"option without value", "confidisk.rw", "needs a value"},

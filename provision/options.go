@@ -17,7 +17,7 @@ type option func(c *Config, value string, fromCmdline bool) string
 // options are the confidisk.* options (docs/boot.md, "Configuration").
 var options = map[string]option{
 	"rw": func(c *Config, v string, _ bool) string {
-		return oneOf(v, func(s string) { c.RW = RWMode(s) }, string(RWOverlay), string(RWCopy), string(RWNone), string(RWClone))
+		return oneOf(v, func(s string) { c.RW = RWMode(s) }, string(RWOverlay), string(RWCopy), string(RWNone), string(RWClone), string(RWUsrOverlay), string(RWUsr))
 	},
 	"clone-region-size": func(c *Config, v string, _ bool) string {
 		n, err := parseSize(v)

@@ -135,8 +135,8 @@ func (r Reconfiguration) apply(s *Settings, pt *provisionToken) error {
 		s.TEE = *r.TEE
 	}
 	if r.RW != nil {
-		if (*r.RW == RWClone) != (pt.RW == RWClone) {
-			return fmt.Errorf("%w: read-write mode %s cannot become %s: a dm-clone volume holds the root itself, not a state file system", ErrBadConfig, pt.RW, *r.RW)
+		if (*r.RW == RWClone) != (pt.RW == RWClone) || r.RW.usrMode() != pt.RW.usrMode() {
+			return fmt.Errorf("%w: read-write mode %s cannot become %s: the state volume's layout differs (a dm-clone volume holds the root itself, a usrhash= volume the root file system without /usr)", ErrBadConfig, pt.RW, *r.RW)
 		}
 		pt.RW = *r.RW
 	}

@@ -143,7 +143,7 @@ type imageBuildFlags struct {
 	securityVersion                                         int
 	keys, dbx, policy, policyPCRs, reference, seed          string
 	espSize, stateSize, stateLabel                          string
-	unsigned, force, asJSON                                 bool
+	unsigned, force, asJSON, usrOnly                        bool
 	initrd                                                  initrdFlags
 }
 
@@ -188,6 +188,7 @@ func newImageBuildCmd() *cobra.Command {
 	f.StringVar(&o.espSize, "esp-size", "64M", "ESP size (at least 64M)")
 	f.StringVar(&o.stateSize, "state-size", "256M", "size of the blank state partition")
 	f.StringVar(&o.stateLabel, "state-label", "state", "GPT label of the state partition")
+	f.BoolVar(&o.usrOnly, "usr-only", false, "--root is a /usr tree: lay the verity pair out as usr partitions (usrhash= instead of roothash=); the root file system is made on the state volume by the first boot (docs/boot.md, \"usrhash=\")")
 	f.BoolVar(&o.force, "force", false, "replace OUT if it exists")
 	f.BoolVar(&o.asJSON, "json", false, "print what was built as JSON")
 	o.initrd.register(cmd)
@@ -204,6 +205,11 @@ or root needed), laid out by the Discoverable Partitions Specification:
   2  root         the root file system (read-only flag, UUID from the root hash)
   3  root-verity  its dm-verity hash tree (UUID from the root hash)
   4  state        blank: confidisk boot self-encrypts it on first boot
+
+With --usr-only, --root is a /usr tree and partitions 2 and 3 are usr and
+usr-verity (UUIDs from the usr hash), the addon carries usrhash=: the first
+boot makes the root file system inside the self-encrypted state volume and
+mounts the verity /usr on it.
 
 With --policy, it also writes the reference values a good boot measures,
 computed from the artefacts (never read from a guest) as a broker policy:
@@ -432,13 +438,14 @@ func (o *imageBuildFlags) diskSpec() (image.Spec, error) {
 		return s, err
 	}
 	s.StateLabel = o.stateLabel
+	s.Usr = o.usrOnly
 	s.Seed, err = parseSeed(o.seed)
 	return s, err
 }
 
 // uki reads the UKI's inputs.
 func (o *imageBuildFlags) uki() (*image.UKIBoot, error) {
-	u := &image.UKIBoot{Cmdline: o.cmdline, Uname: o.uname, KernelFile: o.kernel, InitrdFile: o.initrdFile}
+	u := &image.UKIBoot{Cmdline: o.cmdline, Uname: o.uname, KernelFile: o.kernel, InitrdFile: o.initrdFile, Usr: o.usrOnly}
 	read := func(flag, path string) ([]byte, error) {
 		if path == "" {
 			return nil, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/confidisk/confidisk/attest"
+	"github.com/confidisk/confidisk/gpt"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/lab"
 	"github.com/confidisk/confidisk/tpm"
@@ -275,5 +276,54 @@ func TestImageBuildPCRSignature(t *testing.T) {
 	var m map[string][]tpm.PCRSignature
 	if err := json.Unmarshal(doc, &m); err != nil || len(m["sha256"]) != len(uki.ConfidiskPhases()) {
 		t.Errorf(".pcrsig has %d entries (%v), want one per phase %q", len(m["sha256"]), err, uki.ConfidiskPhases())
+	}
+}
+
+// TestImageBuildUsrOnly: --usr-only lays the verity pair out as usr and
+// usr-verity partitions whose UUIDs come from the usr hash (read with
+// sfdisk, the oracle), and the signed addon carries usrhash=.
+func TestImageBuildUsrOnly(t *testing.T) {
+	in := newImageInputs(t)
+	out := t.TempDir()
+	disk := filepath.Join(out, "disk.img")
+	stdout, stderr, err := runIn(t, "", append(in.args(out), "--usr-only", disk)...)
+	if err != nil {
+		t.Fatalf("image build --usr-only: %v\n%s", err, stderr)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	hash := fmt.Sprint(rep["root_hash"])
+	raw, err := exec.Command(testutil.LookPath(t, "sfdisk", "fdisk"), "--json", disk).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pt struct {
+		PartitionTable struct {
+			Partitions []struct{ Type, UUID, Name string } `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(raw, &pt); err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := hex.DecodeString(hash)
+	dataUUID, hashUUID := gpt.VerityUUIDs(hb)
+	var got [][3]string
+	for _, p := range pt.PartitionTable.Partitions[1:3] {
+		got = append(got, [3]string{strings.ToLower(p.Type), strings.ToLower(p.UUID), p.Name})
+	}
+	want := [][3]string{
+		{gpt.TypeUsrX86_64.String(), dataUUID.String(), "usr-x86-64"},
+		{gpt.TypeUsrVerityX86_64.String(), hashUUID.String(), "usr-x86-64-verity"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("partitions 2 and 3 (-want +sfdisk):\n%s", d)
+	}
+	addon := filepath.Join(t.TempDir(), "addon.efi")
+	mcopyOut(t, disk, "/EFI/BOOT/BOOTX64.EFI.extra.d/roothash.addon.efi", addon)
+	sec, err := exec.Command("objcopy", "-O", "binary", "--only-section=.cmdline", addon, "/dev/stdout").Output()
+	if err != nil || string(sec) != "usrhash="+hash {
+		t.Errorf("addon .cmdline = %q (%v), want usrhash=%s", sec, err, hash)
 	}
 }

@@ -80,7 +80,7 @@ vTPM keyslot.`,
 	f.StringVar(&brokerCA, "broker-ca", "", "PEM certificate(s) of the broker's CA (with --broker)")
 	f.StringVar(&pcrs, "tpm2-pcrs", "", `sealing PCRs later boots must ask for (7+11, "" for none)`)
 	f.StringVar(&tee, "tee", "", "TEE evidence: none, sev-snp or tdx")
-	f.StringVar(&rw, "rw", "", "read-write mode: overlay, copy or none")
+	f.StringVar(&rw, "rw", "", "read-write mode: overlay, copy or none (clone, usr-overlay and usr volumes keep their layout: only usr-overlay and usr swap)")
 	f.BoolVar(&asJSON, "json", false, "print the recorded settings as JSON")
 	return cmd
 }
