@@ -202,6 +202,12 @@ check data-after sh -c 'test "$(cat /sysroot/etc/second)" = second && test "$(sh
 check writable sh -c 'echo third > /sysroot/etc/third && sync'
 check umount umount /sysroot
 `
+	// A power cut between the end of the clone and its record: the next
+	// boot finds hydration complete again and records it.
+	lab.RunScenario(t, lab.Scenario{
+		Name: "clone-finish-cut", Machine: m, Files: files, Tools: tools, DMClone: true, Append: cd.appendArgs,
+		CutAt: "clone-removed", Script: bootScript(""),
+	})
 	res = lab.RunScenario(t, lab.Scenario{
 		Name: "clone-hydrated-swap", Machine: m, Files: files, Tools: tools, DMClone: true, Append: cd.appendArgs,
 		Script: cloneScript(noSource), Expect: []string{"boot", "no-verity-no-clone", "linear", "data-after", "writable"},

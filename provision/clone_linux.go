@@ -228,6 +228,7 @@ func (b *booter) finishHydration(dev string, h *luks2.Header, vk []byte, rec *cl
 			return fmt.Errorf("dm-clone: remove %s: %w", name, err)
 		}
 	}
+	b.point("clone-removed") // hydration complete on disk, not yet recorded
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		return err

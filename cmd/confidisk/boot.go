@@ -64,7 +64,7 @@ docs/boot.md).`,
 	fl.StringVar(&configFile, "config", "/etc/confidisk/boot.conf", "config file (key=value lines; optional)")
 	fl.StringVar(&mkfs, "mkfs", "", "mkfs.ext4 program (default: from PATH)")
 	fl.StringVar(&measureLog, "measure-log", "", "systemd's userspace measurement log (default /run/log/systemd/tpm2-measure.log)")
-	fl.StringVar(&stopAt, "stop-at", "", "testing: print POINT NAME and wait forever on reaching NAME (a provisioning step, unlocked, measured or mounted)")
+	fl.StringVar(&stopAt, "stop-at", "", "testing: print POINT NAME and wait forever on reaching NAME (a provisioning step, unlocked, measured, clone-removed or mounted)")
 	fl.StringVar(&onFailure, "on-failure", "exit", "what a refused or failed boot does: exit (status 1) or poweroff (print the reason, sync, power the machine off: what an initrd's /init asks for, never a shell on the host's console)")
 	fl.BoolVar(&asJSON, "json", false, "print what the boot did as JSON")
 	return cmd
