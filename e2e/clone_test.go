@@ -79,23 +79,8 @@ func (cd *cloneDisk) files(t *testing.T) map[string]string {
 
 // rootPartition returns the byte range of the disk's root data partition.
 func (cd *cloneDisk) rootPartition(t *testing.T) (off, size int64) {
-	f, err := os.Open(cd.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	tbl, err := gpt.Read(f, st.Size(), 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range tbl.Partitions {
-		if p.Type == gpt.TypeRootX86_64 {
-			return p.Start, p.Size
-		}
-	}
-	t.Fatal("no root partition")
-	return 0, 0
+	p := partitionOf(t, cd.Path, gpt.TypeRootX86_64)
+	return p.Start, p.Size
 }
 
 // cloneScript boots (the power cuts of these scenarios come from the

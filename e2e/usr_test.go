@@ -75,7 +75,29 @@ check umount sh -c 'umount /sysroot/usr && umount /sysroot'
 // needle in the partition of type typ of the disk image at path.
 func flipInPartition(t *testing.T, path string, typ gpt.GUID, needle []byte, off int) {
 	t.Helper()
+	p := partitionOf(t, path, typ)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, p.Size)
+	if _, err := f.ReadAt(b, p.Start); err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, needle)
+	if i < 0 {
+		t.Fatal("the data is not in the partition")
+	}
+	if _, err := f.WriteAt([]byte{b[i+off] ^ 0x40}, p.Start+int64(i+off)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// partitionOf returns the partition of type typ of the disk image at path.
+func partitionOf(t *testing.T, path string, typ gpt.GUID) gpt.Partition {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,21 +108,10 @@ func flipInPartition(t *testing.T, path string, typ gpt.GUID, needle []byte, off
 		t.Fatal(err)
 	}
 	for _, p := range tbl.Partitions {
-		if p.Type != typ {
-			continue
+		if p.Type == typ {
+			return p
 		}
-		b := make([]byte, p.Size)
-		if _, err := f.ReadAt(b, p.Start); err != nil {
-			t.Fatal(err)
-		}
-		i := bytes.Index(b, needle)
-		if i < 0 {
-			t.Fatal("the data is not in the partition")
-		}
-		if _, err := f.WriteAt([]byte{b[i+off] ^ 0x40}, p.Start+int64(i+off)); err != nil {
-			t.Fatal(err)
-		}
-		return
 	}
 	t.Fatalf("no partition of type %s", typ)
+	return gpt.Partition{}
 }

@@ -95,12 +95,23 @@ func (r cloneReport) print(w io.Writer) {
 	}
 }
 
-func openDM() (*dm.Client, error) {
+// withDM runs f with a device-mapper client.
+func withDM(f func(c *dm.Client) error) error {
 	c, err := dm.Open(dm.DefaultControl)
 	if err != nil {
-		return nil, fmt.Errorf("device-mapper: %w", err)
+		return fmt.Errorf("device-mapper: %w", err)
 	}
-	return c, nil
+	defer c.Close()
+	return f(c)
+}
+
+// emit prints r as JSON or as a line.
+func (r cloneReport) emit(w io.Writer, asJSON bool) error {
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	r.print(w)
+	return nil
 }
 
 func newCloneStatusCmd() *cobra.Command {
@@ -114,20 +125,13 @@ hydrated and total regions. Reading the status commits dm-clone's metadata,
 so the progress shown survives a power cut.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := openDM()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			r, err := readClone(c, provision.CloneName)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), r)
-			}
-			r.print(cmd.OutOrStdout())
-			return nil
+			return withDM(func(c *dm.Client) error {
+				r, err := readClone(c, provision.CloneName)
+				if err != nil {
+					return err
+				}
+				return r.emit(cmd.OutOrStdout(), asJSON)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
@@ -141,16 +145,13 @@ func newCloneMessageCmd(use, msg, short string) *cobra.Command {
 		Long:  short + ` (the dm-clone message "` + msg + `"). The setting lasts until the next boot, which starts hydration unless confidisk.clone-hydration=0.`,
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := openDM()
-			if err != nil {
+			return withDM(func(c *dm.Client) error {
+				if _, err := provision.CloneStatusOf(c, provision.CloneName); err != nil {
+					return err
+				}
+				_, err := c.Message(provision.CloneName, 0, msg)
 				return err
-			}
-			defer c.Close()
-			if _, err := provision.CloneStatusOf(c, provision.CloneName); err != nil {
-				return err
-			}
-			_, err = c.Message(provision.CloneName, 0, msg)
-			return err
+			})
 		},
 	}
 }
@@ -168,11 +169,6 @@ alone), printing progress on standard error. It does not start hydration:
 run confidisk clone start first if it is paused. Exits non-zero at --timeout.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := openDM()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			ctx := cmd.Context()
 			if timeout > 0 {
 				var cancel context.CancelFunc
@@ -183,15 +179,13 @@ run confidisk clone start first if it is paused. Exits non-zero at --timeout.`,
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				progress = os.Stderr
 			}
-			r, err := waitHydrated(ctx, c, interval, progress)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), r)
-			}
-			r.print(cmd.OutOrStdout())
-			return nil
+			return withDM(func(c *dm.Client) error {
+				r, err := waitHydrated(ctx, c, interval, progress)
+				if err != nil {
+					return err
+				}
+				return r.emit(cmd.OutOrStdout(), asJSON)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait for ever)")
@@ -251,19 +245,16 @@ The devices are device-mapper names confidisk boot creates after its checks:
 systemd-clonesetup can only take over once the boot has mapped them.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := openDM()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			e, err := liveCloneEntry(c)
-			if err != nil {
-				return err
-			}
-			if out == "" {
-				return clonetab.Format(cmd.OutOrStdout(), []clonetab.Entry{e})
-			}
-			return writeCloneTab(out, e)
+			return withDM(func(c *dm.Client) error {
+				e, err := liveCloneEntry(c)
+				if err != nil {
+					return err
+				}
+				if out == "" {
+					return clonetab.Format(cmd.OutOrStdout(), []clonetab.Entry{e})
+				}
+				return writeCloneTab(out, e)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the line into this clonetab file (e.g. "+clonetab.Path+")")
