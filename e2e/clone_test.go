@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,24 +252,13 @@ func writeAt(t *testing.T, path string, b []byte, off int64) {
 // disk's GPT, as an image that dropped its verity source after hydration.
 func dropRootPartitions(t *testing.T, path string) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	err := disk.EditTable(path, func(tbl *gpt.Table) error {
+		tbl.Partitions = slices.DeleteFunc(tbl.Partitions, func(p gpt.Partition) bool {
+			return p.Type == gpt.TypeRootX86_64 || p.Type == gpt.TypeRootVerityX86_64
+		})
+		return nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	tbl, err := gpt.Read(f, st.Size(), 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept := tbl.Partitions[:0]
-	for _, p := range tbl.Partitions {
-		if p.Type != gpt.TypeRootX86_64 && p.Type != gpt.TypeRootVerityX86_64 {
-			kept = append(kept, p)
-		}
-	}
-	tbl.Partitions = kept
-	if err := tbl.Write(f, st.Size()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -97,13 +97,7 @@ func flipInPartition(t *testing.T, path string, typ gpt.GUID, needle []byte, off
 // partitionOf returns the partition of type typ of the disk image at path.
 func partitionOf(t *testing.T, path string, typ gpt.GUID) gpt.Partition {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	tbl, err := gpt.Read(f, st.Size(), 512)
+	tbl, err := disk.ReadTable(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/confidisk/confidisk/activate"
 	"github.com/confidisk/confidisk/dm"
 	"github.com/confidisk/confidisk/luks2"
-	"github.com/confidisk/confidisk/probe"
 )
 
 // Names of the device-mapper devices of dm-clone mode: CloneName is the
@@ -34,17 +33,12 @@ func (b *booter) cloneSource() (*cloneRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	fstype, err := fsType(path)
 	if err != nil {
 		return nil, err
 	}
-	what, err := probe.Identify(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	if t := probe.MountType(what); t == "" || t == "erofs" || t == "squashfs" {
-		return nil, fmt.Errorf("dm-clone mode makes the root file system itself read-write: the verity root holds %q, which cannot be (use an ext4, xfs or btrfs root, or confidisk.rw=overlay)", what)
+	if fstype == "erofs" || fstype == "squashfs" {
+		return nil, fmt.Errorf("dm-clone mode makes the root file system itself read-write: the verity root holds %s, which cannot be (use an ext4, xfs or btrfs root, or confidisk.rw=overlay)", fstype)
 	}
 	return newCloneRecord(b.cfg.RootHash, sectors, b.cfg.Clone.RegionSize)
 }

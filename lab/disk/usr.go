@@ -2,7 +2,6 @@ package disk
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/confidisk/confidisk/gpt"
 )
@@ -15,37 +14,24 @@ func BuildUsr(dir, bin string, files map[string]string) (*Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(d.Path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	tbl, err := gpt.Read(f, st.Size(), 512)
-	if err != nil {
-		return nil, err
-	}
-	retyped := 0
-	for i, p := range tbl.Partitions {
-		switch p.Type {
-		case gpt.TypeRootX86_64:
-			tbl.Partitions[i].Type, tbl.Partitions[i].Name = gpt.TypeUsrX86_64, "usr-x86-64"
-			retyped++
-		case gpt.TypeRootVerityX86_64:
-			tbl.Partitions[i].Type, tbl.Partitions[i].Name = gpt.TypeUsrVerityX86_64, "usr-x86-64-verity"
-			retyped++
+	err = EditTable(d.Path, func(tbl *gpt.Table) error {
+		retyped := 0
+		for i, p := range tbl.Partitions {
+			switch p.Type {
+			case gpt.TypeRootX86_64:
+				tbl.Partitions[i].Type, tbl.Partitions[i].Name = gpt.TypeUsrX86_64, "usr-x86-64"
+				retyped++
+			case gpt.TypeRootVerityX86_64:
+				tbl.Partitions[i].Type, tbl.Partitions[i].Name = gpt.TypeUsrVerityX86_64, "usr-x86-64-verity"
+				retyped++
+			}
 		}
-	}
-	if retyped != 2 {
-		return nil, fmt.Errorf("usr disk: %d root partitions retyped, want 2", retyped)
-	}
-	if err := tbl.Write(f, st.Size()); err != nil {
-		return nil, err
-	}
-	return d, f.Sync()
+		if retyped != 2 {
+			return fmt.Errorf("usr disk: %d root partitions retyped, want 2", retyped)
+		}
+		return nil
+	})
+	return d, err
 }
 
 // UsrCmdline is the kernel command line the lab boots a [BuildUsr] disk
