@@ -445,7 +445,7 @@ func (l *imageLab) checkForeignAddon(t *testing.T, disk string) {
 		t.Fatal(err)
 	}
 	replaceESPFile(t, m.Disks[0].Path, image.AddonPath, addon)
-	res := lab.RunScenario(t, lab.Scenario{Name: "image-foreign-addon", Machine: m, Stops: "no roothash= on the kernel command line"})
+	res := lab.RunScenario(t, lab.Scenario{Name: "image-foreign-addon", Machine: m, Stops: "no roothash= (or usrhash=) on the kernel command line"})
 	console := readFile(t, res.ConsoleLog)
 	if bytes.Contains(console, []byte("roothash="+strings.Repeat("66", 32))) {
 		t.Error("the foreign addon's roothash= reached the kernel command line")
