@@ -55,6 +55,9 @@ type Options struct {
 	// FirmwareLog is the TCG firmware event log sent with evidence (""
 	// for attest.DefaultFirmwareLog, "-" for none).
 	FirmwareLog string
+	// Crypttab is the initrd's crypttab(5), whose lines must not name the
+	// state volume ("" for /etc/crypttab; a missing file has none).
+	Crypttab string
 	// Mkfs is the mkfs.ext4 program (default: found in PATH).
 	Mkfs string
 	// TPM, when set, is used instead of opening Config.TPM.
@@ -81,6 +84,8 @@ type Result struct {
 // Layout are the partitions boot found.
 type Layout struct {
 	Disk, RootData, RootHash, State string
+	// StatePartUUID is the state partition's GPT partition UUID.
+	StatePartUUID string `json:",omitempty"`
 }
 
 // errRecovery wraps failures to unlock a provisioned volume with the
@@ -158,6 +163,9 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 	} else {
 		b.logf("root %s (hash %s), state %s on %s", lay.RootData, lay.RootHash, lay.State, lay.Disk)
 	}
+	if err := b.refuseOtherOpeners(lay); err != nil {
+		return nil, err
+	}
 	if b.dm, err = dm.Open(dm.DefaultControl); err != nil {
 		return nil, fmt.Errorf("device-mapper: %w", err)
 	}
@@ -195,6 +203,32 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	b.point("mounted")
 	return b.res, nil
+}
+
+// refuseOtherOpeners refuses a boot in which a crypttab line or a
+// command-line option would have systemd-cryptsetup open the state volume
+// besides confidisk, without its checks (see [OtherOpeners]).
+func (b *booter) refuseOtherOpeners(lay *Layout) error {
+	name := b.o.Crypttab
+	if name == "" {
+		name = "/etc/crypttab"
+	}
+	crypttab, err := os.ReadFile(name)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	v := VolumeNames{Device: lay.State, PartUUID: lay.StatePartUUID, PartLabel: b.cfg.StateLabel}
+	if f, err := os.Open(lay.State); err == nil {
+		if h, _, err := luks2.Read(f); err == nil { // only a name here: its checks come later
+			v.LUKSUUID = h.UUID
+		}
+		f.Close()
+	}
+	if others := OtherOpeners(v, crypttab, b.cfg.LUKSOptions); len(others) > 0 {
+		return fmt.Errorf("%w: the state volume %s is also named by %s: systemd-cryptsetup would open it without confidisk's checks; remove the entry",
+			ErrBadConfig, lay.State, strings.Join(others, " and "))
+	}
+	return nil
 }
 
 // connect opens what the boot talks to — the vTPM (waiting for its device),
@@ -369,14 +403,15 @@ func discover(cfg Config) (*Layout, error) {
 		if data == nil || hash == nil {
 			// A hydrated clone needs no verity source: the image may drop it.
 			if cfg.RW == RWClone && len(states) == 1 && stateOnly == nil {
-				stateOnly = &Layout{Disk: disk, State: partPath(disk, states[0].Index)}
+				stateOnly = &Layout{Disk: disk, State: partPath(disk, states[0].Index), StatePartUUID: states[0].UUID.String()}
 			}
 			continue
 		}
 		if len(states) != 1 {
 			return nil, fmt.Errorf("%s: want one partition labelled %q for the state volume, found %d", disk, cfg.StateLabel, len(states))
 		}
-		return &Layout{Disk: disk, RootData: partPath(disk, data.Index), RootHash: partPath(disk, hash.Index), State: partPath(disk, states[0].Index)}, nil
+		return &Layout{Disk: disk, RootData: partPath(disk, data.Index), RootHash: partPath(disk, hash.Index),
+			State: partPath(disk, states[0].Index), StatePartUUID: states[0].UUID.String()}, nil
 	}
 	if stateOnly != nil {
 		return stateOnly, nil

@@ -122,6 +122,10 @@ type Config struct {
 	Init string
 	// SwitchRoot is false to stop after mounting (confidisk.switch-root=0).
 	SwitchRoot bool
+	// LUKSOptions are the command line's rd.luks.uuid=, rd.luks.name=,
+	// luks.uuid= and luks.name= options (key=value): the boot refuses when
+	// one names the state volume (see [OtherOpeners]).
+	LUKSOptions []string `json:",omitempty"`
 	// Broker is the URL of the confidisk broker (confidisk.broker=
 	// https://HOST:PORT): when set, first boot registers the volume's
 	// creation record there and every boot presents evidence and advances
@@ -266,6 +270,8 @@ func (c *Config) set(key, value string, fromCmdline bool) error {
 		}
 	case key == "init":
 		c.Init = value
+	case fromCmdline && luksOptions[key]:
+		c.LUKSOptions = append(c.LUKSOptions, key+"="+value)
 	case strings.HasPrefix(key, "confidisk."):
 		opt, ok := options[strings.TrimPrefix(key, "confidisk.")]
 		if !ok {

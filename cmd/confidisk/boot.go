@@ -15,7 +15,7 @@ import (
 func newBootCmd() *cobra.Command {
 	var (
 		cmdlineFile, configFile, mkfs, stopAt, measureLog, onFailure string
-		asJSON                                                       bool
+		asJSON, noSwitchRoot                                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "boot",
@@ -40,8 +40,10 @@ func newBootCmd() *cobra.Command {
   4. measure the volume key into PCR 15 as systemd-cryptsetup does; with a
      broker, register the creation record (first boot) and advance the
      broker's epoch with fresh evidence;
-  5. mount the read-write root (overlay over the verity root, or a copy) and
-     switch to it.
+  5. mount the read-write root (overlay over the verity root, a copy, a
+     dm-clone of it, or a new root with the verity /usr) at confidisk.root
+     (/sysroot) and switch to it, or, with --no-switch-root (a systemd
+     initrd's confidisk-boot.service), exit and let systemd switch root.
 
 Every provisioning step is recorded in the volume's header, so a power cut
 leads the next boot to finish or restart provisioning; a provisioned volume is
@@ -52,7 +54,7 @@ docs/boot.md).`,
 			if onFailure != "exit" && onFailure != "poweroff" {
 				return usageError{fmt.Errorf("--on-failure %q: want exit or poweroff", onFailure)}
 			}
-			err := runBoot(cmd, bootFlags{cmdlineFile, configFile, mkfs, stopAt, measureLog, asJSON})
+			err := runBoot(cmd, bootFlags{cmdlineFile, configFile, mkfs, stopAt, measureLog, asJSON, noSwitchRoot})
 			if err != nil && onFailure == "poweroff" {
 				powerOff(cmd, err)
 			}
@@ -67,13 +69,14 @@ docs/boot.md).`,
 	fl.StringVar(&stopAt, "stop-at", "", "testing: print POINT NAME and wait forever on reaching NAME (a provisioning step, unlocked, measured, clone-removed or mounted)")
 	fl.StringVar(&onFailure, "on-failure", "exit", "what a refused or failed boot does: exit (status 1) or poweroff (print the reason, sync, power the machine off: what an initrd's /init asks for, never a shell on the host's console)")
 	fl.BoolVar(&asJSON, "json", false, "print what the boot did as JSON")
+	fl.BoolVar(&noSwitchRoot, "no-switch-root", false, "stop after mounting the root, whatever confidisk.switch-root= says: a systemd initrd switches root itself (dist/dracut/90confidisk/confidisk-boot.service)")
 	return cmd
 }
 
 // bootFlags are the flags of `confidisk boot` that runBoot reads.
 type bootFlags struct {
 	cmdlineFile, configFile, mkfs, stopAt, measureLog string
-	asJSON                                            bool
+	asJSON, noSwitchRoot                              bool
 }
 
 // powerOff reports why the boot failed and powers the machine off.
@@ -125,7 +128,7 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 			return err
 		}
 	}
-	if !cfg.SwitchRoot {
+	if !cfg.SwitchRoot || f.noSwitchRoot {
 		return nil
 	}
 	if os.Getpid() != 1 {
