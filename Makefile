@@ -6,7 +6,7 @@ PKGS    := ./...
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test unit lint lab demo bench fuzz clean
+.PHONY: all build deps test unit lint lab demo bench fuzz clean install-dracut
 
 all: build
 
@@ -40,6 +40,14 @@ lint:
 # End-to-end scenarios in QEMU + swtpm with a real kernel; one LAB line each.
 lab: build
 	@scripts/lab.sh
+
+# Installs the dracut module and the guest binary it puts into initrds on
+# this machine (as root; DESTDIR for a package): then
+# `dracut --add confidisk` makes a systemd initrd with confidisk (docs/distros.md).
+install-dracut: build
+	install -D -m 0755 $(BIN)-guest $(DESTDIR)/usr/bin/confidisk-guest
+	install -D -m 0755 dist/dracut/90confidisk/module-setup.sh $(DESTDIR)/usr/lib/dracut/modules.d/90confidisk/module-setup.sh
+	install -D -m 0644 dist/dracut/90confidisk/confidisk-boot.service $(DESTDIR)/usr/lib/dracut/modules.d/90confidisk/confidisk-boot.service
 
 demo: deps build
 	@scripts/demo.sh

@@ -36,6 +36,10 @@ type Layout struct {
 	StateLabel string
 	// Seed gives the disk GUID and the ESP's and state partition's UUIDs.
 	Seed Seed
+	// Extension makes a system extension image (systemd-sysext(8), a
+	// Discoverable Disk Image): only the verity pair, no ESP and no state
+	// partition; ESP and StateSize are unused.
+	Extension bool
 	// MoveData lets Write turn the Data file itself into the disk (a
 	// scratch file in out's file system): its blocks are shifted to the
 	// partition's offset with FALLOC_FL_INSERT_RANGE instead of copied.
@@ -62,33 +66,62 @@ func (l *Layout) verityTypes() (data, hash gpt.GUID, dataName, hashName string) 
 	return gpt.TypeRootX86_64, gpt.TypeRootVerityX86_64, "root-x86-64", "root-x86-64-verity"
 }
 
-// table plans the partitions of l for a disk of the given size.
-func (l *Layout) table(sizes [3]int64) (*gpt.Table, int64, error) {
+// plan is one partition of the disk and the file it holds ("" for none).
+type plan struct {
+	part gpt.Partition
+	src  string
+}
+
+// plans are the partitions of l in table order, with their sizes from
+// their files.
+func (l *Layout) plans() ([]plan, error) {
+	dataUUID, hashUUID := gpt.VerityUUIDs(l.RootHash)
+	dt, ht, dn, hn := l.verityTypes()
+	ps := []plan{
+		{gpt.Partition{Type: dt, UUID: dataUUID, Name: dn, Attributes: gpt.AttrReadOnly}, l.Data},
+		{gpt.Partition{Type: ht, UUID: hashUUID, Name: hn, Attributes: gpt.AttrReadOnly}, l.Hash},
+	}
+	if !l.Extension {
+		if l.StateSize <= 0 {
+			return nil, fmt.Errorf("state partition size %d: want a positive size", l.StateSize)
+		}
+		label := l.StateLabel
+		if label == "" {
+			label = "state"
+		}
+		esp := plan{gpt.Partition{Type: gpt.TypeESP, UUID: l.Seed.UUID("esp partition uuid"), Name: "esp"}, l.ESP}
+		state := plan{gpt.Partition{Type: gpt.TypeVar, UUID: l.Seed.UUID("state partition uuid"), Name: label, Size: l.StateSize}, ""}
+		ps = append([]plan{esp}, append(ps, state)...)
+	}
+	for i := range ps {
+		if ps[i].src == "" {
+			continue
+		}
+		fi, err := os.Stat(ps[i].src)
+		if err != nil {
+			return nil, err
+		}
+		ps[i].part.Size = fi.Size()
+	}
+	return ps, nil
+}
+
+// table lays the planned partitions out in a GPT, each aligned to 1 MiB,
+// and returns it with the disk's size.
+func (l *Layout) table(ps []plan) (*gpt.Table, int64, error) {
 	const mib = 1 << 20
 	total := int64(mib) // the primary header and entries, aligned
-	for _, s := range sizes {
-		total += (s + mib - 1) &^ (mib - 1)
+	for _, p := range ps {
+		total += (p.part.Size + mib - 1) &^ (mib - 1)
 	}
-	total += (l.StateSize+mib-1)&^(mib-1) + mib // and the backup
+	total += mib // and the backup
 	t, err := gpt.New(total, 512)
 	if err != nil {
 		return nil, 0, err
 	}
 	t.DiskGUID = l.Seed.UUID("disk guid")
-	dataUUID, hashUUID := gpt.VerityUUIDs(l.RootHash)
-	dt, ht, dn, hn := l.verityTypes()
-	label := l.StateLabel
-	if label == "" {
-		label = "state"
-	}
-	parts := []gpt.Partition{
-		{Type: gpt.TypeESP, UUID: l.Seed.UUID("esp partition uuid"), Name: "esp", Size: sizes[0]},
-		{Type: dt, UUID: dataUUID, Name: dn, Size: sizes[1], Attributes: gpt.AttrReadOnly},
-		{Type: ht, UUID: hashUUID, Name: hn, Size: sizes[2], Attributes: gpt.AttrReadOnly},
-		{Type: gpt.TypeVar, UUID: l.Seed.UUID("state partition uuid"), Name: label, Size: l.StateSize},
-	}
-	for _, p := range parts {
-		if _, err := t.Add(p); err != nil {
+	for _, p := range ps {
+		if _, err := t.Add(p.part); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -99,29 +132,29 @@ func (l *Layout) table(sizes [3]int64) (*gpt.Table, int64, error) {
 // into place only when complete, so that out is never a half-written
 // image. The image is sparse where the partitions are.
 func (l *Layout) Write(out string) ([]Partition, error) {
-	if l.StateSize <= 0 {
-		return nil, fmt.Errorf("state partition size %d: want a positive size", l.StateSize)
+	ps, err := l.plans()
+	if err != nil {
+		return nil, err
 	}
-	srcs := []string{l.ESP, l.Data, l.Hash}
-	var sizes [3]int64
-	for i, p := range srcs {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		sizes[i] = fi.Size()
-	}
-	t, total, err := l.table(sizes)
+	t, total, err := l.table(ps)
 	if err != nil {
 		return nil, fmt.Errorf("plan the disk: %w", err)
 	}
-	tmp, err := l.diskFile(out, t.Partitions[1].Start)
+	data := 1 // the verity data partition's place in ps
+	if l.Extension {
+		data = 0
+	}
+	tmp, err := l.diskFile(out, t.Partitions[data].Start)
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name())
+	srcs := make([]string, len(ps))
+	for i, p := range ps {
+		srcs[i] = p.src
+	}
 	if tmp.Name() == l.Data {
-		srcs[1] = "" // already in place
+		srcs[data] = "" // already in place
 	}
 	err = writeDisk(tmp, t, total, srcs)
 	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {

@@ -33,6 +33,12 @@ declare -A need=(
   [make]=make
   [strip]=binutils
   [pahole]=pahole
+  # The systemd initrd scenarios: Debian's dracut builds the initrd with the
+  # project's module (dist/dracut/90confidisk); lsinitrd lists it.
+  [dracut]=dracut-core
+  [lsinitrd]=dracut-core
+  # confidisk image sysext's oracle.
+  [systemd-dissect]=systemd-container
 )
 missing=()
 for cmd in "${!need[@]}"; do

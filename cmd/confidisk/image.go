@@ -31,7 +31,7 @@ func newImageCmd() *cobra.Command {
 		Use:   "image",
 		Short: "Build bootable confidential-VM disks, their Secure Boot keys and reference values",
 	}
-	cmd.AddCommand(newImageBuildCmd(), newImageKeysCmd(), newImageInspectCmd(), newImageMergePoliciesCmd(), newImageEncryptCmd())
+	cmd.AddCommand(newImageBuildCmd(), newImageKeysCmd(), newImageInspectCmd(), newImageMergePoliciesCmd(), newImageEncryptCmd(), newImageSysextCmd())
 	return cmd
 }
 

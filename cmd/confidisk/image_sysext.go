@@ -1,0 +1,90 @@
+//go:build !confidisk_guest
+
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confidisk/confidisk/dist"
+	"github.com/confidisk/confidisk/image"
+)
+
+// imageSysextFlags are the flags of `confidisk image sysext`.
+type imageSysextFlags struct {
+	confidisk, osID, versionID, seed string
+	force, asJSON                    bool
+}
+
+func newImageSysextCmd() *cobra.Command {
+	var o imageSysextFlags
+	cmd := &cobra.Command{
+		Use:   "sysext [flags] OUT.raw",
+		Short: "Write the initrd system extension that brings confidisk to a distribution's UKI",
+		Long: `Write a system extension image (systemd-sysext(8)) for the initrd: a
+Discoverable Disk Image with an erofs usr partition and its dm-verity
+partition (UUIDs from the root hash) holding
+
+  /usr/bin/confidisk                               the guest binary
+  /usr/lib/systemd/system/confidisk-boot.service   confidisk boot --no-switch-root
+                                                   (required by initrd-root-fs.target)
+  /usr/lib/extension-release.d/extension-release.NAME
+                                                   ID=, SYSEXT_SCOPE=initrd, ARCHITECTURE=x86-64
+
+NAME is OUT's base name without .raw: systemd-sysext merges the image only
+under that name. Placed next to a UKI (<uki>.efi.extra.d/NAME.raw),
+systemd-stub passes it to the initrd as /.extra/sysext/ and measures it into
+PCR 13. Merging it there needs systemd 258 or later in the initrd, and its
+default image policy for /.extra/sysext wants a signed verity image
+(docs/distros.md). systemd-dissect OUT shows what it is.
+
+The same inputs and --seed give the same bytes; OUT appears only once
+complete.`,
+		Example: `  confidisk image sysext --os-id _any confidisk.raw
+  confidisk image sysext --os-id fedora --os-version-id 42 --json confidisk.raw`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runImageSysext(cmd, &o, args[0]) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.confidisk, "confidisk", "", "confidisk binary to install as /usr/bin/confidisk (default: confidisk-guest beside this binary, else this binary)")
+	f.StringVar(&o.osID, "os-id", "_any", "os-release ID= of the initrd the extension is for (_any: every one)")
+	f.StringVar(&o.versionID, "os-version-id", "", "os-release VERSION_ID= it is for (needed with an --os-id other than _any)")
+	f.StringVar(&o.seed, "seed", "", "identifiers' seed: any string, or hex:<64 hex digits> (default: random; reported with --json)")
+	f.BoolVar(&o.force, "force", false, "replace OUT if it exists")
+	f.BoolVar(&o.asJSON, "json", false, "print what was built as JSON")
+	return cmd
+}
+
+// runImageSysext checks the flags and writes the extension.
+func runImageSysext(cmd *cobra.Command, o *imageSysextFlags, out string) error {
+	name, ok := strings.CutSuffix(filepath.Base(out), ".raw")
+	if !ok {
+		return usageError{fmt.Errorf("%s: the image must be called NAME.raw (systemd-sysext merges it only under that name)", out)}
+	}
+	if !o.force && pathExists(out) {
+		return fmt.Errorf("%s exists (use --force to replace it)", out)
+	}
+	s := image.Sysext{Name: name, Confidisk: o.confidisk, Unit: dist.BootUnit, OSID: o.osID, VersionID: o.versionID}
+	var err error
+	if s.Confidisk == "" {
+		if s.Confidisk, err = defaultGuestBinary(); err != nil {
+			return err
+		}
+	}
+	if s.Seed, err = parseSeed(o.seed); err != nil {
+		return err
+	}
+	res, err := image.BuildSysext(cmd.Context(), s, out)
+	if err != nil {
+		return err
+	}
+	report := imageReport{Result: res, Seed: s.Seed.String()}
+	if o.asJSON {
+		return writeJSON(cmd.OutOrStdout(), report)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: extension %s, usr hash %s, seed hex:%s\n", out, name, res.RootHash, report.Seed)
+	return nil
+}
