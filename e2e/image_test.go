@@ -35,6 +35,7 @@ import (
 // file system, a broker, and the build inputs.
 type imageLab struct {
 	op, guest string
+	sysext    string // the initrd system extension every image carries
 	kernel    *lab.KernelInfo
 	stubs     *lab.StubSet
 	dir, keys string
@@ -92,7 +93,7 @@ echo "LAB-INIT $(cut -d' ' -f1 /proc/uptime)"
 . /lab/preamble.sh
 check cmdline cat /proc/cmdline
 check secureboot sh -c 'set -- $(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c); echo $5'
-check pcrs sh -c 'confidisk tpm pcrs --pcrs 4,7,11,12 --json | tr -d " \n"'
+check pcrs sh -c 'confidisk tpm pcrs --pcrs 4,7,11,12,13 --json | tr -d " \n"'
 check root-content sh -c 'test "$(cat /etc/hello)" = "hello from the image"'
 result previous ok "$(cat /etc/written 2>/dev/null || echo none)"
 check state-writable sh -c 'echo written > /etc/written && sync && grep -q written /etc/written'
@@ -126,6 +127,11 @@ func newImageLab(t *testing.T) *imageLab {
 		testutil.Missing(t, "systemd-boot-efi 254", err.Error())
 	}
 	l.op, l.guest = operatorBinary(t), lab.ConfidiskBinary(t)
+	// Every image carries the initrd system extension next to its UKI: the
+	// stub passes it on and measures it into PCR 13, which the boot checks
+	// against the prediction (the busybox initrd does not merge it).
+	l.sysext = filepath.Join(l.dir, "confidisk.raw")
+	run(t, l.op, "image", "sysext", "--confidisk", l.guest, "--seed", "confidisk lab sysext", l.sysext)
 	l.keys = filepath.Join(l.dir, "keys")
 	run(t, l.op, "image", "keys", "--owner", l.owner, "--name", "confidisk lab", "--auth-time", "2026-01-01T00:00:00Z", l.keys)
 	l.varsSB = filepath.Join(l.dir, "vars-sb.fd")
@@ -163,7 +169,7 @@ func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet, extra ...
 	args := []string{"image", "build", "--root", l.rootfs, "--fs", "erofs",
 		"--kernel", l.kernel.Vmlinuz, "--modules-dir", l.kernel.ModulesDir, "--confidisk", l.guest,
 		"--stub", stubs.Linux, "--addon-stub", stubs.Addon, "--keys", l.keys,
-		"--cmdline", l.cmdline, "--seed", "confidisk lab image", "--state-size", "64M",
+		"--cmdline", l.cmdline, "--seed", "confidisk lab image", "--state-size", "64M", "--sysext", l.sysext,
 		"--policy", filepath.Join(dir, "policy.json"), "--reference", filepath.Join(dir, "reference.json"), "--json"}
 	for _, f := range l.files {
 		args = append(args, "--file", f)
@@ -275,7 +281,10 @@ func (l *imageLab) checkBoot(t *testing.T, name, disk string, ref *image.Referen
 	if details["secureboot"] != "1" {
 		t.Errorf("SecureBoot = %q, want 1", details["secureboot"])
 	}
-	for _, i := range []int{4, 7, 11, 12} {
+	if ref.PCRs[13] == strings.Repeat("00", 32) {
+		t.Error("pcr 13 predicted zero: the image carries a system extension")
+	}
+	for _, i := range []int{4, 7, 11, 12, 13} {
 		if want := fmt.Sprintf(`"%d":"%s"`, i, ref.PCRs[i]); !strings.Contains(details["pcrs"], want) {
 			t.Errorf("pcr %d: the guest reads %s, predicted %s", i, details["pcrs"], ref.PCRs[i])
 		}

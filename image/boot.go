@@ -23,6 +23,9 @@ import (
 const (
 	UKIPath   = "/EFI/BOOT/BOOTX64.EFI"
 	AddonPath = UKIPath + ".extra.d/roothash.addon.efi"
+	// SysextDir holds the system extensions systemd-stub passes to the
+	// initrd (UKIBoot.Sysexts).
+	SysextDir = UKIPath + ".extra.d"
 )
 
 // PESigner Authenticode-signs a PE image (a UKI or an addon).
@@ -68,6 +71,10 @@ type UKIBoot struct {
 	// version no longer unseal there. 0 signs plain entries, which
 	// systemd's token plugin can use too.
 	SecurityVersion int
+	// Sysexts are system extension images (NAME.raw, [BuildSysext]) put
+	// next to the UKI, in UKIPath.extra.d: systemd-stub passes them to the
+	// initrd in /.extra/sysext and measures them into PCR 13.
+	Sysexts []string
 
 	built *BootArtifacts // what the last ESPFiles made
 }
@@ -81,6 +88,8 @@ type BootArtifacts struct {
 	AddonCmdline string
 	// Stub and AddonStub identify the stubs.
 	Stub, AddonStub uki.Stub
+	// Sysexts are the system extensions next to the UKI.
+	Sysexts []uki.Sidecar
 }
 
 // Check validates the inputs, before anything is written.
@@ -119,6 +128,22 @@ func (u *UKIBoot) Check() error {
 	if strings.ContainsAny(u.Cmdline, "\x00\n\r\t") {
 		return errors.New("command line: control characters")
 	}
+	seen := map[string]bool{}
+	for _, p := range u.Sysexts {
+		name := filepath.Base(p)
+		if err := uki.CheckSysextName(name); err != nil {
+			return err
+		}
+		if seen[strings.ToLower(name)] {
+			return fmt.Errorf("system extension %s: given twice (the ESP's FAT names ignore case)", name)
+		}
+		seen[strings.ToLower(name)] = true
+		if fi, err := os.Stat(p); err != nil {
+			return fmt.Errorf("system extension: %w", err)
+		} else if !fi.Mode().IsRegular() {
+			return fmt.Errorf("system extension %s: not a regular file", p)
+		}
+	}
 	return nil
 }
 
@@ -141,6 +166,9 @@ func (u *UKIBoot) ESPFiles(ctx context.Context, rootHash []byte, dir string) ([]
 			return nil, err
 		}
 		files = append(files, f)
+	}
+	for _, p := range u.Sysexts {
+		files = append(files, ESPFile{Path: SysextDir + "/" + filepath.Base(p), Source: p})
 	}
 	u.built = art
 	return files, nil
@@ -194,6 +222,13 @@ func (u *UKIBoot) build(rootHash []byte) (*BootArtifacts, error) {
 		if parts, err = u.withPCRSignature(parts); err != nil {
 			return nil, fmt.Errorf("uki: pcr signature: %w", err)
 		}
+	}
+	for _, p := range u.Sysexts {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("system extension: %w", err)
+		}
+		art.Sysexts = append(art.Sysexts, uki.Sidecar{Name: filepath.Base(p), Data: b})
 	}
 	if art.UKI, err = u.assemble(u.Stub, parts); err != nil {
 		return nil, fmt.Errorf("uki: %w", err)

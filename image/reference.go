@@ -50,7 +50,9 @@ const bootOptionAction = "Calling EFI Application from Boot Option"
 //   - PCR 7: [secureboot.PredictPCR7];
 //   - PCR 11: [uki.KernelBootEvents] for the stub's release;
 //   - PCR 12: [uki.AddonEvents] for the addon's command line (zero without
-//     an addon).
+//     an addon);
+//   - PCR 13: [uki.SysextEvents] for the system extensions next to the UKI
+//     (zero without any).
 func Predict(art *BootArtifacts, rootHash []byte, sb secureboot.SecureBootVars) (*Reference, error) {
 	ref := &Reference{PCRs: map[int]string{}, RootHash: hex.EncodeToString(rootHash), Stub: art.Stub.String()}
 	add := func(pcr int, what string, digest [32]byte) {
@@ -90,7 +92,8 @@ func Predict(art *BootArtifacts, rootHash []byte, sb secureboot.SecureBootVars) 
 	if art.Addon != nil {
 		pcr12 = uki.AddonEvents(nil, []string{art.AddonCmdline})
 	}
-	for _, evs := range [][]uki.Event{pcr4, pcr7Events, pcr11, pcr12} {
+	pcr13 := uki.SysextEvents(art.Sysexts)
+	for _, evs := range [][]uki.Event{pcr4, pcr7Events, pcr11, pcr12, pcr13} {
 		for _, e := range evs {
 			add(e.PCR, e.Description, e.Digest)
 		}
@@ -100,6 +103,7 @@ func Predict(art *BootArtifacts, rootHash []byte, sb secureboot.SecureBootVars) 
 	set(7, pcr7)
 	set(uki.PCRKernelBoot, uki.Extend(pcr11))
 	set(uki.PCRKernelConfig, uki.Extend(pcr12))
+	set(uki.PCRSysexts, uki.Extend(pcr13))
 	return ref, nil
 }
 

@@ -139,7 +139,7 @@ type imageBuildFlags struct {
 	root, fsType, rootSize                                  string
 	kernel, initrdFile, stub, addonStub, osRelease, cmdline string
 	uname, sbat, pcrKey                                     string
-	pcrPhases                                               []string
+	pcrPhases, sysexts                                      []string
 	securityVersion                                         int
 	keys, dbx, policy, policyPCRs, reference, seed          string
 	espSize, stateSize, stateLabel                          string
@@ -175,6 +175,7 @@ func newImageBuildCmd() *cobra.Command {
 	f.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "the kernel command line embedded in the UKI (measured into PCR 11)")
 	f.StringVar(&o.uname, "uname", "", "the UKI's .uname, the kernel release (default: the base name of --modules-dir)")
 	f.StringVar(&o.sbat, "sbat", "", "file of SBAT lines merged into the stub's .sbat")
+	f.StringArrayVar(&o.sysexts, "sysext", nil, "system extension NAME.raw (confidisk image sysext) next to the UKI, in \\EFI\\BOOT\\BOOTX64.EFI.extra.d\\: systemd-stub passes it to the initrd as /.extra/sysext/ and measures it into PCR 13, which the reference values predict (repeatable)")
 	f.StringVar(&o.pcrKey, "pcr-private-key", "", "RSA key (PEM) that signs the UKI's PCR 11 values: adds .pcrpkey and .pcrsig (systemd-measure sign's format) for signed PCR policies")
 	f.StringSliceVar(&o.pcrPhases, "pcr-phases", uki.ConfidiskPhases(), "boot phases whose PCR 11 values --pcr-private-key signs (systemd-pcrphase words joined by ':'; the empty phase is the stub's value, where confidisk boot unseals)")
 	f.IntVar(&o.securityVersion, "security-version", 0, fmt.Sprintf("security version 1..%d signed into every .pcrsig entry (needs --pcr-private-key): a guest that boots this image raises a floor in its vTPM, and images with a lower version no longer unseal there (0: none; systemd's token plugin cannot use versioned entries)", tpm.MaxSecurityVersion))
@@ -182,7 +183,7 @@ func newImageBuildCmd() *cobra.Command {
 	f.StringVar(&o.dbx, "dbx", "", "the dbx the firmware will hold, an EFI_SIGNATURE_LIST file, for PCR 7 (default: KEYS/dbx.esl)")
 	f.BoolVar(&o.unsigned, "unsigned", false, "build without --keys: nothing is signed and no reference values are written (a Secure Boot firmware refuses the disk)")
 	f.StringVar(&o.policy, "policy", "", "write the broker policy (confidisk serve --policy) for this image to this new file")
-	f.StringVar(&o.policyPCRs, "policy-pcrs", "4,7,11,12", "PCRs the policy pins (of 4, 7, 11, 12)")
+	f.StringVar(&o.policyPCRs, "policy-pcrs", "4,7,11,12", "PCRs the policy pins (of 4, 7, 11, 12, 13)")
 	f.StringVar(&o.reference, "reference", "", "write the predicted measurements (every event, JSON) to this new file")
 	f.StringVar(&o.seed, "seed", "", "identifiers' seed: any string, or hex:<64 hex digits> (default: random; reported with --json)")
 	f.StringVar(&o.espSize, "esp-size", "64M", "ESP size (at least 64M)")
@@ -445,7 +446,7 @@ func (o *imageBuildFlags) diskSpec() (image.Spec, error) {
 
 // uki reads the UKI's inputs.
 func (o *imageBuildFlags) uki() (*image.UKIBoot, error) {
-	u := &image.UKIBoot{Cmdline: o.cmdline, Uname: o.uname, KernelFile: o.kernel, InitrdFile: o.initrdFile, Usr: o.usrOnly}
+	u := &image.UKIBoot{Cmdline: o.cmdline, Uname: o.uname, KernelFile: o.kernel, InitrdFile: o.initrdFile, Usr: o.usrOnly, Sysexts: o.sysexts}
 	read := func(flag, path string) ([]byte, error) {
 		if path == "" {
 			return nil, nil
@@ -493,8 +494,8 @@ func (o *imageBuildFlags) pcrList() ([]int, error) {
 	var pcrs []int
 	for _, f := range strings.FieldsFunc(o.policyPCRs, func(r rune) bool { return r == ',' || r == '+' }) {
 		n, err := strconv.Atoi(f)
-		if err != nil || (n != 4 && n != 7 && n != 11 && n != 12) {
-			return nil, usageError{fmt.Errorf("--policy-pcrs: %q is not one of 4, 7, 11, 12", f)}
+		if err != nil || (n != 4 && n != 7 && n != 11 && n != 12 && n != 13) {
+			return nil, usageError{fmt.Errorf("--policy-pcrs: %q is not one of 4, 7, 11, 12, 13", f)}
 		}
 		pcrs = append(pcrs, n)
 	}
