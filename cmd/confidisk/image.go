@@ -284,6 +284,9 @@ func (o *imageBuildFlags) check(cmd *cobra.Command, out string) (*buildInputs, e
 	if err = o.checkPaths(out); err != nil {
 		return in, err
 	}
+	if err = o.checkInitrdFlags(cmd); err != nil {
+		return in, err
+	}
 	if in.pcrs, err = o.pcrList(); err != nil {
 		return in, err
 	}
@@ -371,6 +374,20 @@ func (o *imageBuildFlags) secureBootVars(keys *secureboot.KeySet) (*secureboot.S
 }
 
 // checkPaths checks the required flags and that no output exists.
+// checkInitrdFlags refuses flags of confidisk's own initrd next to a
+// prebuilt --initrd, which they would not change.
+func (o *imageBuildFlags) checkInitrdFlags(cmd *cobra.Command) error {
+	if o.initrdFile == "" {
+		return nil
+	}
+	for _, f := range []string{"file", "module", "module-dir", "tool", "boot-arg", "busybox", "compress"} {
+		if cmd.Flags().Changed(f) {
+			return usageError{fmt.Errorf("--%s shapes the initrd image build makes: not with a prebuilt --initrd (add files to that initrd instead)", f)}
+		}
+	}
+	return nil
+}
+
 func (o *imageBuildFlags) checkPaths(out string) error {
 	if o.root == "" || o.kernel == "" || o.stub == "" {
 		return usageError{errors.New("--root, --kernel and --stub are required")}

@@ -203,6 +203,9 @@ func TestImageBuildRefuses(t *testing.T) {
 		{"bad pcrs", map[string]string{"--policy-pcrs": "4,9"}, "--policy-pcrs"},
 		{"bad dbx", map[string]string{"--dbx": text}, "dbx "},
 		{"bad pcr key", map[string]string{"--pcr-private-key": text}, "--pcr-private-key"},
+		{"file with prebuilt initrd", map[string]string{"--file": "/etc/x=" + text}, "--file shapes the initrd image build makes"},
+		{"sysext not raw", map[string]string{"--sysext": text}, "systemd-stub takes only NAME.raw"},
+		{"sysext missing", map[string]string{"--sysext": filepath.Join(in.dir, "missing.raw")}, "system extension: stat"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
