@@ -38,6 +38,16 @@ func Build(dir, bin string, files map[string]string) (*Disk, error) {
 
 // BuildSized is [Build] with a state partition of stateSize bytes.
 func BuildSized(dir, bin string, files map[string]string, stateSize int64) (*Disk, error) {
+	return BuildRoot(dir, bin, files, 16<<20, stateSize)
+}
+
+// BuildRoot is [BuildSized] with an ext4 root file system of rootSize bytes
+// (a multiple of 1 MiB; [Build]'s is 16 MiB) and a verity partition large
+// enough for its hash tree (at least 1 MiB).
+func BuildRoot(dir, bin string, files map[string]string, rootSize, stateSize int64) (*Disk, error) {
+	if rootSize <= 0 || rootSize%(1<<20) != 0 {
+		return nil, fmt.Errorf("root size %d is not a positive multiple of 1 MiB", rootSize)
+	}
 	tree := filepath.Join(dir, "tree")
 	for p, c := range files {
 		full := filepath.Join(tree, p)
@@ -52,7 +62,7 @@ func BuildSized(dir, bin string, files map[string]string, stateSize int64) (*Dis
 		return nil, err
 	}
 	rootImg, hashImg := filepath.Join(dir, "root.img"), filepath.Join(dir, "root.verity")
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree, rootImg, "16M").CombinedOutput(); err != nil {
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree, rootImg, fmt.Sprintf("%dM", rootSize>>20)).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("mkfs.ext4: %w: %s", err, out)
 	}
 	out, err := exec.Command(bin, "verity", "format", rootImg, hashImg).CombinedOutput()
@@ -66,7 +76,18 @@ func BuildSized(dir, bin string, files map[string]string, stateSize int64) (*Dis
 	d := &Disk{Path: filepath.Join(dir, "disk.img"), RootHash: string(m[1])}
 	rh, _ := hex.DecodeString(d.RootHash)
 	dataUUID, hashUUID := gpt.VerityUUIDs(rh)
-	size := int64(48<<20) + stateSize
+	rootData, err := os.ReadFile(rootImg)
+	if err != nil {
+		return nil, err
+	}
+	hashData, err := os.ReadFile(hashImg)
+	if err != nil {
+		return nil, err
+	}
+	hashSize := max(1<<20, (int64(len(hashData))+1<<20-1)/(1<<20)*(1<<20))
+	// 31 MiB for the GPT and alignment: 48 MiB besides the state partition
+	// for Build's 16 MiB root.
+	size := rootSize + hashSize + 31<<20 + stateSize
 	f, err := os.Create(d.Path)
 	if err != nil {
 		return nil, err
@@ -79,19 +100,11 @@ func BuildSized(dir, bin string, files map[string]string, stateSize int64) (*Dis
 	if err != nil {
 		return nil, err
 	}
-	rootData, err := os.ReadFile(rootImg)
-	if err != nil {
-		return nil, err
-	}
-	hashData, err := os.ReadFile(hashImg)
-	if err != nil {
-		return nil, err
-	}
 	pr, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootX86_64, UUID: dataUUID, Name: "root-x86-64", Size: int64(len(rootData))})
 	if err != nil {
 		return nil, err
 	}
-	ph, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootVerityX86_64, UUID: hashUUID, Name: "root-x86-64-verity", Size: 1 << 20})
+	ph, err := tbl.Add(gpt.Partition{Type: gpt.TypeRootVerityX86_64, UUID: hashUUID, Name: "root-x86-64-verity", Size: hashSize})
 	if err != nil {
 		return nil, err
 	}
