@@ -15,12 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/confidisk/confidisk/attest"
 	"github.com/confidisk/confidisk/image"
+	"github.com/confidisk/confidisk/initrd"
 	"github.com/confidisk/confidisk/internal/testutil"
 	"github.com/confidisk/confidisk/lab"
 	"github.com/confidisk/confidisk/lab/disk"
@@ -36,6 +38,7 @@ import (
 type imageLab struct {
 	op, guest string
 	sysext    string // the initrd system extension every image carries
+	opPub     string // the operator's recovery public key (PEM)
 	kernel    *lab.KernelInfo
 	stubs     *lab.StubSet
 	dir, keys string
@@ -154,6 +157,7 @@ func newImageLab(t *testing.T) *imageLab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.opPub = op
 	l.files = []string{"/etc/confidisk/broker.pem=" + l.broker.CACert, provision.DefaultRecoveryKey + "=" + op}
 	return l
 }
@@ -161,6 +165,17 @@ func newImageLab(t *testing.T) *imageLab {
 // build runs `confidisk image build` into dir and returns the disk, the
 // policy and the reference values.
 func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet, extra ...string) (disk string, ref *image.Reference) {
+	t.Helper()
+	var files []string
+	for _, f := range l.files {
+		files = append(files, "--file", f)
+	}
+	return l.buildWith(t, dir, stubs, append(files, extra...)...)
+}
+
+// buildWith is build without the initrd's files (l.files): for a
+// prebuilt --initrd.
+func (l *imageLab) buildWith(t *testing.T, dir string, stubs *lab.StubSet, extra ...string) (disk string, ref *image.Reference) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -171,9 +186,6 @@ func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet, extra ...
 		"--stub", stubs.Linux, "--addon-stub", stubs.Addon, "--keys", l.keys,
 		"--cmdline", l.cmdline, "--seed", "confidisk lab image", "--state-size", "64M", "--sysext", l.sysext,
 		"--policy", filepath.Join(dir, "policy.json"), "--reference", filepath.Join(dir, "reference.json"), "--json"}
-	for _, f := range l.files {
-		args = append(args, "--file", f)
-	}
 	args = append(args, extra...)
 	run(t, l.op, append(args, disk)...)
 	b, err := os.ReadFile(filepath.Join(dir, "reference.json"))
@@ -185,6 +197,60 @@ func (l *imageLab) build(t *testing.T, dir string, stubs *lab.StubSet, extra ...
 		t.Fatal(err)
 	}
 	return disk, ref
+}
+
+// checkPredicted: the PCRs the guest read (`confidisk tpm pcrs --json`)
+// equal the reference values: 4, 7, 11, 12 and 13 (not zero: every lab
+// image carries the system extension).
+func checkPredicted(t *testing.T, pcrs string, ref *image.Reference) {
+	t.Helper()
+	if ref.PCRs[13] == strings.Repeat("00", 32) {
+		t.Error("pcr 13 predicted zero: the image carries a system extension")
+	}
+	for _, i := range []int{4, 7, 11, 12, 13} {
+		if want := fmt.Sprintf(`"%d":"%s"`, i, ref.PCRs[i]); !strings.Contains(pcrs, want) {
+			t.Errorf("pcr %d: the guest reads %s, predicted %s", i, pcrs, ref.PCRs[i])
+		}
+	}
+}
+
+// checkDracutUKI: the UKI's initrd is Debian's dracut systemd initrd with
+// the confidisk module (and the operator's recovery key), nothing of
+// confidisk's own initrd; the UKI's command line has no roothash=, the
+// signed addon brings it; the system extension lies next to the UKI.
+// Through OVMF with Secure Boot, confidisk-boot.service self-encrypts the
+// state volume, systemd switches root, and the guest reads PCRs 4, 7, 11,
+// 12 and 13 equal to the reference values. (No broker here: the dracut
+// initrd has no network.)
+func (l *imageLab) checkDracutUKI(t *testing.T) {
+	base := lab.TestDracut(t, lab.Dracut{ModuleDir: dracutModule, Confidisk: l.guest})
+	a := initrd.NewArchive()
+	a.File(provision.DefaultRecoveryKey, 0o644, readFile(t, l.opPub))
+	rd := filepath.Join(t.TempDir(), "initrd.img")
+	if err := lab.AppendArchive(base, rd, a); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := "console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests mitigations=off rd.shell=0 rd.emergency=poweroff systemd.show_status=1 init=/sbin/init"
+	disk, ref := l.buildWith(t, filepath.Join(l.dir, "dracut"), l.stubs, "--initrd", rd, "--cmdline", cmdline)
+	m := l.machine(t, disk, l.varsSB)
+	res := lab.RunScenario(t, lab.Scenario{Name: "image-dracut-uki", Machine: m,
+		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
+	details := map[string]string{}
+	for _, r := range res.Results {
+		details[r.Name] = r.Detail
+	}
+	if !strings.Contains(details["cmdline"], "roothash="+ref.RootHash) {
+		t.Errorf("/proc/cmdline %q has no roothash=%s (from the addon)", details["cmdline"], ref.RootHash)
+	}
+	checkPredicted(t, details["pcrs"], ref)
+	console := readFile(t, res.ConsoleLog)
+	// systemd's console forwarding prefixes the unit's lines with
+	// "confidisk[PID]:" (the status lines shorten the unit's name).
+	for _, want := range []string{`dracut-059`, `confidisk\[[0-9]+\]: confidisk boot: reached mounted`} {
+		if !regexp.MustCompile(want).Match(console) {
+			t.Errorf("the console has no %q: not the dracut initrd's confidisk-boot.service", want)
+		}
+	}
 }
 
 // machine returns a machine booting a copy of disk through OVMF with vars.
@@ -220,6 +286,7 @@ func TestLabImage(t *testing.T) {
 		d, r := l.build(t, filepath.Join(l.dir, "v257"), s)
 		l.checkBoot(t, "image-boot-257", d, r)
 	})
+	t.Run("dracut-uki", func(t *testing.T) { l.checkDracutUKI(t) })
 	t.Run("update-signed-policy", func(t *testing.T) { l.checkSignedPolicyUpdate(t) })
 	t.Run("unsigned-uki", func(t *testing.T) { l.checkUnsignedUKI(t, disk) })
 	t.Run("foreign-addon", func(t *testing.T) { l.checkForeignAddon(t, disk) })
@@ -281,14 +348,7 @@ func (l *imageLab) checkBoot(t *testing.T, name, disk string, ref *image.Referen
 	if details["secureboot"] != "1" {
 		t.Errorf("SecureBoot = %q, want 1", details["secureboot"])
 	}
-	if ref.PCRs[13] == strings.Repeat("00", 32) {
-		t.Error("pcr 13 predicted zero: the image carries a system extension")
-	}
-	for _, i := range []int{4, 7, 11, 12, 13} {
-		if want := fmt.Sprintf(`"%d":"%s"`, i, ref.PCRs[i]); !strings.Contains(details["pcrs"], want) {
-			t.Errorf("pcr %d: the guest reads %s, predicted %s", i, details["pcrs"], ref.PCRs[i])
-		}
-	}
+	checkPredicted(t, details["pcrs"], ref)
 	vols, err := l.broker.Store.Volumes(ctx)
 	if err != nil || len(vols) != len(before)+1 {
 		t.Fatalf("broker volumes %d after the boot, %d before (%v): want the one the guest registered", len(vols), len(before), err)

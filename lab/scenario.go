@@ -58,10 +58,18 @@ type Scenario struct {
 	// Firmware is refused (its initrd comes from the disk's UKI, and under
 	// Secure Boot the kernel is locked down and loads no unsigned module).
 	DMClone bool
+	// Initrd, when set, is a prebuilt initrd booted instead of one built
+	// from Script, Modules, Files and Tools (which are then unused): e.g. a
+	// distribution's systemd initrd ([Dracut]), where the scenario's checks
+	// live in the root's /sbin/init and in units of the initrd.
+	Initrd string
 }
 
 // validate checks that sc can boot on m.
 func (sc Scenario) validate(m *Machine) error {
+	if sc.Initrd != "" && (m.Firmware != nil || sc.DMClone) {
+		return errors.New("a prebuilt initrd is for a direct kernel boot: not with Firmware (the initrd comes from the disk's UKI) or DMClone (which adds to the lab's own initramfs)")
+	}
 	if sc.DMClone && m.Firmware != nil {
 		return errors.New("DMClone needs the lab's direct kernel boot: with Firmware the initrd comes from the disk's UKI, and under Secure Boot the kernel (LOCK_DOWN_IN_EFI_SECURE_BOOT) refuses the unsigned dm-clone.ko")
 	}
@@ -157,7 +165,11 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 	defer cancel()
 
 	opts := BootOptions{Append: sc.Append, CutAt: sc.CutAt}
-	if m.Firmware == nil { // a firmware boot takes everything from its disk
+	switch {
+	case m.Firmware != nil: // a firmware boot takes everything from its disk
+	case sc.Initrd != "":
+		opts.Initrd = sc.Initrd
+	default:
 		opts.Initrd = scenarioInitramfs(ctx, t, m, sc, dmClone)
 	}
 	if os.Getenv("CONFIDISK_LAB_CONSOLE") == "1" {

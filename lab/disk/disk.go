@@ -45,9 +45,6 @@ func BuildSized(dir, bin string, files map[string]string, stateSize int64) (*Dis
 // (a multiple of 1 MiB; [Build]'s is 16 MiB) and a verity partition large
 // enough for its hash tree (at least 1 MiB).
 func BuildRoot(dir, bin string, files map[string]string, rootSize, stateSize int64) (*Disk, error) {
-	if rootSize <= 0 || rootSize%(1<<20) != 0 {
-		return nil, fmt.Errorf("root size %d is not a positive multiple of 1 MiB", rootSize)
-	}
 	tree := filepath.Join(dir, "tree")
 	for p, c := range files {
 		full := filepath.Join(tree, p)
@@ -57,6 +54,16 @@ func BuildRoot(dir, bin string, files map[string]string, rootSize, stateSize int
 		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
 			return nil, err
 		}
+	}
+	return BuildTree(dir, bin, tree, rootSize, stateSize)
+}
+
+// BuildTree is [BuildRoot] with the root made from the directory tree as it
+// is (modes, symbolic links and executables kept), e.g. a [lab.RootFS]
+// whose /sbin/init a systemd initrd switches to.
+func BuildTree(dir, bin, tree string, rootSize, stateSize int64) (*Disk, error) {
+	if rootSize <= 0 || rootSize%(1<<20) != 0 {
+		return nil, fmt.Errorf("root size %d is not a positive multiple of 1 MiB", rootSize)
 	}
 	if err := os.MkdirAll(filepath.Join(tree, "var"), 0o755); err != nil {
 		return nil, err
