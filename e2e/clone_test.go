@@ -149,6 +149,7 @@ point hydration-30
 		Expect: []string{"boot", "mounted-from-clone", "table-is-clone", "write-a", "start", "at-30"},
 	})
 	at30 := regionsAt(t, res, "at-30")
+	checkCloneSourceMismatch(t, cd, m, files, tools)
 	res = lab.RunScenario(t, lab.Scenario{
 		Name: "clone-power-cut-30", Machine: m, Files: files, Tools: tools, DMClone: true,
 		Append: append(slow, "confidisk.clone-hydration=0"), CutAt: "hydration-90",
@@ -244,6 +245,68 @@ func writeAt(t *testing.T, path string, b []byte, off int64) {
 	}
 	defer f.Close()
 	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkCloneSourceMismatch: mid-hydration, the host puts another image's
+// verity root (the same sizes, a valid tree of its own) in place of the
+// source, with the partition UUIDs its root hash gives, and boots the guest
+// with that roothash=. The boot refuses as soon as the volume's record is
+// authenticated, naming both hashes: nothing mapped, nothing written (not
+// even the freshness epoch). The host's disk is then put back.
+func checkCloneSourceMismatch(t *testing.T, cd *cloneDisk, m *lab.Machine, files map[string]string, tools []string) {
+	t.Helper()
+	pristine := readFile(t, cd.Path)
+	other, err := disk.Build(t.TempDir(), cd.confidisk, map[string]string{"etc/hello": "another image\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherImg := readFile(t, other.Path)
+	for _, typ := range []gpt.GUID{gpt.TypeRootX86_64, gpt.TypeRootVerityX86_64} {
+		src, dst := partitionOf(t, other.Path, typ), partitionOf(t, cd.Path, typ)
+		if src.Size != dst.Size {
+			t.Fatalf("the other image's partition %s is %d bytes, the disk's %d", typ, src.Size, dst.Size)
+		}
+		writeAt(t, cd.Path, otherImg[src.Start:src.Start+src.Size], dst.Start)
+	}
+	otherHex := other.RootHash
+	oh, _ := hex.DecodeString(otherHex)
+	dataUUID, hashUUID := gpt.VerityUUIDs(oh)
+	err = disk.EditTable(cd.Path, func(tbl *gpt.Table) error {
+		for i, p := range tbl.Partitions {
+			switch p.Type {
+			case gpt.TypeRootX86_64:
+				tbl.Partitions[i].UUID = dataUUID
+			case gpt.TypeRootVerityX86_64:
+				tbl.Partitions[i].UUID = hashUUID
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := readFile(t, cd.Path)
+	var args []string
+	for _, a := range cd.appendArgs {
+		if strings.HasPrefix(a, "roothash=") {
+			a = "roothash=" + otherHex
+		}
+		args = append(args, a)
+	}
+	lab.RunScenario(t, lab.Scenario{
+		Name: "clone-source-mismatch", Machine: m, Files: files, Tools: tools, DMClone: true, Append: args,
+		Script: refusedBootScript("", "hydration went on from another source", `
+check names-both grep -q 'hydration started from root hash `+cd.RootHash+`, this boot.s roothash= is `+otherHex+`' /tmp/boot.log
+check nothing-mapped sh -c '! ls /sys/block/ | grep -q "^dm-"'
+`),
+		Expect: []string{"refused", "names-both", "nothing-mapped"},
+	})
+	if !bytes.Equal(edited, readFile(t, cd.Path)) {
+		t.Error("clone-source-mismatch: the refused boot wrote to the disk")
+	}
+	if err := os.WriteFile(cd.Path, pristine, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

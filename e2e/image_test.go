@@ -235,10 +235,7 @@ func (l *imageLab) checkDracutUKI(t *testing.T) {
 	m := l.machine(t, disk, l.varsSB)
 	res := lab.RunScenario(t, lab.Scenario{Name: "image-dracut-uki", Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
-	details := map[string]string{}
-	for _, r := range res.Results {
-		details[r.Name] = r.Detail
-	}
+	details := resultDetails(res)
 	if !strings.Contains(details["cmdline"], "roothash="+ref.RootHash) {
 		t.Errorf("/proc/cmdline %q has no roothash=%s (from the addon)", details["cmdline"], ref.RootHash)
 	}
@@ -338,10 +335,7 @@ func (l *imageLab) checkBoot(t *testing.T, name, disk string, ref *image.Referen
 	m := l.machine(t, disk, l.varsSB)
 	res := lab.RunScenario(t, lab.Scenario{Name: name, Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
-	details := map[string]string{}
-	for _, r := range res.Results {
-		details[r.Name] = r.Detail
-	}
+	details := resultDetails(res)
 	if !strings.Contains(details["cmdline"], "roothash="+ref.RootHash) {
 		t.Errorf("/proc/cmdline %q has no roothash=%s", details["cmdline"], ref.RootHash)
 	}

@@ -193,6 +193,15 @@ func resultDetail(res *lab.BootResult, name string) string {
 	return ""
 }
 
+// resultDetails maps each result's name to its detail.
+func resultDetails(res *lab.BootResult) map[string]string {
+	m := map[string]string{}
+	for _, r := range res.Results {
+		m[r.Name] = r.Detail
+	}
+	return m
+}
+
 // wantResult fails unless the result name's detail is want.
 func wantResult(t *testing.T, res *lab.BootResult, name, want string) {
 	t.Helper()

@@ -601,6 +601,11 @@ func (b *booter) stateVolume(ctx context.Context, dev string) (*luks2.Header, []
 	if err := b.checkProvisioned(f, h, pt, vk); err != nil {
 		return nil, nil, errRecovery(fmt.Errorf("state volume %s: %w", dev, err))
 	}
+	if pt.Clone != nil && !pt.Clone.Hydrated { // before freshness writes the header
+		if err := pt.Clone.checkRoot(b.cfg.RootHash); err != nil {
+			return nil, nil, err
+		}
+	}
 	b.pt = pt
 	if pt.Step != StepComplete {
 		b.logf("provisioning was interrupted at step %q, after the key was sealed: finishing it", pt.Step)

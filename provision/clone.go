@@ -76,12 +76,22 @@ func (r *cloneRecord) checkFits(sectors uint64) error {
 // root with root hash root and sectors sectors: mixing the regions of two
 // images would make a file system that is neither.
 func (r *cloneRecord) checkSource(root []byte, sectors uint64) error {
-	if got := hex.EncodeToString(root); got != r.RootHash {
-		return fmt.Errorf("%w: hydration started from root hash %s, this boot's roothash= is %s; boot the image with %s until hydration completes",
-			ErrCloneSource, r.RootHash, got, r.RootHash)
+	if err := r.checkRoot(root); err != nil {
+		return err
 	}
 	if sectors != r.SourceSectors {
 		return fmt.Errorf("%w: the verity root has %d sectors, hydration started from %d", ErrCloneSource, sectors, r.SourceSectors)
+	}
+	return nil
+}
+
+// checkRoot refuses a roothash= other than the one hydration started
+// from. The boot checks it as soon as the record is authenticated, before
+// anything is written, and again when it maps the source.
+func (r *cloneRecord) checkRoot(root []byte) error {
+	if got := hex.EncodeToString(root); got != r.RootHash {
+		return fmt.Errorf("%w: hydration started from root hash %s, this boot's roothash= is %s; boot the image with %s until hydration completes",
+			ErrCloneSource, r.RootHash, got, r.RootHash)
 	}
 	return nil
 }
