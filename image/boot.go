@@ -21,11 +21,11 @@ import (
 // path that firmware boots without a boot entry (UEFI 2.10, 3.5.1.1), and the
 // UKI's own addon directory (systemd-stub(7): <image>.extra.d/*.addon.efi).
 const (
-	UKIPath   = "/EFI/BOOT/BOOTX64.EFI"
-	AddonPath = UKIPath + ".extra.d/roothash.addon.efi"
-	// SysextDir holds the system extensions systemd-stub passes to the
-	// initrd (UKIBoot.Sysexts).
-	SysextDir = UKIPath + ".extra.d"
+	UKIPath = "/EFI/BOOT/BOOTX64.EFI"
+	// ExtraDir is the UKI's drop-in directory, where systemd-stub finds
+	// its addons and the system extensions it passes to the initrd.
+	ExtraDir  = UKIPath + ".extra.d"
+	AddonPath = ExtraDir + "/roothash.addon.efi"
 )
 
 // PESigner Authenticode-signs a PE image (a UKI or an addon).
@@ -128,6 +128,12 @@ func (u *UKIBoot) Check() error {
 	if strings.ContainsAny(u.Cmdline, "\x00\n\r\t") {
 		return errors.New("command line: control characters")
 	}
+	return u.checkSysexts()
+}
+
+// checkSysexts checks the system extensions: names systemd-stub takes,
+// each once (FAT ignores case), regular files.
+func (u *UKIBoot) checkSysexts() error {
 	seen := map[string]bool{}
 	for _, p := range u.Sysexts {
 		name := filepath.Base(p)
@@ -168,7 +174,7 @@ func (u *UKIBoot) ESPFiles(ctx context.Context, rootHash []byte, dir string) ([]
 		files = append(files, f)
 	}
 	for _, p := range u.Sysexts {
-		files = append(files, ESPFile{Path: SysextDir + "/" + filepath.Base(p), Source: p})
+		files = append(files, ESPFile{Path: ExtraDir + "/" + filepath.Base(p), Source: p})
 	}
 	u.built = art
 	return files, nil

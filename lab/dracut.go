@@ -57,6 +57,22 @@ func (d Dracut) Build(ctx context.Context, k *KernelInfo, out string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	if err := d.stage(ctx, work); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, dracut, d.args(work, k, out)...)
+	cmd.Env = append(os.Environ(), "dracutbasedir="+filepath.Join(work, "base"),
+		"DRACUT_PATH="+filepath.Join(work, "bin")+" /usr/sbin /usr/bin /sbin /bin")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("dracut: %w: %s", err, tail(string(b), 20))
+	}
+	return nil
+}
+
+// stage fills the work directory: base/ (dracut's base directory with
+// ModuleDir in modules.d), bin/confidisk-guest, an empty dracut.conf and
+// conf.d.
+func (d Dracut) stage(ctx context.Context, work string) error {
 	base := filepath.Join(work, "base")
 	if err := copyTree(ctx, DracutBaseDir, base); err != nil {
 		return err
@@ -64,25 +80,15 @@ func (d Dracut) Build(ctx context.Context, k *KernelInfo, out string) error {
 	if err := copyTree(ctx, d.ModuleDir, filepath.Join(base, "modules.d", filepath.Base(d.ModuleDir))); err != nil {
 		return err
 	}
-	bin := filepath.Join(work, "bin")
-	if err := os.MkdirAll(filepath.Join(work, "conf.d"), 0o755); err != nil {
+	for _, dir := range []string{"bin", "conf.d"} {
+		if err := os.MkdirAll(filepath.Join(work, dir), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := copyExecutable(d.Confidisk, filepath.Join(work, "bin", "confidisk-guest")); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	if err := copyExecutable(d.Confidisk, filepath.Join(bin, "confidisk-guest")); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(work, "dracut.conf"), nil, 0o644); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, dracut, d.args(work, k, out)...)
-	cmd.Env = append(os.Environ(), "dracutbasedir="+base, "DRACUT_PATH="+bin+" /usr/sbin /usr/bin /sbin /bin")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("dracut: %w: %s", err, tail(string(b), 20))
-	}
-	return nil
+	return os.WriteFile(filepath.Join(work, "dracut.conf"), nil, 0o644)
 }
 
 // args is dracut's command line for d in the work directory.

@@ -55,9 +55,6 @@ type Options struct {
 	// FirmwareLog is the TCG firmware event log sent with evidence (""
 	// for attest.DefaultFirmwareLog, "-" for none).
 	FirmwareLog string
-	// Crypttab is the initrd's crypttab(5), whose lines must not name the
-	// state volume ("" for /etc/crypttab; a missing file has none).
-	Crypttab string
 	// Mkfs is the mkfs.ext4 program (default: found in PATH).
 	Mkfs string
 	// TPM, when set, is used instead of opening Config.TPM.
@@ -209,10 +206,7 @@ func Boot(ctx context.Context, o Options) (res *Result, err error) {
 // command-line option would have systemd-cryptsetup open the state volume
 // besides confidisk, without its checks (see [OtherOpeners]).
 func (b *booter) refuseOtherOpeners(lay *Layout) error {
-	name := b.o.Crypttab
-	if name == "" {
-		name = "/etc/crypttab"
-	}
+	const name = "/etc/crypttab" // the initrd's: a missing file names nothing
 	crypttab, err := os.ReadFile(name)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", name, err)

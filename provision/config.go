@@ -125,7 +125,7 @@ type Config struct {
 	// LUKSOptions are the command line's rd.luks.uuid=, rd.luks.name=,
 	// luks.uuid= and luks.name= options (key=value): the boot refuses when
 	// one names the state volume (see [OtherOpeners]).
-	LUKSOptions []string `json:",omitempty"`
+	LUKSOptions []string
 	// Broker is the URL of the confidisk broker (confidisk.broker=
 	// https://HOST:PORT): when set, first boot registers the volume's
 	// creation record there and every boot presents evidence and advances
