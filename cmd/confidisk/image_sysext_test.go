@@ -53,9 +53,12 @@ func TestImageSysextDissect(t *testing.T) {
 	}
 	img := filepath.Join(t.TempDir(), "confidisk.raw")
 	rep, bin := buildSysext(t, img)
-	raw, err := exec.Command(dissect, "--json=short", img).Output()
+	var stderr bytes.Buffer
+	cmd := exec.Command(dissect, "--json=short", img)
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("systemd-dissect: %v", err)
+		t.Fatalf("systemd-dissect: %v: %s", err, stderr.Bytes())
 	}
 	var d struct {
 		ExtensionRelease []string `json:"extensionRelease"`
