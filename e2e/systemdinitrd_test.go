@@ -60,6 +60,10 @@ ExecStart=/bin/sh -c 'echo "LAB-INIT $(cut -d" " -f1 /proc/uptime)"'
 ExecStop=/bin/sh -c 'journalctl -b -o cat -u confidisk-boot.service | sed "s/^/LABJ /"; dmsetup ls 2>&1 | sed "s/^/LABDM /"'
 `
 
+// provisioned is the journal line (via labInitUnit) of a boot that
+// provisions the state volume.
+const provisioned = `LABJ .*is blank: first boot, provisioning`
+
 // systemdLab is one dracut build of a systemd initrd with the confidisk
 // module, and the disk it boots.
 type systemdLab struct {
@@ -157,7 +161,7 @@ func TestLabSystemdInitrd(t *testing.T) {
 		Expect: []string{"switched-root", "root-content", "previous", "state-writable", "pcr15"}})
 	console := readFile(t, res.ConsoleLog)
 	wantResult(t, res, "previous", "none")
-	for _, want := range []string{`LABJ .*is blank: first boot, provisioning`, `LABJ confidisk boot: reached mounted after`, `Starting .*initrd-switch-root.service`} {
+	for _, want := range []string{provisioned, `LABJ confidisk boot: reached mounted after`, `Starting .*initrd-switch-root.service`} {
 		if !regexp.MustCompile(want).Match(console) {
 			t.Errorf("first boot: the console has no %q", want)
 		}
@@ -166,31 +170,21 @@ func TestLabSystemdInitrd(t *testing.T) {
 		t.Error("first boot: nothing was mapped when the initrd ended")
 	}
 
-	pcr15 := resultDetail(res, "pcr15")
+	pcr15 := strings.TrimSpace(resultDetails(res)["pcr15"])
 	res = lab.RunScenario(t, lab.Scenario{Name: "systemd-initrd-second-boot", Machine: m, Initrd: plain, Append: l.cmdline(),
 		Expect: []string{"switched-root", "root-content", "previous", "state-writable", "pcr15"}})
 	wantResult(t, res, "previous", "written")
 	// PCR 15 holds the volume key's measurement once (confidisk's; no
 	// crypttab entry makes systemd-cryptsetup measure it again).
-	if got := resultDetail(res, "pcr15"); got != pcr15 || strings.Contains(got, strings.Repeat("00", 32)) {
+	if got := strings.TrimSpace(resultDetails(res)["pcr15"]); got != pcr15 || strings.Contains(got, strings.Repeat("00", 32)) {
 		t.Errorf("pcr 15 is %s on the second boot, %s on the first: want the same, not zero", got, pcr15)
 	}
-	if regexp.MustCompile(`LABJ .*is blank: first boot, provisioning`).Match(readFile(t, res.ConsoleLog)) {
+	if regexp.MustCompile(provisioned).Match(readFile(t, res.ConsoleLog)) {
 		t.Error("second boot: provisioned the volume again")
 	}
 
 	checkSystemdRefusals(t, l, m, plain)
 	checkSystemdPowerCut(t, l, pristine)
-}
-
-// resultDetail is the detail of result name, "" if there is none.
-func resultDetail(res *lab.BootResult, name string) string {
-	for _, r := range res.Results {
-		if r.Name == name {
-			return strings.TrimSpace(r.Detail)
-		}
-	}
-	return ""
 }
 
 // resultDetails maps each result's name to its detail.
@@ -205,7 +199,7 @@ func resultDetails(res *lab.BootResult) map[string]string {
 // wantResult fails unless the result name's detail is want.
 func wantResult(t *testing.T, res *lab.BootResult, name, want string) {
 	t.Helper()
-	if got := resultDetail(res, name); got != want {
+	if got := strings.TrimSpace(resultDetails(res)[name]); got != want {
 		t.Errorf("result %s is %q, want %q", name, got, want)
 	}
 }

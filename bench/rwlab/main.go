@@ -142,8 +142,39 @@ func run(bin, guest string, rootMiB, stateMiB int, regions []string, runs int) e
 		return err
 	}
 	defer os.RemoveAll(dir)
+	d, sum, nfiles, err := buildDisk(bin, filepath.Join(dir, "base"), rootMiB, stateMiB)
+	if err != nil {
+		return err
+	}
+	cases := benchCases(regions)
+	results := map[string][]measured{}
+	for i, c := range bootOrder(cases, runs) {
+		t0 := time.Now()
+		m, err := bootOnce(ctx, k, ko, guest, d, filepath.Join(dir, fmt.Sprintf("%02d-%s", i, c.name)), c, sum)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		results[c.name] = append(results[c.name], m)
+		fmt.Fprintf(os.Stderr, "rwlab: %s: mounted after %.1f s (command %.2f s), guest run %.0f s\n",
+			c.name, m.at("mounted"), m.times["boot-command"], time.Since(t0).Seconds())
+	}
+	load1, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("Read-write root over a %d MiB verity root (ext4, %d MiB of random files), state partition %d MiB\n",
+		rootMiB, nfiles*fileMiB, stateMiB)
+	fmt.Printf("kernel %s, %s, 2 vCPUs; host %d CPUs; every boot a first boot on a fresh disk and vTPM\n",
+		k.Version, results["overlay"][0].accel, runtime.NumCPU())
+	reportBoots(cases, results)
+	reportHydration(cases, results, rootMiB)
+	fmt.Printf("\nload average before %s, after %s; wall time %.0f s\n",
+		strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "), time.Since(start).Seconds())
+	return nil
+}
 
-	// The root: random files (real blocks for the copy and the hydration).
+// buildDisk makes the disk every boot copies, in base: the root holds
+// random files (real blocks for the copy and the hydration) filling 80 %
+// of it. It returns the disk, the SHA-256 of data/00.bin and the number of
+// files.
+func buildDisk(bin, base string, rootMiB, stateMiB int) (*disk.Disk, string, int, error) {
 	files := map[string]string{"etc/hello": hello + "\n", "etc/os-release": "ID=confidisk-lab\n"}
 	nfiles := rootMiB * 80 / 100 / fileMiB
 	var sum string
@@ -156,17 +187,20 @@ func run(bin, guest string, rootMiB, stateMiB int, regions []string, runs int) e
 		}
 		files[fmt.Sprintf("data/%02d.bin", i)] = string(b)
 	}
-	base := filepath.Join(dir, "base")
 	if err := os.MkdirAll(base, 0o755); err != nil {
-		return err
+		return nil, "", 0, err
 	}
 	d, err := disk.BuildRoot(base, bin, files, int64(rootMiB)<<20, int64(stateMiB)<<20)
 	if err != nil {
-		return err
+		return nil, "", 0, err
 	}
-	files = nil
-	os.RemoveAll(filepath.Join(base, "tree"))
+	os.RemoveAll(filepath.Join(base, "tree")) // BuildRoot's copy of the files
+	return d, sum, nfiles, nil
+}
 
+// benchCases are the three boot-time modes, then one paused clone per
+// region size for the hydration runs.
+func benchCases(regions []string) []bootCase {
 	cases := []bootCase{
 		{name: "overlay", append: []string{"confidisk.rw=overlay"}},
 		{name: "copy", append: []string{"confidisk.rw=copy"}},
@@ -176,9 +210,13 @@ func run(bin, guest string, rootMiB, stateMiB int, regions []string, runs int) e
 		cases = append(cases, bootCase{name: "clone-" + r, clone: true, hydrate: "start", region: r,
 			append: []string{"confidisk.rw=clone", "confidisk.clone-region-size=" + r, "confidisk.clone-hydration=0"}})
 	}
-	// The boot-time modes run runs times, interleaved (a slow spell of the
-	// machine then hits every mode alike); a repeated clone boot does not
-	// wait for its hydration.
+	return cases
+}
+
+// bootOrder runs the boot-time modes runs times, interleaved (a slow spell
+// of the machine then hits every mode alike; a repeated clone boot does not
+// wait for its hydration), then the hydration cases once.
+func bootOrder(cases []bootCase, runs int) []bootCase {
 	var order []bootCase
 	for i := range runs {
 		for _, c := range cases[:3] {
@@ -188,43 +226,23 @@ func run(bin, guest string, rootMiB, stateMiB int, regions []string, runs int) e
 			order = append(order, c)
 		}
 	}
-	order = append(order, cases[3:]...)
-	results := map[string][]measured{}
-	for i, c := range order {
-		t0 := time.Now()
-		m, err := bootOnce(ctx, k, ko, guest, d, filepath.Join(dir, fmt.Sprintf("%02d-%s", i, c.name)), c, sum)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
-		}
-		results[c.name] = append(results[c.name], m)
-		fmt.Fprintf(os.Stderr, "rwlab: %s: mounted after %.1f s (command %.2f s), guest run %.0f s\n",
-			c.name, m.at("mounted"), m.times["boot-command"], time.Since(t0).Seconds())
-	}
+	return append(order, cases[3:]...)
+}
 
-	load1, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("Read-write root over a %d MiB verity root (ext4, %d MiB of random files), state partition %d MiB\n",
-		rootMiB, nfiles*fileMiB, stateMiB)
-	fmt.Printf("kernel %s, %s, 2 vCPUs; host %d CPUs; every boot a first boot on a fresh disk and vTPM\n",
-		k.Version, results["overlay"][0].accel, runtime.NumCPU())
+// reportBoots prints the boot-time table, the ratios and each mode's
+// checkpoints.
+func reportBoots(cases []bootCase, results map[string][]measured) {
 	fmt.Printf("\n`confidisk boot` start to mounted read-write root, seconds: its \"reached mounted\" checkpoint (0.1 s steps;\n" +
 		"median and range of the runs) and the whole command timed by the guest (/proc/uptime)\n")
 	fmt.Printf("  %-44s %4s %17s %8s %10s\n", "mode", "runs", "mounted", "command", "vs overlay")
 	ov := median(results["overlay"], "mounted")
 	for _, c := range cases {
 		ms := results[c.name]
-		label := "confidisk.rw=" + c.name
-		if c.clone {
-			hyd := "hydrating"
-			if c.hydrate == "start" {
-				hyd = "paused"
-			}
-			label = fmt.Sprintf("confidisk.rw=clone, %s, %s", c.region, hyd)
-		}
 		rng := ""
 		if lo, hi := spread(ms, "mounted"); len(ms) > 1 {
 			rng = fmt.Sprintf("(%.1f–%.1f)", lo, hi)
 		}
-		fmt.Printf("  %-44s %4d %5.1f %11s %8.2f %9.2fx\n", label, len(ms), median(ms, "mounted"), rng,
+		fmt.Printf("  %-44s %4d %5.1f %11s %8.2f %9.2fx\n", c.label(), len(ms), median(ms, "mounted"), rng,
 			median(ms, "boot-command"), median(ms, "mounted")/ov)
 	}
 	cl, cp := median(results["clone"], "mounted"), median(results["copy"], "mounted")
@@ -239,7 +257,22 @@ func run(bin, guest string, rootMiB, stateMiB int, regions []string, runs int) e
 		}
 		fmt.Printf("  %-8s %s\n", c.name, strings.Join(pts, ", "))
 	}
+}
 
+// label names c in the boot-time table.
+func (c bootCase) label() string {
+	if !c.clone {
+		return "confidisk.rw=" + c.name
+	}
+	hyd := "hydrating"
+	if c.hydrate == "start" {
+		hyd = "paused"
+	}
+	return fmt.Sprintf("confidisk.rw=clone, %s, %s", c.region, hyd)
+}
+
+// reportHydration prints the hydration throughput of each region size.
+func reportHydration(cases []bootCase, results map[string][]measured, rootMiB int) {
 	rootBytes := float64(int64(rootMiB) << 20)
 	fmt.Printf("\nHydration of the whole %d MiB root (every region, used or not), `confidisk clone start` to the end of\n"+
 		"`confidisk clone wait --interval 0.25s`, on a clone booted with confidisk.clone-hydration=0, batch 32 regions:\n", rootMiB)
@@ -251,9 +284,6 @@ func run(bin, guest string, rootMiB, stateMiB int, regions []string, runs int) e
 	if s := results["clone"][0].times["hydrated-after-boot-start"]; s > 0 {
 		fmt.Printf("  default clone boot (64K, hydration started by the boot): hydrated %.1f s after `confidisk boot` started\n", s)
 	}
-	fmt.Printf("\nload average before %s, after %s; wall time %.0f s\n",
-		strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "), time.Since(start).Seconds())
-	return nil
 }
 
 // value is a checkpoint's time, or else a TIME's, of m.

@@ -115,10 +115,7 @@ func TestImageSysextDissect(t *testing.T) {
 // extract copies size bytes at off of img into out.
 func extract(t *testing.T, img, out string, off, size int64) {
 	t.Helper()
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, img)
 	if err := os.WriteFile(out, b[off:off+size], 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -130,18 +127,9 @@ func TestImageSysextReproducible(t *testing.T) {
 	a, b := filepath.Join(t.TempDir(), "confidisk.raw"), filepath.Join(t.TempDir(), "confidisk.raw")
 	buildSysext(t, a)
 	buildSysext(t, b)
-	if !bytes.Equal(readAll(t, a), readAll(t, b)) {
+	if !bytes.Equal(readFile(t, a), readFile(t, b)) {
 		t.Error("two builds with the same seed differ")
 	}
-}
-
-func readAll(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // TestImageSysextRefuses: bad input is refused before anything is written.
@@ -173,7 +161,7 @@ func TestImageSysextRefuses(t *testing.T) {
 			}
 		})
 	}
-	if b := readAll(t, existing); string(b) != "keep" {
+	if b := readFile(t, existing); string(b) != "keep" {
 		t.Error("the existing file changed")
 	}
 }
