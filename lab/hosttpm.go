@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,10 +49,12 @@ func (m *Machine) HostTPM() (t transport.TPMCloser, stop func(), err error) {
 		}
 		os.RemoveAll(sockDir)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !fileExists(sock); time.Sleep(10 * time.Millisecond) {
+	// The socket file appears at bind(), before swtpm listens: wait until a
+	// connection is accepted (the transport dials on its first command).
+	for deadline := time.Now().Add(10 * time.Second); !listening(sock); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			kill()
-			return nil, nil, fmt.Errorf("swtpm did not create %s within 10s", sock)
+			return nil, nil, fmt.Errorf("swtpm did not listen on %s within 10s", sock)
 		}
 	}
 	tc, err := linuxudstpm.Open(sock)
@@ -60,4 +63,14 @@ func (m *Machine) HostTPM() (t transport.TPMCloser, stop func(), err error) {
 		return nil, nil, err
 	}
 	return tc, func() { tc.Close(); kill() }, nil
+}
+
+// listening reports whether a Unix socket accepts connections.
+func listening(sock string) bool {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
