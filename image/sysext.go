@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/confidisk/confidisk/secureboot"
 )
 
 // Sysext describes a system extension image for the initrd that carries
@@ -33,6 +35,12 @@ type Sysext struct {
 	VersionID string
 	// Seed derives the identifiers (see [Seed]).
 	Seed Seed
+	// PrivateKey and Certificate, PEM files, sign the /usr root hash: the
+	// image then has a usr-verity-sig partition ([VeritySigPartition]),
+	// which systemd's image policy "signed" asks for (systemd-sysext(8):
+	// root=signed+absent:usr=signed+absent for /.extra/sysext in the
+	// initrd). Both or neither; see [LoadSysextSigner].
+	PrivateKey, Certificate string
 }
 
 // sysextNameRE is what systemd accepts as an image name
@@ -40,8 +48,30 @@ type Sysext struct {
 // letters, digits and "-_.", not starting with ".").
 var sysextNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$`)
 
-// Check validates s before anything is written.
+// Check validates s before anything is written: the name, the release
+// fields, the binary and, when signing, the key and certificate.
 func (s *Sysext) Check() error {
+	_, err := s.check()
+	return err
+}
+
+// check is [Sysext.Check], returning the signer (nil when unsigned).
+func (s *Sysext) check() (*secureboot.Signer, error) {
+	if err := s.checkRelease(); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(s.Confidisk)
+	if err != nil {
+		return nil, fmt.Errorf("confidisk binary: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("confidisk binary %s: not a regular file", s.Confidisk)
+	}
+	return LoadSysextSigner(s.PrivateKey, s.Certificate)
+}
+
+// checkRelease validates the name and the extension-release fields.
+func (s *Sysext) checkRelease() error {
 	switch {
 	case !sysextNameRE.MatchString(s.Name):
 		return fmt.Errorf("extension name %q: want letters, digits, '-', '_' and '.', not starting with '.'", s.Name)
@@ -51,13 +81,6 @@ func (s *Sysext) Check() error {
 		return fmt.Errorf("extension for ID=%s: a VERSION_ID= is needed (or ID=_any)", s.OSID)
 	case len(s.Unit) == 0:
 		return errors.New("extension: no confidisk-boot.service")
-	}
-	fi, err := os.Stat(s.Confidisk)
-	if err != nil {
-		return fmt.Errorf("confidisk binary: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("confidisk binary %s: not a regular file", s.Confidisk)
 	}
 	return nil
 }
@@ -104,10 +127,12 @@ func (s *Sysext) tree(dir string) error {
 
 // BuildSysext writes the extension image to out: the tree made into an
 // erofs file system (root-owned, zero timestamps), its dm-verity hash tree,
-// both in a GPT as usr and usr-verity partitions. The same inputs and seed
-// give the same bytes; out appears only once complete.
+// both in a GPT as usr and usr-verity partitions, and with s.PrivateKey the
+// usr-verity-sig partition after them. The same inputs and seed give the
+// same bytes; out appears only once complete.
 func BuildSysext(ctx context.Context, s Sysext, out string) (*Result, error) {
-	if err := s.Check(); err != nil {
+	signer, err := s.check()
+	if err != nil {
 		return nil, err
 	}
 	work, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".build-*")
@@ -129,7 +154,12 @@ func BuildSysext(ctx context.Context, s Sysext, out string) (*Result, error) {
 		return nil, err
 	}
 	l := Layout{Data: data, Hash: hash, RootHash: root, Usr: true, Extension: true, Seed: s.Seed, MoveData: true}
-	parts, err := l.Write(out)
+	var parts []Partition
+	if signer == nil {
+		parts, err = l.Write(out)
+	} else {
+		parts, err = writeSignedSysext(&l, signer, filepath.Join(work, "usr.verity-sig"), out)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 // imageSysextFlags are the flags of `confidisk image sysext`.
 type imageSysextFlags struct {
 	confidisk, osID, versionID, seed string
+	privateKey, certificate          string
 	force, asJSON                    bool
 }
 
@@ -38,13 +40,18 @@ NAME is OUT's base name without .raw: systemd-sysext merges the image only
 under that name. Placed next to a UKI (<uki>.efi.extra.d/NAME.raw),
 systemd-stub passes it to the initrd as /.extra/sysext/ and measures it into
 PCR 13. Merging it there needs systemd 258 or later in the initrd, and its
-default image policy for /.extra/sysext wants a signed verity image
-(docs/distros.md). systemd-dissect OUT shows what it is.
+default image policy for /.extra/sysext (root=signed+absent:usr=signed+absent)
+wants a signed verity image: --private-key and --certificate add the
+usr-verity-sig partition, the root hash signed as systemd-repart signs it
+(PKCS#7, detached, in a JSON object). The initrd must trust the certificate:
+in /etc/verity.d/*.crt inside the initrd, or in a kernel keyring dm-verity
+checks (docs/distros.md). systemd-dissect OUT shows what it is.
 
 The same inputs and --seed give the same bytes; OUT appears only once
 complete.`,
 		Example: `  confidisk image sysext --os-id _any confidisk.raw
-  confidisk image sysext --os-id fedora --os-version-id 42 --json confidisk.raw`,
+  confidisk image sysext --os-id fedora --os-version-id 42 --json confidisk.raw
+  confidisk image sysext --private-key keys/db.key --certificate keys/db.crt confidisk.raw`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runImageSysext(cmd, &o, args[0]) },
 	}
@@ -53,6 +60,8 @@ complete.`,
 	f.StringVar(&o.osID, "os-id", "_any", "os-release ID= of the initrd the extension is for (_any: every one)")
 	f.StringVar(&o.versionID, "os-version-id", "", "os-release VERSION_ID= it is for (needed with an --os-id other than _any)")
 	f.StringVar(&o.seed, "seed", "", "identifiers' seed: any string, or hex:<64 hex digits> (default: random; reported with --json)")
+	f.StringVar(&o.privateKey, "private-key", "", "RSA key (PEM) that signs the usr root hash: adds the usr-verity-sig partition (needs --certificate)")
+	f.StringVar(&o.certificate, "certificate", "", "X.509 certificate (PEM) of --private-key, embedded in the signature; the initrd must trust it (/etc/verity.d or a kernel keyring)")
 	f.BoolVar(&o.force, "force", false, "replace OUT if it exists")
 	f.BoolVar(&o.asJSON, "json", false, "print what was built as JSON")
 	return cmd
@@ -67,7 +76,10 @@ func runImageSysext(cmd *cobra.Command, o *imageSysextFlags, out string) error {
 	if !o.force && pathExists(out) {
 		return fmt.Errorf("%s exists (use --force to replace it)", out)
 	}
-	s := image.Sysext{Name: name, Confidisk: o.confidisk, Unit: dist.BootUnit, OSID: o.osID, VersionID: o.versionID}
+	if (o.privateKey == "") != (o.certificate == "") {
+		return usageError{errors.New("--private-key and --certificate go together: the signature embeds the certificate")}
+	}
+	s := image.Sysext{Name: name, Confidisk: o.confidisk, Unit: dist.BootUnit, OSID: o.osID, VersionID: o.versionID, PrivateKey: o.privateKey, Certificate: o.certificate}
 	var err error
 	if s.Confidisk == "" {
 		if s.Confidisk, err = defaultGuestBinary(); err != nil {
@@ -85,6 +97,10 @@ func runImageSysext(cmd *cobra.Command, o *imageSysextFlags, out string) error {
 	if o.asJSON {
 		return writeJSON(cmd.OutOrStdout(), report)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: extension %s, usr hash %s, seed hex:%s\n", out, name, res.RootHash, report.Seed)
+	signed := ""
+	if o.privateKey != "" {
+		signed = ", signed"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: extension %s, usr hash %s%s, seed hex:%s\n", out, name, res.RootHash, signed, report.Seed)
 	return nil
 }
