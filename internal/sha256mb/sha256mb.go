@@ -11,27 +11,31 @@
 // except for the first block (when it straddles prefix and message) and the
 // last one or two (which hold the padding).
 //
-// On amd64 there are two kernels:
+// On amd64 there are three kernels:
 //
 //   - sixteen messages at once with AVX-512 (one message per 32-bit lane of
-//     the ZMM registers), the fastest where the CPU has AVX-512 F and BW;
-//   - two messages at once with the Intel SHA extensions (SHA256RNDS2,
+//     the ZMM registers), where the CPU has AVX-512 F and BW;
+//   - four messages at once with the Intel SHA extensions (SHA256RNDS2,
 //     SHA256MSG1, SHA256MSG2; Intel 64 and IA-32 Architectures Software
 //     Developer's Manual, Vol. 2, and the white paper "Intel SHA Extensions",
-//     2013), the two instruction streams interleaved so that one message's
-//     SHA256RNDS2 latency overlaps the other's, as in sha256_ni_x2 of Intel's
-//     isa-l_crypto. It takes groups smaller than sixteen.
+//     2013), the four instruction streams interleaved, their message
+//     schedules kept in X16-X31 (AVX-512 VL);
+//   - two messages at once with the SHA extensions alone, as in sha256_ni_x2
+//     of Intel's isa-l_crypto. It takes what is left after the groups.
+//
+// Which of the first two hashes groups is measured once per process (see
+// groupKernel): on the Xeon (Emerald Rapids) this was first written on,
+// SHA256RNDS2 has a latency of about 4 cycles but issues only once per 3,
+// so the AVX-512 kernel, bound by the two 512-bit vector ports, is about
+// twice as fast as the SHA extensions (2.2 times crypto/sha256 against 1.2
+// with two lanes); on AMD's Zen 4 SHA256RNDS2 issues every cycle with the
+// same latency, which four lanes keep busy, and 512-bit instructions run
+// as two halves, so blockX4 is the faster there (3.7 against 3.1 GB/s per
+// core; two lanes 3.2, crypto/sha256 1.7).
 //
 // A single message, other architectures, the purego build tag and CPUs
 // without these features use crypto/sha256, one message at a time. All paths
 // give the same digests.
-//
-// On the Xeon (Emerald Rapids) this was written on, one core hashes a 32-byte
-// salt and a 4096-byte block about 2.2 times as fast as crypto/sha256 with
-// sixteen lanes, and 1.2 times as fast with two: SHA256RNDS2 has a latency of
-// about 4 cycles there but a throughput of only one per 3 cycles, so two
-// interleaved messages gain little, while the AVX-512 kernel is bound by the
-// two 512-bit vector ports.
 package sha256mb
 
 import (
@@ -124,7 +128,8 @@ func (p *Prefixed) Sum(d *[Size]byte, m []byte) {
 // allocate.
 //
 // SumN is fastest with many messages per call, ideally a multiple of 16: it
-// hashes them sixteen at a time with AVX-512 where available, then in pairs
+// hashes them sixteen at a time with AVX-512 or four at a time with the SHA
+// extensions, whichever is faster on this CPU ([groupKernel]), then in pairs
 // with the SHA extensions, then one by one with crypto/sha256.
 func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 	if len(dst) != len(msgs) {
@@ -135,16 +140,50 @@ func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 			panic("sha256mb: SumN of messages with different lengths")
 		}
 	}
+	p.sumN(dst, msgs, groupKernel())
+}
+
+// kernel names the kernel that hashes groups of messages in [Prefixed.sumN].
+type kernel uint8
+
+const (
+	kernelNone kernel = iota // pairs with the SHA extensions, or crypto/sha256
+	kernel16                 // block16: AVX-512
+	kernelX4                 // blockX4: the SHA extensions and AVX-512 VL
+)
+
+func (k kernel) String() string {
+	switch k {
+	case kernel16:
+		return "block16"
+	case kernelX4:
+		return "blockX4"
+	}
+	return "pairs"
+}
+
+// sumN is SumN with groups of messages hashed by kernel k, which the CPU
+// must be able to run.
+func (p *Prefixed) sumN(dst [][Size]byte, msgs [][]byte, k kernel) {
 	i := 0
-	if have16 {
+	switch k {
+	case kernel16:
 		for ; len(msgs)-i >= 16; i += 16 {
 			p.sum16(dst[i:i+16], msgs[i:i+16])
 		}
 		// Sixteen lanes of which some idle beat pairs from 9 messages on
-		// (measured: one 16-lane block takes about the time of 8.5 blocks
-		// through two lanes).
+		// (measured on Emerald Rapids: one 16-lane block takes about the
+		// time of 8.5 blocks through two lanes).
 		if len(msgs)-i >= 9 {
 			p.sum16(dst[i:], msgs[i:])
+			i = len(msgs)
+		}
+	case kernelX4:
+		for ; len(msgs)-i >= 4; i += 4 {
+			p.sum4(dst[i:i+4], msgs[i:i+4])
+		}
+		if len(msgs)-i == 3 {
+			p.sum4(dst[i:], msgs[i:])
 			i = len(msgs)
 		}
 	}
@@ -166,9 +205,9 @@ func (p *Prefixed) sumNGeneric(dst [][Size]byte, msgs [][]byte) {
 	}
 }
 
-// The two block drivers below hash, per lane, the stream rem ‖ m ‖ padding
+// The block drivers below hash, per lane, the stream rem ‖ m ‖ padding
 // from the hash value p.h, where rem is the part of the prefix after its
-// whole blocks:
+// whole blocks, in up to three steps ([Prefixed.steps]):
 //
 //   - a head block rem ‖ m[:64-len(rem)], copied, if rem is not empty and
 //     the stream has a whole block;
@@ -176,58 +215,101 @@ func (p *Prefixed) sumNGeneric(dst [][Size]byte, msgs [][]byte) {
 //   - one or two tail blocks: what remains of rem ‖ m, 0x80, zeros and the
 //     bit length (FIPS 180-4 §5.1.1).
 
-// head writes rem ‖ m[:64-len(rem)] to b; the caller checks that m is long
-// enough.
-func (p *Prefixed) head(b *[2 * blockSize]byte, m []byte) {
-	r := copy(b[:], p.rem)
-	copy(b[r:blockSize], m)
+// step is one call of a kernel: nb blocks from the head buffer, from
+// the message at byte off, or from the tail buffer.
+type step struct {
+	kind stepKind
+	off  int // head: 0; body: where the whole blocks start; tail: where the unhashed end starts
+	r    int // tail: how much of rem precedes m[off:] (all of it, or none after a head block)
+	nb   int
 }
 
-// tail writes the padded end of the stream to b and returns its length,
-// 64 or 128: rem[:r] (all of rem, or none of it if a head block took it),
-// then m, which is the unhashed end of the message, shorter than a block
-// together with rem[:r]. n is the message length.
-func (p *Prefixed) tail(b *[2 * blockSize]byte, r int, m []byte, n int) int {
-	t := copy(b[:], p.rem[:r])
-	t += copy(b[t:], m)
-	b[t] = 0x80
-	clear(b[t+1:])
-	end := blockSize
-	if t+1+8 > blockSize {
-		end = 2 * blockSize
+type stepKind uint8
+
+const (
+	headStep stepKind = iota
+	bodyStep
+	tailStep
+)
+
+// steps returns the steps that hash messages of n bytes: up to three.
+func (p *Prefixed) steps(n int) (s [3]step, k int) {
+	r := len(p.rem)
+	i := 0 // bytes of each message consumed so far
+	if r > 0 && r+n >= blockSize {
+		s[k] = step{kind: headStep, nb: 1}
+		k++
+		i, r = blockSize-r, 0
 	}
-	binary.BigEndian.PutUint64(b[end-8:], (p.plen+uint64(n))<<3)
-	return end
+	if nb := (n - i) / blockSize; nb > 0 {
+		s[k] = step{kind: bodyStep, off: i, nb: nb}
+		k++
+		i += nb * blockSize
+	}
+	nb := 1
+	if r+(n-i)+1+8 > blockSize {
+		nb = 2
+	}
+	s[k] = step{kind: tailStep, off: i, r: r, nb: nb}
+	return s, k + 1
+}
+
+// blocks returns the blocks that step st hashes for message m: the message
+// itself, or buf filled with the head or the padded tail.
+func (p *Prefixed) blocks(st step, m []byte, buf *[2 * blockSize]byte) []byte {
+	switch st.kind {
+	case headStep:
+		r := copy(buf[:], p.rem)
+		copy(buf[r:blockSize], m)
+	case bodyStep:
+		return m[st.off : st.off+st.nb*blockSize]
+	case tailStep:
+		t := copy(buf[:], p.rem[:st.r])
+		t += copy(buf[t:], m[st.off:])
+		buf[t] = 0x80
+		clear(buf[t+1:])
+		binary.BigEndian.PutUint64(buf[st.nb*blockSize-8:], (p.plen+uint64(len(m)))<<3)
+	}
+	return buf[:st.nb*blockSize]
 }
 
 // sum2 hashes two messages of the same length with blockX2.
 func (p *Prefixed) sum2(d0, d1 *[Size]byte, m0, m1 []byte) {
 	h0, h1 := p.h, p.h
 	var b0, b1 [2 * blockSize]byte
-	r := len(p.rem)
-	i := 0 // bytes of m0 and m1 consumed so far
-	if r > 0 && r+len(m0) >= blockSize {
-		p.head(&b0, m0)
-		p.head(&b1, m1)
-		blockX2(&h0, &h1, b0[:blockSize], b1[:blockSize])
-		i, r = blockSize-r, 0
+	steps, k := p.steps(len(m0))
+	for _, st := range steps[:k] {
+		blockX2(&h0, &h1, p.blocks(st, m0, &b0), p.blocks(st, m1, &b1))
 	}
-	if n := (len(m0) - i) &^ (blockSize - 1); n > 0 {
-		blockX2(&h0, &h1, m0[i:i+n], m1[i:i+n])
-		i += n
-	}
-	end := p.tail(&b0, r, m0[i:], len(m0))
-	p.tail(&b1, r, m1[i:], len(m1))
-	blockX2(&h0, &h1, b0[:end], b1[:end])
 	putDigest(d0, &h0)
 	putDigest(d1, &h1)
 }
 
-// sum16 hashes between 1 and 16 messages of the same length with block16.
-// Lanes without a message of their own hash a copy of the first one, and
-// their results are dropped.
+// sum4 hashes between 1 and 4 messages of the same length with blockX4.
+// Lanes without a message of their own hash the first one's blocks again,
+// and their results are dropped.
+func (p *Prefixed) sum4(dst [][Size]byte, msgs [][]byte) {
+	h := [4][8]uint32{p.h, p.h, p.h, p.h}
+	var bufs [4][2 * blockSize]byte
+	var ptrs [4]*byte
+	steps, k := p.steps(len(msgs[0]))
+	for _, st := range steps[:k] {
+		for l, m := range msgs {
+			ptrs[l] = &p.blocks(st, m, &bufs[l])[0]
+		}
+		for l := len(msgs); l < len(ptrs); l++ {
+			ptrs[l] = ptrs[0]
+		}
+		blockX4(&h, &ptrs, st.nb)
+	}
+	for l := range dst[:len(msgs)] {
+		putDigest(&dst[l], &h[l])
+	}
+}
+
+// sum16 hashes between 1 and 16 messages of the same length with block16,
+// idle lanes as in sum4.
 func (p *Prefixed) sum16(dst [][Size]byte, msgs [][]byte) {
-	k := len(msgs)
 	var h [8][16]uint32 // word-major: h[j][lane]
 	for j := range h {
 		for l := range h[j] {
@@ -236,40 +318,17 @@ func (p *Prefixed) sum16(dst [][Size]byte, msgs [][]byte) {
 	}
 	var bufs [16][2 * blockSize]byte
 	var ptrs [16]*byte
-	n := len(msgs[0])
-	r := len(p.rem)
-	i := 0
-	if r > 0 && r+n >= blockSize {
+	steps, k := p.steps(len(msgs[0]))
+	for _, st := range steps[:k] {
 		for l, m := range msgs {
-			p.head(&bufs[l], m)
-			ptrs[l] = &bufs[l][0]
+			ptrs[l] = &p.blocks(st, m, &bufs[l])[0]
 		}
-		for l := k; l < len(ptrs); l++ {
-			ptrs[l] = ptrs[0] // idle lanes
+		for l := len(msgs); l < len(ptrs); l++ {
+			ptrs[l] = ptrs[0]
 		}
-		block16(&h, &ptrs, 1)
-		i, r = blockSize-r, 0
+		block16(&h, &ptrs, st.nb)
 	}
-	if nb := (n - i) / blockSize; nb > 0 {
-		for l, m := range msgs {
-			ptrs[l] = &m[i]
-		}
-		for l := k; l < len(ptrs); l++ {
-			ptrs[l] = ptrs[0] // idle lanes
-		}
-		block16(&h, &ptrs, nb)
-		i += nb * blockSize
-	}
-	end := 0
-	for l, m := range msgs {
-		end = p.tail(&bufs[l], r, m[i:], n)
-		ptrs[l] = &bufs[l][0]
-	}
-	for l := k; l < len(ptrs); l++ {
-		ptrs[l] = ptrs[0]
-	}
-	block16(&h, &ptrs, end/blockSize)
-	for l := range dst[:k] {
+	for l := range dst[:len(msgs)] {
 		for j := range h {
 			binary.BigEndian.PutUint32(dst[l][4*j:], h[j][l])
 		}

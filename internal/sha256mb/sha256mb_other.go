@@ -5,7 +5,10 @@ package sha256mb
 const (
 	haveX2 = false
 	have16 = false
+	have4  = false
 )
+
+func groupKernel() kernel { return kernelNone }
 
 func blockX2(h0, h1 *[8]uint32, p0, p1 []byte) {
 	panic("sha256mb: blockX2 without assembly")
@@ -13,4 +16,8 @@ func blockX2(h0, h1 *[8]uint32, p0, p1 []byte) {
 
 func block16(h *[8][16]uint32, p *[16]*byte, n int) {
 	panic("sha256mb: block16 without assembly")
+}
+
+func blockX4(h *[4][8]uint32, p *[4]*byte, n int) {
+	panic("sha256mb: blockX4 without assembly")
 }
