@@ -31,8 +31,14 @@ type Sysext struct {
 	// 252 and later) matches every OS.
 	OSID string
 	// VersionID is the os-release VERSION_ID= it is for; required unless
-	// OSID is "_any".
+	// OSID is "_any" (where systemd ignores it, so it must be empty) or
+	// InitrdRelease has no VERSION_ID (a rolling release).
 	VersionID string
+	// InitrdRelease, if not nil, is the target initrd's release file
+	// (/etc/initrd-release, os-release(5)): the extension is then refused
+	// unless systemd-sysext in that initrd would accept its
+	// extension-release (see [Sysext.Check]).
+	InitrdRelease []byte
 	// Seed derives the identifiers (see [Seed]).
 	Seed Seed
 	// PrivateKey and Certificate, PEM files, sign the /usr root hash: the
@@ -70,19 +76,26 @@ func (s *Sysext) check() (*secureboot.Signer, error) {
 	return LoadSysextSigner(s.PrivateKey, s.Certificate)
 }
 
-// checkRelease validates the name and the extension-release fields.
+// checkRelease validates the name and the extension-release fields: what
+// systemd-sysext would refuse to merge in the initrd is refused here (see
+// [Sysext.matchInitrd]).
 func (s *Sysext) checkRelease() error {
 	switch {
 	case !sysextNameRE.MatchString(s.Name):
 		return fmt.Errorf("extension name %q: want letters, digits, '-', '_' and '.', not starting with '.'", s.Name)
 	case s.OSID == "":
 		return errors.New("extension OS ID: want the os-release ID= of the initrd, or _any")
-	case s.OSID != "_any" && s.VersionID == "":
-		return fmt.Errorf("extension for ID=%s: a VERSION_ID= is needed (or ID=_any)", s.OSID)
 	case len(s.Unit) == 0:
 		return errors.New("extension: no confidisk-boot.service")
 	}
-	return nil
+	var host map[string]string
+	if s.InitrdRelease != nil {
+		var err error
+		if host, err = ParseOSRelease(s.InitrdRelease); err != nil {
+			return fmt.Errorf("initrd release file: %w", err)
+		}
+	}
+	return s.checkReleaseFields(host)
 }
 
 // ExtensionRelease is the extension-release file of s

@@ -281,6 +281,21 @@ func TestImageSysextReproducible(t *testing.T) {
 	}
 }
 
+// TestImageSysextInitrdRelease: an extension that matches the target
+// initrd's release file is built.
+func TestImageSysextInitrdRelease(t *testing.T) {
+	testutil.LookPath(t, "mkfs.erofs", "erofs-utils")
+	rel := filepath.Join(t.TempDir(), "initrd-release")
+	if err := os.WriteFile(rel, []byte("ID=debian\nVERSION_ID=\"13\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "confidisk.raw")
+	rep, _ := buildSysext(t, img, "--os-id", "debian", "--os-version-id", "13", "--initrd-release", rel)
+	if rep["root_hash"] == nil || !pathExists(img) {
+		t.Fatalf("no image: %v", rep)
+	}
+}
+
 // TestImageSysextRefuses: bad input is refused before anything is written.
 func TestImageSysextRefuses(t *testing.T) {
 	dir := t.TempDir()
@@ -296,6 +311,10 @@ func TestImageSysextRefuses(t *testing.T) {
 	}
 	bin := filepath.Join(dir, "confidisk-guest")
 	if err := os.WriteFile(bin, []byte("not really confidisk\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	debian := filepath.Join(dir, "initrd-release")
+	if err := os.WriteFile(debian, []byte("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\nVERSION_ID=\"13\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	signing := func(key, cert string) []string {
@@ -318,6 +337,11 @@ func TestImageSysextRefuses(t *testing.T) {
 		{"key not PEM", signing(notPEM, dbCert), filepath.Join(dir, "f.raw"), notPEM + ": no PEM block"},
 		{"certificate not PEM", signing(dbKey, notPEM), filepath.Join(dir, "g.raw"), notPEM + ": no PEM block"},
 		{"missing key", signing(filepath.Join(dir, "missing.key"), dbCert), filepath.Join(dir, "h.raw"), "missing.key: no such file"},
+		{"version with _any", []string{"--confidisk", bin, "--os-version-id", "42"}, filepath.Join(dir, "i.raw"), "ignores the version"},
+		{"id not os-release", []string{"--confidisk", bin, "--os-id", "Debian", "--os-version-id", "13"}, filepath.Join(dir, "j.raw"), `extension OS ID "Debian"`},
+		{"initrd of another OS", []string{"--confidisk", bin, "--os-id", "fedora", "--os-version-id", "42", "--initrd-release", debian}, filepath.Join(dir, "k.raw"), "but the initrd is ID=debian"},
+		{"initrd of another version", []string{"--confidisk", bin, "--os-id", "debian", "--os-version-id", "12", "--initrd-release", debian}, filepath.Join(dir, "l.raw"), "the initrd is VERSION_ID=13"},
+		{"initrd release missing", []string{"--confidisk", bin, "--os-id", "debian", "--os-version-id", "13", "--initrd-release", filepath.Join(dir, "missing")}, filepath.Join(dir, "m.raw"), "--initrd-release"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := runIn(t, "", append(append([]string{"image", "sysext"}, tc.args...), tc.out)...)
