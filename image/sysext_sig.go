@@ -36,8 +36,10 @@ type VeritySig struct {
 	// --root-hash) and finds the data and hash partitions by its halves.
 	RootHash string `json:"rootHash"`
 	// CertificateFingerprint is the SHA-256 of the signing certificate's
-	// DER (repart.c: x509_fingerprint); systemd uses it only to tell
-	// signers apart, it verifies with the certificates it trusts.
+	// DER (repart.c: x509_fingerprint). It names the signer; it is not
+	// what trust rests on (dissected_image_load_verity_sig_partition reads
+	// only rootHash and signature, and the signature is verified against
+	// the certificates the kernel or verity.d holds).
 	CertificateFingerprint string `json:"certificateFingerprint"`
 	// Signature is the DER PKCS#7 detached signature of RootHash (the hex
 	// string, no newline), base64 in the JSON as encoding/json writes
