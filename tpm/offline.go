@@ -20,9 +20,10 @@ import (
 var offlineAttributes = tpm2.TPMAObject{}
 
 // SealOffline seals secret to the TPM whose storage root key srk is (from
-// [ParseSRKPublic]) without that TPM, as systemd's tpm2_calculate_seal
-// (systemd-repart --tpm2-device-key=, systemd ≥ 255): only that TPM can
-// import and unseal the result, and only under the policy o describes.
+// [ParseSRKPublic]: ECC P-256 or RSA) without that TPM, as systemd's
+// tpm2_calculate_seal (systemd-repart --tpm2-device-key=, systemd ≥ 255):
+// only that TPM can import and unseal the result, and only under the policy
+// o describes.
 //
 // The object is the one [Seal] would create — a keyed-hash object with
 // sha256 names, a null scheme, authPolicy [PolicyDigest] of the same
@@ -41,10 +42,16 @@ var offlineAttributes = tpm2.TPMAObject{}
 //     reuses the wrapper's seed as seedValue; the TPM accepts either, and a
 //     value of its own keeps the wrapper's key out of the imported object);
 //   - the seed of the outer wrapper and its encryption to the SRK
-//     (TPM2B_ENCRYPTED_SECRET): for an ECC parent an ephemeral P-256 key,
-//     Z = ECDH with the SRK, seed = KDFe(sha256, Z, "DUPLICATE",
-//     ephemeral.x, srk.x, 256) and the ephemeral point as the encrypted
-//     secret (Part 1, "Secret Sharing", ECDH);
+//     (TPM2B_ENCRYPTED_SECRET; Part 1, "Secret Sharing": §B.10.3 for RSA,
+//     the ECC annex's ECDH for ECC): for an ECC parent an ephemeral P-256 key, Z = ECDH with the
+//     SRK, seed = KDFe(sha256, Z, "DUPLICATE", ephemeral.x, srk.x, 256) and
+//     the ephemeral point as the encrypted secret; for an RSA parent a
+//     random seed of the name algorithm's size (32 bytes) and as the
+//     encrypted secret RSA-OAEP of it to the SRK's modulus with the name
+//     algorithm (sha256, for the OAEP hash and MGF1) and the label
+//     "DUPLICATE\x00", its terminating zero included (Part 1, B.10.3;
+//     systemd's tpm2_calculate_seal_rsa_seed → rsa_oaep_encrypt_bytes,
+//     which passes strlen(label)+1);
 //   - the duplicate (TPM2B_PRIVATE, Part 1 "Outer Duplication Wrapper"):
 //     TPM2B_DIGEST(HMAC-SHA256(KDFa(sha256, seed, "INTEGRITY", "", "",
 //     256), dupSensitive ‖ Name)) ‖ dupSensitive, where dupSensitive is
@@ -53,8 +60,12 @@ var offlineAttributes = tpm2.TPMAObject{}
 //     (symmetricAlg null at import), as systemd.
 //
 // The seed's encryption and the wrapper are go-tpm's tpm2.CreateDuplicate
-// (labeled key encapsulation with label "DUPLICATE"). The blob is
-// [Sealed.Blob] with the seed appended (tpm2_marshal_blob), and SRK is set
+// (labeled key encapsulation with label "DUPLICATE": ECDH or RSA-OAEP by
+// the parent's type; the parent's null scheme makes the OAEP hash its name
+// algorithm). The wrapper's keys come from the seed alike for both: KDFa
+// with "STORAGE" and "INTEGRITY" and the object's Name, as systemd's
+// tpm2_calculate_seal_private. The blob is [Sealed.Blob] with the seed
+// appended (tpm2_marshal_blob), and SRK is set
 // as tpm2_calculate_serialize does: the ESYS_TR serialization of
 // [SRKHandle] with the Name computed from srk (nameAlg ‖ SHA-256 of the
 // marshalled TPMT_PUBLIC), so that [Unseal] checks it against the TPM's SRK
@@ -161,7 +172,7 @@ func importSealed(t transport.TPM, parent *SRK, private, public, seed []byte, sr
 	if err == nil {
 		return tpm2.Marshal(ir.OutPrivate), nil
 	}
-	if !importRejected(err) {
+	if !importRejected(t, parent, err) {
 		return nil, fmt.Errorf("import sealed object: %w", err)
 	}
 	if srkChecked {
@@ -171,14 +182,26 @@ func importSealed(t transport.TPM, parent *SRK, private, public, seed []byte, sr
 }
 
 // importRejected reports whether TPM2_Import refused the blob itself: its
-// integrity HMAC, the seed's point or size, or a public area that does not
-// match the sensitive one.
-func importRejected(err error) bool {
+// integrity HMAC, the seed's point, size or OAEP encoding, or a public area
+// that does not match the sensitive one.
+//
+// libtpms (swtpm) answers a seed that does not RSA-OAEP-decode under an RSA
+// parent with TPM_RC_FAILURE (CryptRsa.c CryptRsaDecrypt, its OpenSSL
+// path: any EVP_PKEY_decrypt failure) where the reference code has
+// TPM_RC_VALUE, without going into failure mode; so a TPM_RC_FAILURE under
+// an RSA parent counts as a refused blob when the TPM still answers the
+// next command (TPM2_ReadPublic of the parent), and as the TPM failure it
+// says otherwise.
+func importRejected(t transport.TPM, parent *SRK, err error) bool {
 	for _, rc := range []tpm2.TPMRC{tpm2.TPMRCIntegrity, tpm2.TPMRCValue, tpm2.TPMRCSize, tpm2.TPMRCECCPoint,
 		tpm2.TPMRCBinding, tpm2.TPMRCKey, tpm2.TPMRCKeySize, tpm2.TPMRCInsufficient, tpm2.TPMRCAttributes} {
 		if errors.Is(err, rc) {
 			return true
 		}
 	}
-	return false
+	if parent.Public.Type != tpm2.TPMAlgRSA || !errors.Is(err, tpm2.TPMRCFailure) {
+		return false
+	}
+	_, alive := (tpm2.ReadPublic{ObjectHandle: parent.Handle}).Execute(t)
+	return alive == nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -29,20 +30,27 @@ var legacyAttributes = tpm2.TPMAObject{
 	Restricted: true, Decrypt: true,
 }
 
+// storageSymmetric is the symmetric definition of every storage parent
+// here: AES-128-CFB, the SRK templates' (both of them) and the one every TPM
+// implements.
+func storageSymmetric() tpm2.TPMTSymDefObject {
+	return tpm2.TPMTSymDefObject{
+		Algorithm: tpm2.TPMAlgAES,
+		KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
+		Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
+	}
+}
+
 func eccStorageTemplate(attrs tpm2.TPMAObject) tpm2.TPMTPublic {
 	return tpm2.TPMTPublic{
 		Type:             tpm2.TPMAlgECC,
 		NameAlg:          tpm2.TPMAlgSHA256,
 		ObjectAttributes: attrs,
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Symmetric: tpm2.TPMTSymDefObject{
-				Algorithm: tpm2.TPMAlgAES,
-				KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
-				Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
-			},
-			Scheme:  tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
-			CurveID: tpm2.TPMECCNistP256,
-			KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+			Symmetric: storageSymmetric(),
+			Scheme:    tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
+			CurveID:   tpm2.TPMECCNistP256,
+			KDF:       tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
 		}),
 		// systemd leaves unique empty (x and y of size 0); the TCG template
 		// has 32 zero bytes each. Both are accepted when present; this one
@@ -51,10 +59,39 @@ func eccStorageTemplate(attrs tpm2.TPMAObject) tpm2.TPMTPublic {
 	}
 }
 
+// rsaStorageTemplate is an RSA storage key of keyBits with public exponent
+// exponent (0 is the default 2^16+1, Part 2, TPMS_RSA_PARMS): systemd's RSA
+// SRK template for 2048 and 0.
+func rsaStorageTemplate(attrs tpm2.TPMAObject, keyBits tpm2.TPMKeyBits, exponent uint32) tpm2.TPMTPublic {
+	return tpm2.TPMTPublic{
+		Type:             tpm2.TPMAlgRSA,
+		NameAlg:          tpm2.TPMAlgSHA256,
+		ObjectAttributes: attrs,
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
+			Symmetric: storageSymmetric(),
+			Scheme:    tpm2.TPMTRSAScheme{Scheme: tpm2.TPMAlgNull},
+			KeyBits:   keyBits,
+			Exponent:  exponent,
+		}),
+		// systemd leaves unique empty; the TCG template has 256 zero bytes.
+		// The unique of a template is an input to the primary key's
+		// derivation, so the empty one makes the SRK systemd makes.
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{}),
+	}
+}
+
 // SRKTemplate is the ECC P-256 storage primary template systemd creates at
 // [SRKHandle] (tpm2-util.c tpm2_get_srk_template; TCG EK Credential Profile
 // template L-2 as amended by the Provisioning Guidance, section 7.5.1).
 func SRKTemplate() tpm2.TPMTPublic { return eccStorageTemplate(srkAttributes) }
+
+// RSASRKTemplate is the RSA-2048 storage primary template systemd creates
+// at [SRKHandle] on a TPM without ECC P-256 (tpm2-util.c
+// tpm2_get_srk_template, tpm2_get_best_srk_template; TCG EK Credential
+// Profile template L-1 as amended by the Provisioning Guidance, section
+// 7.5.1): exponent 0 (2^16+1), AES-128-CFB, null scheme, sha256 names,
+// the SRK attributes.
+func RSASRKTemplate() tpm2.TPMTPublic { return rsaStorageTemplate(srkAttributes, 2048, 0) }
 
 // SRK is a loaded storage parent: the persistent SRK or, for systemd's
 // pre-v255 tokens, a transient legacy primary.
@@ -72,13 +109,60 @@ func (s *SRK) flush(t transport.TPM) {
 	}
 }
 
-// checkStorageTemplate reports whether pub is an ECC P-256 storage key of
-// the SRK template (attributes, symmetric, scheme, curve, KDF, empty policy),
-// ignoring unique, which is the key itself.
+// srkRSAKeyBits are the RSA storage parent sizes accepted: systemd's
+// template is 2048 bits; tpm2_calculate_seal and tpm2_get_srk take any RSA
+// key, and Part 2 (TPMI_RSA_KEY_BITS) leaves the sizes to the TPM, whose
+// reference implementation knows 1024, 2048, 3072 and 4096. 1024 is refused:
+// it is below the 112-bit strength (NIST SP 800-131A) of the AES-128 and
+// SHA-256 the parent's children are protected with.
+var srkRSAKeyBits = []tpm2.TPMKeyBits{2048, 3072, 4096}
+
+// rsaDefaultExponent is the RSA public exponent an exponent of 0 stands for
+// (Part 2, TPMS_RSA_PARMS).
+const rsaDefaultExponent = 65537
+
+// checkRSAParms checks an RSA storage parent's size and exponent: one of
+// srkRSAKeyBits, and 0 or 2^16+1 spelled out (the same key; another
+// exponent is no SRK template's).
+func checkRSAParms(p *tpm2.TPMSRSAParms) error {
+	if !slices.Contains(srkRSAKeyBits, p.KeyBits) {
+		return fmt.Errorf("%w: rsa key of %d bits (the srk is rsa 2048; 3072 and 4096 are taken too)", ErrUnsupported, p.KeyBits)
+	}
+	if p.Exponent != 0 && p.Exponent != rsaDefaultExponent {
+		return fmt.Errorf("%w: rsa exponent %d (an srk's is 0, standing for 65537, or 65537)", ErrUnsupported, p.Exponent)
+	}
+	return nil
+}
+
+// storageTemplateFor returns the SRK template with attrs that pub must
+// match but for unique: ECC P-256, or RSA of pub's size and exponent.
+func storageTemplateFor(pub *tpm2.TPMTPublic, attrs tpm2.TPMAObject) (tpm2.TPMTPublic, string, error) {
+	switch pub.Type {
+	case tpm2.TPMAlgECC:
+		return eccStorageTemplate(attrs), "aes-128-cfb, null scheme, nist p-256, null kdf", nil
+	case tpm2.TPMAlgRSA:
+		p, err := pub.Parameters.RSADetail()
+		if err == nil {
+			err = checkRSAParms(p)
+		}
+		if err != nil {
+			return tpm2.TPMTPublic{}, "", fmt.Errorf("%w: %w", ErrSRKMismatch, err)
+		}
+		return rsaStorageTemplate(attrs, p.KeyBits, p.Exponent), "aes-128-cfb, null scheme", nil
+	}
+	return tpm2.TPMTPublic{}, "", fmt.Errorf("%w: object type 0x%x; want an ecc or rsa key", ErrSRKMismatch, pub.Type)
+}
+
+// checkStorageTemplate reports whether pub is a storage key of an SRK
+// template (attributes, symmetric, scheme, curve or size and exponent, KDF,
+// empty policy), ignoring unique, which is the key itself.
 func checkStorageTemplate(pub *tpm2.TPMTPublic, attrs tpm2.TPMAObject) error {
-	want := eccStorageTemplate(attrs)
-	if pub.Type != want.Type || pub.NameAlg != want.NameAlg {
-		return fmt.Errorf("%w: type 0x%x, name algorithm 0x%x; want an ecc key with sha256 names", ErrSRKMismatch, pub.Type, pub.NameAlg)
+	want, parms, err := storageTemplateFor(pub, attrs)
+	if err != nil {
+		return err
+	}
+	if pub.NameAlg != want.NameAlg {
+		return fmt.Errorf("%w: name algorithm 0x%x; want sha256 names", ErrSRKMismatch, pub.NameAlg)
 	}
 	if pub.ObjectAttributes != attrs {
 		return fmt.Errorf("%w: object attributes 0x%08x, want 0x%08x (restricted decrypt, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA)",
@@ -90,13 +174,15 @@ func checkStorageTemplate(pub *tpm2.TPMTPublic, attrs tpm2.TPMAObject) error {
 	same := *pub
 	same.Unique = want.Unique
 	if !bytes.Equal(tpm2.Marshal(&same), tpm2.Marshal(&want)) {
-		return fmt.Errorf("%w: parameters are not aes-128-cfb, null scheme, nist p-256, null kdf", ErrSRKMismatch)
+		return fmt.Errorf("%w: parameters are not %s", ErrSRKMismatch, parms)
 	}
 	return nil
 }
 
-// ReadSRK reads the SRK at [SRKHandle] and checks its template. It returns
-// an error wrapping tpm2.TPMRCHandle when there is none.
+// ReadSRK reads the SRK at [SRKHandle] and checks its template: ECC P-256
+// ([SRKTemplate]) or RSA ([RSASRKTemplate], or 3072 or 4096 bits), as
+// systemd creates one or the other. It returns an error wrapping
+// tpm2.TPMRCHandle when there is none.
 func ReadSRK(t transport.TPM) (*SRK, error) {
 	rp, err := (tpm2.ReadPublic{ObjectHandle: SRKHandle}).Execute(t)
 	if err != nil {
@@ -107,15 +193,17 @@ func ReadSRK(t transport.TPM) (*SRK, error) {
 		return nil, fmt.Errorf("read srk at 0x%x: %w", uint32(SRKHandle), err)
 	}
 	if err := checkStorageTemplate(pub, srkAttributes); err != nil {
-		return nil, fmt.Errorf("the key at 0x%x is not an ecc p-256 srk: %w", uint32(SRKHandle), err)
+		return nil, fmt.Errorf("the key at 0x%x is not an srk of systemd's templates: %w", uint32(SRKHandle), err)
 	}
 	return &SRK{Handle: SRKHandle, Name: rp.Name, Public: *pub}, nil
 }
 
-// GetOrCreateSRK returns the SRK at [SRKHandle], creating it with
-// [SRKTemplate] under the owner hierarchy (empty owner authorisation) and
-// making it persistent (TPM2_EvictControl, Part 3, section 28.5) when there
-// is none, as systemd's tpm2_get_or_create_srk. created says which.
+// GetOrCreateSRK returns the SRK at [SRKHandle]. When there is none it
+// creates one as systemd's tpm2_get_or_create_srk does: with [SRKTemplate]
+// or, on a TPM that does not take ECC P-256, [RSASRKTemplate]
+// (bestSRKTemplate), under the owner hierarchy (empty owner
+// authorisation), made persistent (TPM2_EvictControl, Part 3, section
+// 28.5). created says which.
 func GetOrCreateSRK(t transport.TPM) (srk *SRK, created bool, err error) {
 	srk, err = ReadSRK(t)
 	if err == nil {
@@ -124,9 +212,42 @@ func GetOrCreateSRK(t transport.TPM) (srk *SRK, created bool, err error) {
 	if !errors.Is(err, tpm2.TPMRCHandle) {
 		return nil, false, err
 	}
-	cp, err := (tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(SRKTemplate())}).Execute(t)
+	tmpl, err := bestSRKTemplate(t)
 	if err != nil {
-		return nil, false, fmt.Errorf("create srk: %w", err)
+		return nil, false, err
+	}
+	if err := persistSRK(t, tmpl); err != nil {
+		return nil, false, err
+	}
+	srk, err = ReadSRK(t)
+	return srk, true, err
+}
+
+// bestSRKTemplate picks the SRK template as systemd's
+// tpm2_get_best_srk_template: ECC P-256 when the TPM takes its parameters
+// (TPM2_TestParms, Part 3, section 10.3), else RSA-2048.
+func bestSRKTemplate(t transport.TPM) (tpm2.TPMTPublic, error) {
+	var refused error
+	for _, tmpl := range []tpm2.TPMTPublic{SRKTemplate(), RSASRKTemplate()} {
+		_, err := (tpm2.TestParms{Parameters: tpm2.TPMTPublicParms{Type: tmpl.Type, Parameters: tmpl.Parameters}}).Execute(t)
+		if err == nil {
+			return tmpl, nil
+		}
+		var rc tpm2.TPMRC
+		if !errors.As(err, &rc) || rc.IsWarning() {
+			return tpm2.TPMTPublic{}, fmt.Errorf("test the srk template's parameters: %w", err)
+		}
+		refused = err
+	}
+	return tpm2.TPMTPublic{}, fmt.Errorf("%w: the tpm takes neither the ecc p-256 nor the rsa-2048 srk template (%w)", ErrUnsupported, refused)
+}
+
+// persistSRK creates a storage primary of tmpl under the owner hierarchy
+// and makes it persistent at [SRKHandle].
+func persistSRK(t transport.TPM, tmpl tpm2.TPMTPublic) error {
+	cp, err := (tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tmpl)}).Execute(t)
+	if err != nil {
+		return fmt.Errorf("create srk: %w", err)
 	}
 	defer (tpm2.FlushContext{FlushHandle: cp.ObjectHandle}).Execute(t)
 	_, err = (tpm2.EvictControl{
@@ -135,10 +256,9 @@ func GetOrCreateSRK(t transport.TPM) (srk *SRK, created bool, err error) {
 		PersistentHandle: SRKHandle,
 	}).Execute(t)
 	if err != nil {
-		return nil, false, fmt.Errorf("persist srk at 0x%x: %w", uint32(SRKHandle), err)
+		return fmt.Errorf("persist srk at 0x%x: %w", uint32(SRKHandle), err)
 	}
-	srk, err = ReadSRK(t)
-	return srk, true, err
+	return nil
 }
 
 // legacyPrimary creates systemd's pre-SRK transient ECC primary

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -22,19 +23,24 @@ const p256Coordinate = 32
 // and systemd-repart --tpm2-device-key= reads (tpm2-util.c
 // tpm2_load_public_key_file): a marshalled TPM2B_PUBLIC, with nothing after
 // it; a bare TPMT_PUBLIC when the bytes are unambiguously one and not the
-// other; or a PEM "PUBLIC KEY" (SubjectPublicKeyInfo) of an ECC P-256 point,
-// which becomes [SRKTemplate] with that point, the public area of the SRK
-// with that key, so that its Name is the SRK's (systemd's
-// tpm2_load_public_key_file reads only a TPM2B_PUBLIC; systemd-tpm2-setup
-// writes the PEM as /run/systemd/tpm2-srk-public-key.pem).
+// other; or a PEM "PUBLIC KEY" (SubjectPublicKeyInfo) of an ECC P-256 point
+// or an RSA modulus (exponent 65537), which becomes [SRKTemplate] with that
+// point or [RSASRKTemplate] (of the modulus' size) with that modulus: the
+// public area of the SRK with that key, so that its Name is the SRK's
+// (systemd's tpm2_load_public_key_file reads only a TPM2B_PUBLIC;
+// systemd-tpm2-setup writes the PEM as /run/systemd/tpm2-srk-public-key.pem).
 //
-// Only an ECC P-256 storage parent of the SRK template is accepted: that is
-// the SRK [GetOrCreateSRK] makes and [Unseal] reads at [SRKHandle]. RSA
-// parents (systemd's SRK on a TPM without ECC) are refused with
-// [ErrUnsupported]. A key that is no storage parent — not restricted and
-// decrypt, a signing key, another symmetric than AES-128-CFB — is refused
-// with [ErrNotStorageKey], malformed bytes or a point off the curve with
-// [ErrBadPublicKey].
+// Accepted are the storage parents systemd creates at [SRKHandle]
+// (tpm2_get_srk_template): ECC P-256 and RSA of the SRK template — what
+// [GetOrCreateSRK] makes and [Unseal] reads at [SRKHandle]. systemd's
+// tpm2_calculate_seal takes any RSA size; here RSA is 2048 (systemd's
+// template), 3072 or 4096 bits, with exponent 0 or 65537 (see
+// srkRSAKeyBits), other sizes and exponents give [ErrUnsupported]. A key
+// that is no storage parent — not restricted and decrypt, a signing key,
+// another symmetric than AES-128-CFB — is refused with [ErrNotStorageKey];
+// malformed bytes, a point off the curve or a modulus of the wrong length
+// with [ErrBadPublicKey]; a storage key of another template (the SRK could
+// never be it) with [ErrSRKMismatch].
 func ParseSRKPublic(b []byte) (*tpm2.TPMTPublic, error) {
 	var pub *tpm2.TPMTPublic
 	var err error
@@ -100,8 +106,8 @@ func unmarshalExactly(b []byte) (*tpm2.TPMTPublic, error) {
 	return p, nil
 }
 
-// srkFromPEM turns a PEM SubjectPublicKeyInfo of an ECC P-256 key into the
-// SRK's public area with that point.
+// srkFromPEM turns a PEM SubjectPublicKeyInfo of an ECC P-256 or RSA key
+// into the SRK's public area with that key.
 func srkFromPEM(b []byte) (*tpm2.TPMTPublic, error) {
 	blk, rest := pem.Decode(b)
 	if blk == nil {
@@ -119,29 +125,47 @@ func srkFromPEM(b []byte) (*tpm2.TPMTPublic, error) {
 	}
 	switch k := k.(type) {
 	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%w: ecc curve %s (the srk is nist p-256)", ErrUnsupported, k.Curve.Params().Name)
-		}
-		raw, err := k.Bytes()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadPublicKey, err)
-		}
-		pub := SRKTemplate()
-		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-			X: tpm2.TPM2BECCParameter{Buffer: raw[1 : 1+p256Coordinate]},
-			Y: tpm2.TPM2BECCParameter{Buffer: raw[1+p256Coordinate:]},
-		})
-		return &pub, nil
+		return eccSRKFromKey(k)
 	case *rsa.PublicKey:
-		return nil, fmt.Errorf("%w: rsa storage parents (the srk must be ecc p-256)", ErrUnsupported)
+		return rsaSRKFromKey(k)
 	default:
-		return nil, fmt.Errorf("%w: public key type %T (the srk must be ecc p-256)", ErrUnsupported, k)
+		return nil, fmt.Errorf("%w: public key type %T (the srk is ecc p-256 or rsa)", ErrUnsupported, k)
 	}
 }
 
-// checkSRKPublic checks that pub is an ECC P-256 storage parent (Part 1,
-// "Storage Keys": restricted, decrypt, not sign, with a symmetric
-// algorithm for its children) of [SRKTemplate], with a point on the curve.
+// eccSRKFromKey is [SRKTemplate] with k's point.
+func eccSRKFromKey(k *ecdsa.PublicKey) (*tpm2.TPMTPublic, error) {
+	if k.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("%w: ecc curve %s (the srk is nist p-256)", ErrUnsupported, k.Curve.Params().Name)
+	}
+	raw, err := k.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPublicKey, err)
+	}
+	pub := SRKTemplate()
+	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
+		X: tpm2.TPM2BECCParameter{Buffer: raw[1 : 1+p256Coordinate]},
+		Y: tpm2.TPM2BECCParameter{Buffer: raw[1+p256Coordinate:]},
+	})
+	return &pub, nil
+}
+
+// rsaSRKFromKey is the RSA SRK template of k's size with k's modulus and
+// exponent 0, as systemd writes 65537 (tpm2_tpm2b_public_from_openssl_pkey)
+// and creates the SRK (tpm2_get_srk_template).
+func rsaSRKFromKey(k *rsa.PublicKey) (*tpm2.TPMTPublic, error) {
+	if k.E != rsaDefaultExponent {
+		return nil, fmt.Errorf("%w: rsa exponent %d (an srk's is 65537)", ErrUnsupported, k.E)
+	}
+	pub := rsaStorageTemplate(srkAttributes, tpm2.TPMKeyBits(k.N.BitLen()), 0)
+	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: k.N.Bytes()})
+	return &pub, nil
+}
+
+// checkSRKPublic checks that pub is a storage parent (Part 1, "Storage
+// Keys": restricted, decrypt, not sign, with a symmetric algorithm for its
+// children) of an SRK template: ECC P-256 with a point on the curve, or RSA
+// of an accepted size and exponent with a modulus of that size.
 func checkSRKPublic(pub *tpm2.TPMTPublic) error {
 	switch pub.Type {
 	case tpm2.TPMAlgECC, tpm2.TPMAlgRSA:
@@ -155,9 +179,24 @@ func checkSRKPublic(pub *tpm2.TPMTPublic) error {
 		return fmt.Errorf("%w: attributes restricted=%t decrypt=%t sign=%t (a storage parent is restricted and decrypt, and does not sign)",
 			ErrNotStorageKey, a.Restricted, a.Decrypt, a.SignEncrypt)
 	}
+	var err error
 	if pub.Type == tpm2.TPMAlgRSA {
-		return fmt.Errorf("%w: rsa storage parents (the srk must be ecc p-256)", ErrUnsupported)
+		err = checkRSAKey(pub)
+	} else {
+		err = checkECCKey(pub)
 	}
+	if err != nil {
+		return err
+	}
+	if err := checkStorageTemplate(pub, srkAttributes); err != nil {
+		return fmt.Errorf("not the srk template, so the srk at 0x%x could never be this key: %w", uint32(SRKHandle), err)
+	}
+	return nil
+}
+
+// checkECCKey checks an ECC storage parent's symmetric, curve, name
+// algorithm and point.
+func checkECCKey(pub *tpm2.TPMTPublic) error {
 	ecc, err := pub.Parameters.ECCDetail()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPublicKey, err)
@@ -168,14 +207,36 @@ func checkSRKPublic(pub *tpm2.TPMTPublic) error {
 	if ecc.CurveID != tpm2.TPMECCNistP256 {
 		return fmt.Errorf("%w: ecc curve 0x%x (the srk is nist p-256)", ErrUnsupported, ecc.CurveID)
 	}
-	if pub.NameAlg != tpm2.TPMAlgSHA256 {
-		return fmt.Errorf("%w: name algorithm 0x%x (the srk has sha256 names)", ErrUnsupported, pub.NameAlg)
-	}
-	if _, err := srkPoint(pub); err != nil {
+	if err := checkSRKNameAlg(pub); err != nil {
 		return err
 	}
-	if err := checkStorageTemplate(pub, srkAttributes); err != nil {
-		return fmt.Errorf("not the srk template, so the srk at 0x%x could never be this key: %w", uint32(SRKHandle), err)
+	_, err = srkPoint(pub)
+	return err
+}
+
+// checkRSAKey checks an RSA storage parent's symmetric, size, exponent,
+// name algorithm and modulus.
+func checkRSAKey(pub *tpm2.TPMTPublic) error {
+	p, err := pub.Parameters.RSADetail()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPublicKey, err)
+	}
+	if err := checkStorageSymmetric(&p.Symmetric); err != nil {
+		return err
+	}
+	if err := checkRSAParms(p); err != nil {
+		return err
+	}
+	if err := checkSRKNameAlg(pub); err != nil {
+		return err
+	}
+	_, err = srkRSAKey(pub)
+	return err
+}
+
+func checkSRKNameAlg(pub *tpm2.TPMTPublic) error {
+	if pub.NameAlg != tpm2.TPMAlgSHA256 {
+		return fmt.Errorf("%w: name algorithm 0x%x (the srk has sha256 names)", ErrUnsupported, pub.NameAlg)
 	}
 	return nil
 }
@@ -192,6 +253,25 @@ func checkStorageSymmetric(sym *tpm2.TPMTSymDefObject) error {
 		return fmt.Errorf("%w: symmetric is not aes-128-cfb", ErrNotStorageKey)
 	}
 	return nil
+}
+
+// srkRSAKey returns the RSA public key of pub, whose modulus must have
+// exactly keyBits (Part 2, TPM2B_PUBLIC_KEY_RSA: the TPM writes keyBits/8
+// bytes) and be odd.
+func srkRSAKey(pub *tpm2.TPMTPublic) (*rsa.PublicKey, error) {
+	p, err := pub.Parameters.RSADetail()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPublicKey, err)
+	}
+	n, err := pub.Unique.RSA()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPublicKey, err)
+	}
+	k := &rsa.PublicKey{N: new(big.Int).SetBytes(n.Buffer), E: rsaDefaultExponent}
+	if len(n.Buffer)*8 != int(p.KeyBits) || k.N.BitLen() != int(p.KeyBits) || k.N.Bit(0) == 0 {
+		return nil, fmt.Errorf("%w: rsa modulus of %d bytes (%d bits, odd=%t), want %d bits, odd", ErrBadPublicKey, len(n.Buffer), k.N.BitLen(), k.N.Bit(0) == 1, p.KeyBits)
+	}
+	return k, nil
 }
 
 // srkPoint returns the ECC P-256 point of pub, whose coordinates must be
@@ -217,15 +297,18 @@ func srkPoint(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 // [ParseSRKPublic] and systemd-repart --tpm2-device-key= read.
 func MarshalSRKPublic(pub *tpm2.TPMTPublic) []byte { return tpm2.Marshal(tpm2.New2B(*pub)) }
 
-// SRKPublicPEM renders an ECC P-256 SRK's key as a PEM "PUBLIC KEY"
+// SRKPublicPEM renders an SRK's key as a PEM "PUBLIC KEY"
 // (SubjectPublicKeyInfo), as systemd-tpm2-setup writes
-// /run/systemd/tpm2-srk-public-key.pem. It loses the SRK's attributes:
-// [ParseSRKPublic] puts them back from [SRKTemplate].
+// /run/systemd/tpm2-srk-public-key.pem: the ECC P-256 point, or the RSA
+// modulus with exponent 65537. It loses the SRK's attributes:
+// [ParseSRKPublic] puts them back from the template, so an RSA SRK whose
+// public area spells its exponent out as 65537 (not the template's 0) is
+// refused with [ErrUnsupported]: its PEM would name another key.
 func SRKPublicPEM(pub *tpm2.TPMTPublic) ([]byte, error) {
 	if err := checkSRKPublic(pub); err != nil {
 		return nil, fmt.Errorf("srk public key: %w", err)
 	}
-	k, err := srkPoint(pub)
+	k, err := srkCryptoKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("srk public key: %w", err)
 	}
@@ -234,4 +317,20 @@ func SRKPublicPEM(pub *tpm2.TPMTPublic) ([]byte, error) {
 		return nil, fmt.Errorf("srk public key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// srkCryptoKey is the key of a checked SRK public area whose PEM
+// [ParseSRKPublic] turns back into that area.
+func srkCryptoKey(pub *tpm2.TPMTPublic) (any, error) {
+	if pub.Type == tpm2.TPMAlgECC {
+		return srkPoint(pub)
+	}
+	p, err := pub.Parameters.RSADetail()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPublicKey, err)
+	}
+	if p.Exponent != 0 {
+		return nil, fmt.Errorf("%w: the rsa srk's public area spells its exponent out; a pem would name the template's key (exponent 0), not this one: use the tpm2b", ErrUnsupported)
+	}
+	return srkRSAKey(pub)
 }

@@ -601,16 +601,19 @@ func newTPMSRKCmd() *cobra.Command {
 		Use:   "srk [--tpm DEVICE] [--format tpm2b|pem] [--output FILE]",
 		Short: "Print the vTPM's storage root key, to seal to this vTPM offline",
 		Long: `Prints the public key of the storage root key (SRK) at 0x81000001, as
-"systemd-analyze srk" does; when the TPM has no SRK it is created first, with
-systemd's template (ECC P-256, restricted decrypt, AES-128-CFB), and made
-persistent, as systemd-tpm2-setup does at boot. Whoever has this key can seal
-a secret to this vTPM without it, and no other TPM can unseal that secret.
+"systemd-analyze srk" does: ECC P-256 or RSA (2048 bits on a TPM without ECC),
+whichever is there. When the TPM has no SRK it is created first, with
+systemd's template (ECC P-256, or RSA-2048 where the TPM lacks ECC;
+restricted decrypt, AES-128-CFB), and made persistent, as systemd-tpm2-setup
+does at boot. Whoever has this key can seal a secret to this vTPM without it,
+and no other TPM can unseal that secret.
 
 --format tpm2b (the default) writes a marshalled TPM2B_PUBLIC, what
 systemd-analyze srk writes and systemd-repart --tpm2-device-key= reads. It is
 binary, so it is not written to a terminal: give --output FILE. --format pem
 writes the key as a PEM public key (SubjectPublicKeyInfo, as
-/run/systemd/tpm2-srk-public-key.pem); confidisk reads both forms.
+/run/systemd/tpm2-srk-public-key.pem: the ECC point or the RSA modulus);
+confidisk reads both forms.
 
 The operator runs this on the instance (or, for an instance that is powered
 off, against an swtpm started on its vTPM state: --tpm swtpm:SOCKET) and
