@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -166,6 +167,32 @@ func TestSealOfflineRSASRK(t *testing.T) {
 			t.Fatalf("Unseal after pcr 7 changed: %v, want ErrPCRMismatch", err)
 		}
 	})
+}
+
+// TestSealOfflineRSA3072SRK: an RSA-3072 SRK (which systemd does not
+// create but seals to, tpm2_calculate_seal) works as the 2048-bit one.
+func TestSealOfflineRSA3072SRK(t *testing.T) {
+	tp := tpmtest.Start(t).Open()
+	if err := persistSRK(tp, rsaStorageTemplate(srkAttributes, 3072, 0)); err != nil {
+		t.Fatal(err)
+	}
+	srk, err := ReadSRK(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range rsaEncodings(t, srk) {
+		pub, err := ParseSRKPublic(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		s, err := SealOffline(pub, []byte("3072"), SealOptions{PCRs: []int{7}, PCRValues: readPCRs(t, tp, 7)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Unseal(tp, s, UnsealOptions{}); err != nil || string(got) != "3072" {
+			t.Fatalf("%s: Unseal = %q, %v", name, got, err)
+		}
+	}
 }
 
 // TestUnsealDamagedRSAOfflineSeal damages each part of a seal to an RSA
@@ -384,8 +411,16 @@ func kdfa(key []byte, label string, contextU, contextV []byte, bits int) []byte 
 // and KDFa(seed, "STORAGE", Name) the AES-128-CFB (zero IV) that hides the
 // TPM2B_SENSITIVE (Part 1, "Outer Duplication Wrapper"); inside is the
 // secret, and the public area's unique is SHA-256(seedValue ‖ secret).
+//
+// It runs for each accepted size; 4096 bits only here, as swtpm 0.7.1
+// (libtpms 0.9) makes no RSA-4096 keys.
 func TestRSASeedFollowsSpec(t *testing.T) {
-	k := genRSA(t, 2048)
+	for _, bits := range srkRSAKeyBits {
+		t.Run(fmt.Sprint(bits), func(t *testing.T) { checkRSASeed(t, genRSA(t, int(bits))) })
+	}
+}
+
+func checkRSASeed(t *testing.T, k *rsa.PrivateKey) {
 	srk, err := ParseSRKPublic(rsaPublic(&k.PublicKey, nil))
 	if err != nil {
 		t.Fatal(err)
