@@ -111,10 +111,10 @@ func (s *SRK) flush(t transport.TPM) {
 
 // srkRSAKeyBits are the RSA storage parent sizes accepted: systemd's
 // template is 2048 bits; tpm2_calculate_seal and tpm2_get_srk take any RSA
-// key, and Part 2 (TPMI_RSA_KEY_BITS) leaves the sizes to the TPM, whose
-// reference implementation knows 1024, 2048, 3072 and 4096. 1024 is refused:
-// it is below the 112-bit strength (NIST SP 800-131A) of the AES-128 and
-// SHA-256 the parent's children are protected with.
+// key, and Part 2 (TPMI_RSA_KEY_BITS) leaves the sizes to the TPM's
+// implementation (swtpm 0.7.1 makes 2048 and 3072 bits, not 4096). 1024 is
+// refused: it is below the 112-bit strength (NIST SP 800-131A) of the
+// AES-128 and SHA-256 the parent's children are protected with.
 var srkRSAKeyBits = []tpm2.TPMKeyBits{2048, 3072, 4096}
 
 // rsaDefaultExponent is the RSA public exponent an exponent of 0 stands for
