@@ -1,6 +1,7 @@
 package image
 
 import (
+	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
@@ -83,7 +84,9 @@ func SignRootHash(s *secureboot.Signer, rootHash []byte) ([]byte, error) {
 // for rootHash signed by s: the [VeritySig] JSON object, compact as
 // sd_json_variant_format(v, 0) writes it, padded with NUL bytes to
 // [VeritySigSize] (repart.c: strgrowpad0 to the partition size;
-// systemd-dissect requires everything after the first NUL to be NUL).
+// systemd-dissect requires everything after the first NUL to be NUL). For
+// the same root hash, key and certificate it is byte for byte what
+// systemd-repart 252 writes for Verity=signature.
 func VeritySigPartition(s *secureboot.Signer, rootHash []byte) ([]byte, error) {
 	sig, err := SignRootHash(s, rootHash)
 	if err != nil {
@@ -174,8 +177,20 @@ func LoadSysextSigner(keyPath, certPath string) (*secureboot.Signer, error) {
 // keeps it for Verity=signature partitions). Here the key is the image's
 // [Seed].
 func VeritySigUUID(seed Seed) gpt.GUID {
-	t := gpt.TypeUsrVeritySigX86_64
-	return seed.UUID(string(t[:]))
+	return repartUUID(seed[:], gpt.TypeUsrVeritySigX86_64)
+}
+
+// repartUUID is partition_acquire_uuid's UUID for the first partition of
+// type typ: the first 16 bytes of HMAC-SHA256(seed, typ), typ in its text
+// byte order (an sd_id128_t), made a version 4 UUID (id128_make_v4_uuid).
+func repartUUID(seed []byte, typ gpt.GUID) gpt.GUID {
+	m := hmac.New(sha256.New, seed)
+	m.Write(typ[:])
+	var g gpt.GUID
+	copy(g[:], m.Sum(nil))
+	g[6] = g[6]&0x0f | 0x40
+	g[8] = g[8]&0x3f | 0x80
+	return g
 }
 
 // writeSignedSysext writes l as [Layout.Write] does, with the verity

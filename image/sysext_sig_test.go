@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -313,5 +314,92 @@ func TestVeritySigUUID(t *testing.T) {
 	}
 	if VeritySigUUID(NewSeed("another")) == VeritySigUUID(seed) {
 		t.Error("two seeds give the same UUID")
+	}
+}
+
+// TestVeritySigMatchesRepart: systemd-repart, the oracle, builds a /usr
+// verity pair with Verity=signature from the same key and certificate; its
+// signature partition is byte for byte what VeritySigPartition writes for
+// repart's root hash (JSON, field order, the PKCS#7 DER, the NUL padding,
+// the size), its label is ours and its UUID is repartUUID of repart's seed.
+func TestVeritySigMatchesRepart(t *testing.T) {
+	repart := testutil.LookPath(t, "systemd-repart", "systemd")
+	if os.Geteuid() != 0 {
+		testutil.Missing(t, "root (systemd-repart formats the verity hash partition)", "run the tests as root")
+	}
+	dir := t.TempDir()
+	nb, na := validNow()
+	keyPath, certPath := testSigner(t, dir, "repart", "rsa", nb, na)
+	data := filepath.Join(dir, "usr.img")
+	if err := os.WriteFile(data, bytes.Repeat([]byte("usr data block\n"), 65536), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defs := filepath.Join(dir, "repart.d")
+	if err := os.Mkdir(defs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, conf := range map[string]string{
+		"10-usr.conf":            "[Partition]\nType=usr\nCopyBlocks=" + data + "\nVerity=data\nVerityMatchKey=usr\n",
+		"20-usr-verity.conf":     "[Partition]\nType=usr-verity\nVerity=hash\nVerityMatchKey=usr\nSizeMinBytes=1M\n",
+		"30-usr-verity-sig.conf": "[Partition]\nType=usr-verity-sig\nVerity=signature\nVerityMatchKey=usr\n",
+	} {
+		if err := os.WriteFile(filepath.Join(defs, name), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const seed = "0c0b1a2f-3e4d-4c5b-8a69-78879695a4b3"
+	img := filepath.Join(dir, "repart.raw")
+	cmd := exec.Command(repart, "--empty=create", "--size=auto", "--dry-run=no", "--definitions="+defs,
+		"--private-key="+keyPath, "--certificate="+certPath, "--seed="+seed, "--json=short", img)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("systemd-repart: %v: %s", err, stderr.Bytes())
+	}
+	var parts []struct {
+		Type     string  `json:"type"`
+		Label    string  `json:"label"`
+		UUID     string  `json:"uuid"`
+		Offset   int64   `json:"offset"`
+		Size     int64   `json:"raw_size"`
+		RootHash *string `json:"roothash"`
+	}
+	if err := json.Unmarshal(out, &parts); err != nil || len(parts) != 3 || parts[1].RootHash == nil {
+		t.Fatalf("systemd-repart --json: %v: %s", err, out)
+	}
+	root, err := hex.DecodeString(*parts[1].RootHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSysextSigner(keyPath, certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := VeritySigPartition(s, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := parts[2]
+	if sp.Size != VeritySigSize || sp.Offset+sp.Size > int64(len(b)) {
+		t.Fatalf("repart's signature partition: %d bytes at %d, want %d", sp.Size, sp.Offset, VeritySigSize)
+	}
+	got := b[sp.Offset : sp.Offset+sp.Size]
+	if diff := cmp.Diff(string(bytes.TrimRight(want, "\x00")), string(bytes.TrimRight(got, "\x00"))); diff != "" {
+		t.Errorf("signature JSON (-ours +systemd-repart):\n%s", diff)
+	}
+	if !bytes.Equal(want, got) {
+		t.Error("the signature partitions differ (padding)")
+	}
+	seedGUID, err := gpt.ParseGUID(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{veritySigLabel, repartUUID(seedGUID[:], gpt.TypeUsrVeritySigX86_64).String()}, []string{sp.Label, sp.UUID}); diff != "" {
+		t.Errorf("label and UUID (-ours +systemd-repart):\n%s", diff)
 	}
 }
