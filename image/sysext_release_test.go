@@ -52,9 +52,9 @@ func TestSysextReleaseChecks(t *testing.T) {
 	}
 }
 
-// TestParseOSRelease: quoting, escapes and comments as os-release(5) and
+// TestSysextParseOSRelease: quoting, escapes and comments as os-release(5) and
 // the shell have them.
-func TestParseOSRelease(t *testing.T) {
+func TestSysextParseOSRelease(t *testing.T) {
 	in := `# comment
 NAME="Fedora Linux"
 ID=fedora

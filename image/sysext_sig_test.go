@@ -108,12 +108,12 @@ func opensslVerify(t *testing.T, systemd bool, sig []byte, content, cert string)
 	return nil
 }
 
-// TestVeritySigPartition: the partition is the JSON object systemd-repart
+// TestSysextSigPartition: the partition is the JSON object systemd-repart
 // writes, NUL-padded to 16 KiB; its fingerprint is the certificate's and
 // OpenSSL, the oracle, accepts the signature of the hex root hash (both as
 // a full CMS check and as systemd's userspace check does it) and refuses
 // it for a different root hash or a certificate systemd was not given.
-func TestVeritySigPartition(t *testing.T) {
+func TestSysextSigPartition(t *testing.T) {
 	dir := t.TempDir()
 	nb, na := validNow()
 	keyPath, certPath := testSigner(t, dir, "good", "rsa", nb, na)
@@ -182,9 +182,9 @@ func TestVeritySigPartition(t *testing.T) {
 	}
 }
 
-// TestVeritySigExpiredCertificate: an expired certificate is accepted, as
+// TestSysextSigExpiredCertificate: an expired certificate is accepted, as
 // systemd accepts it (PKCS7_NOVERIFY checks no validity period).
-func TestVeritySigExpiredCertificate(t *testing.T) {
+func TestSysextSigExpiredCertificate(t *testing.T) {
 	dir := t.TempDir()
 	keyPath, certPath := testSigner(t, dir, "expired", "rsa", time.Now().AddDate(-2, 0, 0), time.Now().AddDate(-1, 0, 0))
 	s, err := LoadSysextSigner(keyPath, certPath)
@@ -238,9 +238,9 @@ func TestLoadSysextSignerRefuses(t *testing.T) {
 	}
 }
 
-// TestParseVeritySigRefuses: what systemd-dissect refuses in a signature
+// TestSysextParseSigRefuses: what systemd-dissect refuses in a signature
 // partition is refused.
-func TestParseVeritySigRefuses(t *testing.T) {
+func TestSysextParseSigRefuses(t *testing.T) {
 	pad := func(s string) []byte { return append([]byte(s), make([]byte, 64)...) }
 	for _, tc := range []struct {
 		name string
@@ -260,9 +260,9 @@ func TestParseVeritySigRefuses(t *testing.T) {
 	}
 }
 
-// TestSignRootHashRefuses: no signer, a short root hash and a non-RSA key
+// TestSysextSignRootHashRefuses: no signer, a short root hash and a non-RSA key
 // are refused.
-func TestSignRootHashRefuses(t *testing.T) {
+func TestSysextSignRootHashRefuses(t *testing.T) {
 	dir := t.TempDir()
 	nb, na := validNow()
 	key, cert := testSigner(t, dir, "ec", "ec", nb, na)
@@ -294,10 +294,10 @@ func TestSignRootHashRefuses(t *testing.T) {
 	}
 }
 
-// TestVeritySigUUID: the signature partition's UUID is systemd-repart's
+// TestSysextSigUUID: the signature partition's UUID is systemd-repart's
 // HMAC-SHA256(seed, type UUID) with the version 4 and variant bits, the
 // type UUID in its text byte order (sd_id128_t), and differs between seeds.
-func TestVeritySigUUID(t *testing.T) {
+func TestSysextSigUUID(t *testing.T) {
 	seed := NewSeed("sig uuid test")
 	typ, err := hex.DecodeString(strings.ReplaceAll("e7bb33fb-06cf-4e81-8273-e543b413e2e2", "-", ""))
 	if err != nil {
@@ -317,12 +317,12 @@ func TestVeritySigUUID(t *testing.T) {
 	}
 }
 
-// TestVeritySigMatchesRepart: systemd-repart, the oracle, builds a /usr
+// TestSysextSigMatchesRepart: systemd-repart, the oracle, builds a /usr
 // verity pair with Verity=signature from the same key and certificate; its
 // signature partition is byte for byte what VeritySigPartition writes for
 // repart's root hash (JSON, field order, the PKCS#7 DER, the NUL padding,
 // the size), its label is ours and its UUID is repartUUID of repart's seed.
-func TestVeritySigMatchesRepart(t *testing.T) {
+func TestSysextSigMatchesRepart(t *testing.T) {
 	repart := testutil.LookPath(t, "systemd-repart", "systemd")
 	if os.Geteuid() != 0 {
 		testutil.Missing(t, "root (systemd-repart formats the verity hash partition)", "run the tests as root")
