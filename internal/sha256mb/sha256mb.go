@@ -11,31 +11,30 @@
 // except for the first block (when it straddles prefix and message) and the
 // last one or two (which hold the padding).
 //
-// On amd64 there are three kernels:
+// On amd64 there are two kernels:
 //
 //   - sixteen messages at once with AVX-512 (one message per 32-bit lane of
 //     the ZMM registers), where the CPU has AVX-512 F and BW;
-//   - four messages at once with the Intel SHA extensions (SHA256RNDS2,
+//   - two messages at once with the Intel SHA extensions (SHA256RNDS2,
 //     SHA256MSG1, SHA256MSG2; Intel 64 and IA-32 Architectures Software
 //     Developer's Manual, Vol. 2, and the white paper "Intel SHA Extensions",
-//     2013), the four instruction streams interleaved, their message
-//     schedules kept in X16-X31 (AVX-512 VL);
-//   - two messages at once with the SHA extensions alone, as in sha256_ni_x2
-//     of Intel's isa-l_crypto. It takes what is left after the groups.
+//     2013), the two instruction streams interleaved so that one message's
+//     SHA256RNDS2 latency overlaps the other's, as in sha256_ni_x2 of Intel's
+//     isa-l_crypto. It takes groups smaller than sixteen.
 //
-// Which of the first two hashes groups is measured once per process (see
-// groupKernel): on the Xeon (Emerald Rapids) this was first written on,
-// SHA256RNDS2 has a latency of about 4 cycles but issues only once per 3,
-// so the AVX-512 kernel, bound by the two 512-bit vector ports, is about
-// twice as fast as the SHA extensions (2.2 times crypto/sha256 against 1.2
-// with two lanes); on AMD's Zen 4 SHA256RNDS2 issues every cycle with the
-// same latency, which four lanes keep busy, and 512-bit instructions run
-// as two halves, so blockX4 is the faster there (3.7 against 3.1 GB/s per
-// core; two lanes 3.2, crypto/sha256 1.7).
-//
-// A single message, other architectures, the purego build tag and CPUs
-// without these features use crypto/sha256, one message at a time. All paths
-// give the same digests.
+// Which one is faster depends on the microarchitecture, so where the CPU
+// has both it is measured once per process (groupKernel). On the Xeon
+// (Emerald Rapids) this was written on, one core hashes a 32-byte salt and
+// a 4096-byte block about 2.2 times as fast as crypto/sha256 with sixteen
+// lanes, and 1.2 times as fast with two: SHA256RNDS2 has a latency of about
+// 4 cycles there but a throughput of only one per 3 cycles, so two
+// interleaved messages gain little, while the AVX-512 kernel is bound by the
+// two 512-bit vector ports. On AMD's Zen 4 (EPYC), which runs 512-bit
+// instructions as two 256-bit halves, sixteen lanes hash 3.2 GB/s and two
+// 3.6 GB/s per core (crypto/sha256 1.7): SHA256RNDS2 issues every cycle
+// there with the same latency, and the SHA instructions' unit is then the
+// bound (measured: more lanes, four with the schedules in X16-X31, hash no
+// faster, 3.6 GB/s; the same kernel without its schedule 5.7 GB/s).
 package sha256mb
 
 import (
@@ -128,9 +127,9 @@ func (p *Prefixed) Sum(d *[Size]byte, m []byte) {
 // allocate.
 //
 // SumN is fastest with many messages per call, ideally a multiple of 16: it
-// hashes them sixteen at a time with AVX-512 or four at a time with the SHA
-// extensions, whichever is faster on this CPU ([groupKernel]), then in pairs
-// with the SHA extensions, then one by one with crypto/sha256.
+// hashes them sixteen at a time with AVX-512 where that is faster on this
+// CPU than the SHA extensions (groupKernel), then in pairs with the SHA
+// extensions, then one by one with crypto/sha256.
 func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 	if len(dst) != len(msgs) {
 		panic("sha256mb: SumN with len(dst) != len(msgs)")
@@ -147,23 +146,19 @@ func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 type kernel uint8
 
 const (
-	kernelNone kernel = iota // pairs with the SHA extensions, or crypto/sha256
-	kernel16                 // block16: AVX-512
-	kernelX4                 // blockX4: the SHA extensions and AVX-512 VL
+	kernelPairs kernel = iota // blockX2 where the CPU has it, else crypto/sha256
+	kernel16                  // block16
 )
 
 func (k kernel) String() string {
-	switch k {
-	case kernel16:
+	if k == kernel16 {
 		return "block16"
-	case kernelX4:
-		return "blockX4"
 	}
 	return "pairs"
 }
 
-// sumN is SumN with groups of messages hashed by kernel k, which the CPU
-// must be able to run.
+// sumN is SumN with kernel k for groups of messages; kernel16 needs
+// AVX-512.
 func (p *Prefixed) sumN(dst [][Size]byte, msgs [][]byte, k kernel) {
 	i := 0
 	switch k {
@@ -176,14 +171,6 @@ func (p *Prefixed) sumN(dst [][Size]byte, msgs [][]byte, k kernel) {
 		// time of 8.5 blocks through two lanes).
 		if len(msgs)-i >= 9 {
 			p.sum16(dst[i:], msgs[i:])
-			i = len(msgs)
-		}
-	case kernelX4:
-		for ; len(msgs)-i >= 4; i += 4 {
-			p.sum4(dst[i:i+4], msgs[i:i+4])
-		}
-		if len(msgs)-i == 3 {
-			p.sum4(dst[i:], msgs[i:])
 			i = len(msgs)
 		}
 	}
@@ -285,30 +272,9 @@ func (p *Prefixed) sum2(d0, d1 *[Size]byte, m0, m1 []byte) {
 	putDigest(d1, &h1)
 }
 
-// sum4 hashes between 1 and 4 messages of the same length with blockX4.
+// sum16 hashes between 1 and 16 messages of the same length with block16.
 // Lanes without a message of their own hash the first one's blocks again,
 // and their results are dropped.
-func (p *Prefixed) sum4(dst [][Size]byte, msgs [][]byte) {
-	h := [4][8]uint32{p.h, p.h, p.h, p.h}
-	var bufs [4][2 * blockSize]byte
-	var ptrs [4]*byte
-	steps, k := p.steps(len(msgs[0]))
-	for _, st := range steps[:k] {
-		for l, m := range msgs {
-			ptrs[l] = &p.blocks(st, m, &bufs[l])[0]
-		}
-		for l := len(msgs); l < len(ptrs); l++ {
-			ptrs[l] = ptrs[0]
-		}
-		blockX4(&h, &ptrs, st.nb)
-	}
-	for l := range dst[:len(msgs)] {
-		putDigest(&dst[l], &h[l])
-	}
-}
-
-// sum16 hashes between 1 and 16 messages of the same length with block16,
-// idle lanes as in sum4.
 func (p *Prefixed) sum16(dst [][Size]byte, msgs [][]byte) {
 	var h [8][16]uint32 // word-major: h[j][lane]
 	for j := range h {

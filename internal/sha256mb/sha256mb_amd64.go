@@ -39,14 +39,3 @@ var have16 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
 //
 //go:noescape
 func block16(h *[8][16]uint32, p *[16]*byte, n int)
-
-// have4 reports whether blockX4 may run: blockX2's features and AVX-512 VL
-// and BW, whose EVEX encodings reach X16-X31 (VMOVDQA64, VPALIGNR).
-var have4 = haveX2 && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW
-
-// blockX4 runs the SHA-256 compression function over four lanes with the
-// SHA extensions: for each lane l, over the n 64-byte blocks at p[l] with
-// the hash value h[l].
-//
-//go:noescape
-func blockX4(h *[4][8]uint32, p *[4]*byte, n int)

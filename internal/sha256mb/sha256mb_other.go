@@ -5,10 +5,9 @@ package sha256mb
 const (
 	haveX2 = false
 	have16 = false
-	have4  = false
 )
 
-func groupKernel() kernel { return kernelNone }
+func groupKernel() kernel { return kernelPairs }
 
 func blockX2(h0, h1 *[8]uint32, p0, p1 []byte) {
 	panic("sha256mb: blockX2 without assembly")
@@ -16,8 +15,4 @@ func blockX2(h0, h1 *[8]uint32, p0, p1 []byte) {
 
 func block16(h *[8][16]uint32, p *[16]*byte, n int) {
 	panic("sha256mb: block16 without assembly")
-}
-
-func blockX4(h *[4][8]uint32, p *[4]*byte, n int) {
-	panic("sha256mb: blockX4 without assembly")
 }

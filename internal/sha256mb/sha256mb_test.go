@@ -27,11 +27,10 @@ func randBytes(r *rand.Rand, n int) []byte {
 
 // impls are the implementations under test, each hashing a fixed number of
 // messages of one length. SumN with 19 messages goes through every path of
-// the group kernel this CPU chose (16 + 2 + 1 or 4·4 + 3 (sum4, one idle
-// lane)); the sumN rows do the same with each group kernel, whichever SumN
-// chose; the others are the paths on their own (sum16/9 with 7 idle lanes,
-// sum4/3 with one), including the crypto/sha256 fallback that other machines
-// use.
+// the group kernel this CPU chose (16 + 2 + 1, or 9 pairs + 1); the sumN
+// rows do the same with each group kernel, whichever SumN chose; the others
+// are the paths on their own (sum16/9 with 7 idle lanes), including the
+// crypto/sha256 fallback that other machines use.
 var impls = []struct {
 	name  string
 	n     int  // number of messages
@@ -40,14 +39,9 @@ var impls = []struct {
 }{
 	{"SumN", 19, true, (*Prefixed).SumN},
 	{"sumN/16", 19, have16, withKernel(kernel16)},
-	{"sumN/X4", 19, have4, withKernel(kernelX4)},
-	{"sumN/X4+2", 18, have4, withKernel(kernelX4)},
-	{"sumN/none", 19, true, withKernel(kernelNone)},
+	{"sumN/pairs", 19, true, withKernel(kernelPairs)},
 	{"sum16", 16, have16, (*Prefixed).sum16},
 	{"sum16/9", 9, have16, (*Prefixed).sum16},
-	{"sum4", 4, have4, (*Prefixed).sum4},
-	{"sum4/3", 3, have4, (*Prefixed).sum4},
-	{"sum4/1", 1, have4, (*Prefixed).sum4},
 	{"sum2", 2, haveX2, func(p *Prefixed, dst [][Size]byte, msgs [][]byte) {
 		p.sum2(&dst[0], &dst[1], msgs[0], msgs[1])
 	}},
@@ -71,7 +65,7 @@ func runnable(t *testing.T, name string, avail bool, sum func(*Prefixed, [][Size
 	if avail {
 		return sum
 	}
-	t.Logf("this machine cannot run %s (AVX-512 F+BW: %v, SHA extensions: %v, both with AVX-512 VL: %v): checking SumN's path on it instead", name, have16, haveX2, have4)
+	t.Logf("this machine cannot run %s (AVX-512 F+BW: %v, SHA extensions: %v): checking SumN's path on it instead", name, have16, haveX2)
 	return (*Prefixed).SumN
 }
 
@@ -102,7 +96,7 @@ func randMsgs(r *rand.Rand, n, size int) [][]byte {
 }
 
 func TestSum(t *testing.T) {
-	t.Logf("AVX-512 16 lanes: %v; SHA extensions 2 lanes: %v, 4 lanes: %v; SumN groups with %s", have16, haveX2, have4, groupKernel())
+	t.Logf("AVX-512 16 lanes: %v; SHA extensions 2 lanes: %v; SumN groups with %s", have16, haveX2, groupKernel())
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, im := range impls {
 		t.Run(im.name, func(t *testing.T) {
@@ -143,15 +137,15 @@ func TestAllLengths(t *testing.T) {
 	}
 }
 
-// TestSumNCounts covers the split of a SumN call into groups of 16 or 4,
-// pairs and single messages, with each group kernel the CPU has.
+// TestSumNCounts covers the split of a SumN call into groups of 16, pairs
+// and single messages, with each group kernel the CPU has.
 func TestSumNCounts(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	salt := randBytes(r, 32)
 	for _, k := range []struct {
 		k     kernel
 		avail bool
-	}{{kernelNone, true}, {kernel16, have16}, {kernelX4, have4}} {
+	}{{kernelPairs, true}, {kernel16, have16}} {
 		t.Run(k.k.String(), func(t *testing.T) {
 			sum := runnable(t, "sumN/"+k.k.String(), k.avail, withKernel(k.k))
 			for n := 0; n <= 50; n++ {
@@ -167,18 +161,18 @@ func TestSumNCounts(t *testing.T) {
 }
 
 // TestGroupKernel checks SumN's choice against the CPU's features: the
-// timed choice between block16 and blockX4 only where it has both.
+// timed choice between block16 and blockX2 only where it has both.
 func TestGroupKernel(t *testing.T) {
 	got := groupKernel()
-	t.Logf("SumN groups with %s (AVX-512 F+BW: %v, SHA extensions: %v, both with AVX-512 VL: %v)", got, have16, haveX2, have4)
+	t.Logf("SumN groups with %s (AVX-512 F+BW: %v, SHA extensions: %v)", got, have16, haveX2)
 	var want []kernel
 	switch {
-	case have16 && have4:
-		want = []kernel{kernel16, kernelX4}
+	case have16 && haveX2:
+		want = []kernel{kernel16, kernelPairs}
 	case have16:
 		want = []kernel{kernel16}
 	default:
-		want = []kernel{kernelNone}
+		want = []kernel{kernelPairs}
 	}
 	if !slices.Contains(want, got) {
 		t.Errorf("SumN groups with %s, want one of %v", got, want)
@@ -392,7 +386,7 @@ func BenchmarkSum(b *testing.B) {
 
 // BenchmarkSumN hashes n blocks per call with SumN's choice: 2 uses the SHA
 // extensions' two lanes; 16 and 64 the group kernel. BenchmarkKernels runs
-// each group kernel the CPU has on 64 blocks.
+// sumN with each group kernel the CPU has on 64 blocks.
 func BenchmarkSumN(b *testing.B) {
 	salt, blocks := benchData()
 	p := NewPrefixed(salt)
@@ -416,7 +410,7 @@ func BenchmarkKernels(b *testing.B) {
 	for _, k := range []struct {
 		k     kernel
 		avail bool
-	}{{kernelNone, haveX2}, {kernel16, have16}, {kernelX4, have4}} {
+	}{{kernelPairs, haveX2}, {kernel16, have16}} {
 		if !k.avail {
 			continue
 		}
