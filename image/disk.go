@@ -40,6 +40,11 @@ type Layout struct {
 	// Discoverable Disk Image): only the verity pair, no ESP and no state
 	// partition; ESP and StateSize are unused.
 	Extension bool
+	// VeritySig, when set, is the file holding the verity signature
+	// partition's contents ([VeritySigPartition]), laid out after the hash
+	// partition: the order of systemd-repart's definitions (usr,
+	// usr-verity, usr-verity-sig). Only with Usr and Extension.
+	VeritySig string
 	// MoveData lets Write turn the Data file itself into the disk (a
 	// scratch file in out's file system): its blocks are shifted to the
 	// partition's offset with FALLOC_FL_INSERT_RANGE instead of copied.
@@ -80,6 +85,12 @@ func (l *Layout) plans() ([]plan, error) {
 	ps := []plan{
 		{gpt.Partition{Type: dt, UUID: dataUUID, Name: dn, Attributes: gpt.AttrReadOnly}, l.Data},
 		{gpt.Partition{Type: ht, UUID: hashUUID, Name: hn, Attributes: gpt.AttrReadOnly}, l.Hash},
+	}
+	if l.VeritySig != "" {
+		if !l.Usr || !l.Extension {
+			return nil, errors.New("a verity signature partition is laid out only in a /usr extension image")
+		}
+		ps = append(ps, plan{gpt.Partition{Type: gpt.TypeUsrVeritySigX86_64, UUID: VeritySigUUID(l.Seed), Name: veritySigLabel}, l.VeritySig})
 	}
 	if !l.Extension {
 		if l.StateSize <= 0 {

@@ -167,12 +167,13 @@ func BuildSysext(ctx context.Context, s Sysext, out string) (*Result, error) {
 		return nil, err
 	}
 	l := Layout{Data: data, Hash: hash, RootHash: root, Usr: true, Extension: true, Seed: s.Seed, MoveData: true}
-	var parts []Partition
-	if signer == nil {
-		parts, err = l.Write(out)
-	} else {
-		parts, err = writeSignedSysext(&l, signer, filepath.Join(work, "usr.verity-sig"), out)
+	if signer != nil {
+		l.VeritySig = filepath.Join(work, "usr.verity-sig")
+		if err := writeVeritySig(signer, root, l.VeritySig); err != nil {
+			return nil, err
+		}
 	}
+	parts, err := l.Write(out)
 	if err != nil {
 		return nil, err
 	}

@@ -193,46 +193,12 @@ func repartUUID(seed []byte, typ gpt.GUID) gpt.GUID {
 	return g
 }
 
-// writeSignedSysext writes l as [Layout.Write] does, with the verity
-// signature partition of l.RootHash signed by s after the hash partition:
-// the order of systemd-repart's sysext definitions (usr, usr-verity,
-// usr-verity-sig). The partition's contents are staged in sigFile, next to
-// the other scratch files.
-func writeSignedSysext(l *Layout, s *secureboot.Signer, sigFile, out string) ([]Partition, error) {
-	sig, err := VeritySigPartition(s, l.RootHash)
+// writeVeritySig stages the verity signature partition of root, signed by
+// s, in file, for [Layout.VeritySig].
+func writeVeritySig(s *secureboot.Signer, root []byte, file string) error {
+	sig, err := VeritySigPartition(s, root)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.WriteFile(sigFile, sig, 0o600); err != nil {
-		return nil, err
-	}
-	ps, err := l.plans()
-	if err != nil {
-		return nil, err
-	}
-	ps = append(ps, plan{gpt.Partition{Type: gpt.TypeUsrVeritySigX86_64, UUID: VeritySigUUID(l.Seed), Name: veritySigLabel, Size: int64(len(sig))}, sigFile})
-	t, total, err := l.table(ps)
-	if err != nil {
-		return nil, fmt.Errorf("plan the disk: %w", err)
-	}
-	tmp, err := l.diskFile(out, t.Partitions[0].Start)
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	srcs := make([]string, len(ps))
-	for i, p := range ps {
-		srcs[i] = p.src
-	}
-	if tmp.Name() == l.Data {
-		srcs[0] = "" // already in place
-	}
-	err = writeDisk(tmp, t, total, srcs)
-	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
-		return nil, fmt.Errorf("write %s: %w", out, err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return nil, err
-	}
-	return partitions(t), nil
+	return os.WriteFile(file, sig, 0o600)
 }
