@@ -14,7 +14,7 @@
 // On amd64 there are two kernels:
 //
 //   - sixteen messages at once with AVX-512 (one message per 32-bit lane of
-//     the ZMM registers), where the CPU has AVX-512 F and BW;
+//     the ZMM registers), the fastest where the CPU has AVX-512 F and BW;
 //   - two messages at once with the Intel SHA extensions (SHA256RNDS2,
 //     SHA256MSG1, SHA256MSG2; Intel 64 and IA-32 Architectures Software
 //     Developer's Manual, Vol. 2, and the white paper "Intel SHA Extensions",
@@ -22,19 +22,23 @@
 //     SHA256RNDS2 latency overlaps the other's, as in sha256_ni_x2 of Intel's
 //     isa-l_crypto. It takes groups smaller than sixteen.
 //
-// Which one is faster depends on the microarchitecture, so where the CPU
-// has both it is measured once per process (groupKernel). On the Xeon
-// (Emerald Rapids) this was written on, one core hashes a 32-byte salt and
-// a 4096-byte block about 2.2 times as fast as crypto/sha256 with sixteen
-// lanes, and 1.2 times as fast with two: SHA256RNDS2 has a latency of about
-// 4 cycles there but a throughput of only one per 3 cycles, so two
+// A single message, other architectures, the purego build tag and CPUs
+// without these features use crypto/sha256, one message at a time. All paths
+// give the same digests.
+//
+// On the Xeon (Emerald Rapids) this was written on, one core hashes a 32-byte
+// salt and a 4096-byte block about 2.2 times as fast as crypto/sha256 with
+// sixteen lanes, and 1.2 times as fast with two: SHA256RNDS2 has a latency of
+// about 4 cycles there but a throughput of only one per 3 cycles, so two
 // interleaved messages gain little, while the AVX-512 kernel is bound by the
 // two 512-bit vector ports. On AMD's Zen 4 (EPYC), which runs 512-bit
-// instructions as two 256-bit halves, sixteen lanes hash 3.2 GB/s and two
-// 3.6 GB/s per core (crypto/sha256 1.7): SHA256RNDS2 issues every cycle
-// there with the same latency, and the SHA instructions' unit is then the
-// bound (measured: more lanes, four with the schedules in X16-X31, hash no
-// faster, 3.6 GB/s; the same kernel without its schedule 5.7 GB/s).
+// instructions as two 256-bit halves, the two kernels are within 4 % of each
+// other (3.5 and 3.6 GB/s per core, best of 3 000 runs of 64 KiB;
+// crypto/sha256 1.7). SHA256RNDS2 issues every cycle there with the same
+// latency, yet four interleaved lanes (tried, their schedules kept in
+// X16-X31) hash no faster than two: SHA256MSG2 (about 3 cycles) shares the
+// unit, and without its schedule that four-lane kernel ran 5.7 GB/s. So
+// sixteen lanes stay the choice wherever AVX-512 is present.
 package sha256mb
 
 import (
@@ -127,9 +131,8 @@ func (p *Prefixed) Sum(d *[Size]byte, m []byte) {
 // allocate.
 //
 // SumN is fastest with many messages per call, ideally a multiple of 16: it
-// hashes them sixteen at a time with AVX-512 where that is faster on this
-// CPU than the SHA extensions (groupKernel), then in pairs with the SHA
-// extensions, then one by one with crypto/sha256.
+// hashes them sixteen at a time with AVX-512 where available, then in pairs
+// with the SHA extensions, then one by one with crypto/sha256.
 func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 	if len(dst) != len(msgs) {
 		panic("sha256mb: SumN with len(dst) != len(msgs)")
@@ -139,36 +142,14 @@ func (p *Prefixed) SumN(dst [][Size]byte, msgs [][]byte) {
 			panic("sha256mb: SumN of messages with different lengths")
 		}
 	}
-	p.sumN(dst, msgs, groupKernel())
-}
-
-// kernel names the kernel that hashes groups of messages in [Prefixed.sumN].
-type kernel uint8
-
-const (
-	kernelPairs kernel = iota // blockX2 where the CPU has it, else crypto/sha256
-	kernel16                  // block16
-)
-
-func (k kernel) String() string {
-	if k == kernel16 {
-		return "block16"
-	}
-	return "pairs"
-}
-
-// sumN is SumN with kernel k for groups of messages; kernel16 needs
-// AVX-512.
-func (p *Prefixed) sumN(dst [][Size]byte, msgs [][]byte, k kernel) {
 	i := 0
-	switch k {
-	case kernel16:
+	if have16 {
 		for ; len(msgs)-i >= 16; i += 16 {
 			p.sum16(dst[i:i+16], msgs[i:i+16])
 		}
 		// Sixteen lanes of which some idle beat pairs from 9 messages on
-		// (measured on Emerald Rapids: one 16-lane block takes about the
-		// time of 8.5 blocks through two lanes).
+		// (measured: one 16-lane block takes about the time of 8.5 blocks
+		// through two lanes).
 		if len(msgs)-i >= 9 {
 			p.sum16(dst[i:], msgs[i:])
 			i = len(msgs)

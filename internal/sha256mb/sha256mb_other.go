@@ -7,8 +7,6 @@ const (
 	have16 = false
 )
 
-func groupKernel() kernel { return kernelPairs }
-
 func blockX2(h0, h1 *[8]uint32, p0, p1 []byte) {
 	panic("sha256mb: blockX2 without assembly")
 }

@@ -26,11 +26,10 @@ func randBytes(r *rand.Rand, n int) []byte {
 }
 
 // impls are the implementations under test, each hashing a fixed number of
-// messages of one length. SumN with 19 messages goes through every path of
-// the group kernel this CPU chose (16 + 2 + 1, or 9 pairs + 1); the sumN
-// rows do the same with each group kernel, whichever SumN chose; the others
-// are the paths on their own (sum16/9 with 7 idle lanes), including the
-// crypto/sha256 fallback that other machines use.
+// messages of one length. SumN with 19 messages goes through all three
+// paths on a machine with AVX-512 and the SHA extensions (16 + 2 + 1); the
+// others are the paths on their own (sum16/9 with 7 idle lanes), including
+// the crypto/sha256 fallback that other machines use.
 var impls = []struct {
 	name  string
 	n     int  // number of messages
@@ -38,8 +37,6 @@ var impls = []struct {
 	sum   func(p *Prefixed, dst [][Size]byte, msgs [][]byte)
 }{
 	{"SumN", 19, true, (*Prefixed).SumN},
-	{"sumN/16", 19, have16, withKernel(kernel16)},
-	{"sumN/pairs", 19, true, withKernel(kernelPairs)},
 	{"sum16", 16, have16, (*Prefixed).sum16},
 	{"sum16/9", 9, have16, (*Prefixed).sum16},
 	{"sum2", 2, haveX2, func(p *Prefixed, dst [][Size]byte, msgs [][]byte) {
@@ -49,11 +46,6 @@ var impls = []struct {
 	{"Sum", 1, true, func(p *Prefixed, dst [][Size]byte, msgs [][]byte) {
 		p.Sum(&dst[0], msgs[0])
 	}},
-}
-
-// withKernel is sumN with group kernel k.
-func withKernel(k kernel) func(p *Prefixed, dst [][Size]byte, msgs [][]byte) {
-	return func(p *Prefixed, dst [][Size]byte, msgs [][]byte) { p.sumN(dst, msgs, k) }
 }
 
 // runnable returns the function a subtest checks: the implementation
@@ -96,7 +88,7 @@ func randMsgs(r *rand.Rand, n, size int) [][]byte {
 }
 
 func TestSum(t *testing.T) {
-	t.Logf("AVX-512 16 lanes: %v; SHA extensions 2 lanes: %v; SumN groups with %s", have16, haveX2, groupKernel())
+	t.Logf("AVX-512 16 lanes: %v; SHA extensions 2 lanes: %v", have16, haveX2)
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, im := range impls {
 		t.Run(im.name, func(t *testing.T) {
@@ -138,47 +130,17 @@ func TestAllLengths(t *testing.T) {
 }
 
 // TestSumNCounts covers the split of a SumN call into groups of 16, pairs
-// and single messages, with each group kernel the CPU has.
+// and single messages.
 func TestSumNCounts(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	salt := randBytes(r, 32)
-	for _, k := range []struct {
-		k     kernel
-		avail bool
-	}{{kernelPairs, true}, {kernel16, have16}} {
-		t.Run(k.k.String(), func(t *testing.T) {
-			sum := runnable(t, "sumN/"+k.k.String(), k.avail, withKernel(k.k))
-			for n := 0; n <= 50; n++ {
-				msgs := randMsgs(r, n, 4096)
-				if n == 0 {
-					sum(NewPrefixed(salt), nil, nil)
-					continue
-				}
-				check(t, sum, salt, msgs)
-			}
-		})
-	}
-}
-
-// TestGroupKernel checks SumN's choice against the CPU's features: the
-// timed choice between block16 and blockX2 only where it has both.
-func TestGroupKernel(t *testing.T) {
-	got := groupKernel()
-	t.Logf("SumN groups with %s (AVX-512 F+BW: %v, SHA extensions: %v)", got, have16, haveX2)
-	var want []kernel
-	switch {
-	case have16 && haveX2:
-		want = []kernel{kernel16, kernelPairs}
-	case have16:
-		want = []kernel{kernel16}
-	default:
-		want = []kernel{kernelPairs}
-	}
-	if !slices.Contains(want, got) {
-		t.Errorf("SumN groups with %s, want one of %v", got, want)
-	}
-	if again := groupKernel(); again != got {
-		t.Errorf("second call chose %s, first %s: the choice is made once", again, got)
+	for n := 0; n <= 50; n++ {
+		msgs := randMsgs(r, n, 4096)
+		if n == 0 {
+			NewPrefixed(salt).SumN(nil, nil)
+			continue
+		}
+		check(t, (*Prefixed).SumN, salt, msgs)
 	}
 }
 
@@ -384,9 +346,8 @@ func BenchmarkSum(b *testing.B) {
 	}
 }
 
-// BenchmarkSumN hashes n blocks per call with SumN's choice: 2 uses the SHA
-// extensions' two lanes; 16 and 64 the group kernel. BenchmarkKernels runs
-// sumN with each group kernel the CPU has on 64 blocks.
+// BenchmarkSumN hashes n blocks per call: 2 uses the SHA extensions' two
+// lanes, 16 and 64 the AVX-512 sixteen lanes (where the CPU has them).
 func BenchmarkSumN(b *testing.B) {
 	salt, blocks := benchData()
 	p := NewPrefixed(salt)
@@ -398,26 +359,6 @@ func BenchmarkSumN(b *testing.B) {
 			for b.Loop() {
 				p.SumN(dst[:n], blocks[i:i+n])
 				i = (i + n) % len(blocks)
-			}
-		})
-	}
-}
-
-func BenchmarkKernels(b *testing.B) {
-	salt, blocks := benchData()
-	p := NewPrefixed(salt)
-	dst := make([][Size]byte, len(blocks))
-	for _, k := range []struct {
-		k     kernel
-		avail bool
-	}{{kernelPairs, haveX2}, {kernel16, have16}} {
-		if !k.avail {
-			continue
-		}
-		b.Run(k.k.String(), func(b *testing.B) {
-			b.SetBytes(int64(len(blocks)) * benchBlock)
-			for b.Loop() {
-				p.sumN(dst, blocks, k.k)
 			}
 		})
 	}
