@@ -114,8 +114,9 @@ func TestLabSystemd257OfflineSeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files["/bin/confidisk"] = lab.ConfidiskBinary(t)
-	pcr7 := firmwarePCR7(t, m, files)
+	bin := lab.ConfidiskBinary(t)
+	files["/bin/confidisk"] = bin
+	pcr7 := firmwarePCR7(t, m, map[string]string{"/bin/confidisk": bin})
 
 	other := tpmtest.Start(t)
 	otherSRK := filepath.Join(dir, "other.srk")
