@@ -148,8 +148,9 @@ func (l *systemdLab) cmdline() []string {
 
 // TestLabSystemdInitrd boots the disk through a systemd initrd that dracut
 // built with the confidisk module: first boot (self-encryption, root
-// mounted at /sysroot, systemd switches root), second boot, a refused boot
-// after the host strips the volume's integrity, and a power cut during the
+// mounted at /sysroot, systemd switches root), second boot, refused boots
+// (the host strips the volume's integrity, names it in rd.luks.uuid=,
+// withholds the vTPM), and a power cut during the
 // first boot of another machine that the next boot recovers from.
 func TestLabSystemdInitrd(t *testing.T) {
 	l := newSystemdLab(t)
@@ -245,7 +246,9 @@ func checkDracutModule(t *testing.T, img string) {
 // rd.luks.uuid= of its own on the command line, for systemd-cryptsetup to
 // open it. Each time confidisk-boot.service refuses, its journal says why,
 // nothing stays mapped, systemd powers off without switching root, and
-// nothing was written to the disk.
+// nothing was written to the disk. Last, the host boots the machine without
+// its vTPM: the unit waits confidisk.device-timeout= for the TPM device and
+// refuses the same way.
 func checkSystemdRefusals(t *testing.T, l *systemdLab, m *lab.Machine, img string) {
 	t.Helper()
 	d := &bootDisk{Disk: &disk.Disk{Path: m.Disks[0].Path, RootHash: l.disk.RootHash, State: l.disk.State}}
@@ -254,13 +257,13 @@ func checkSystemdRefusals(t *testing.T, l *systemdLab, m *lab.Machine, img strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	attack := func(name string, edit func(), args []string, says string) {
+	attack := func(name string, edit func(), args []string, says string, noTPM bool) {
 		t.Helper()
 		if edit != nil {
 			edit()
 		}
 		before := readFile(t, d.Path)
-		res := lab.RunScenario(t, lab.Scenario{Name: name, Machine: m, Initrd: img, Append: args, Stops: says})
+		res := lab.RunScenario(t, lab.Scenario{Name: name, Machine: m, Initrd: img, Append: args, Stops: says, NoTPM: noTPM})
 		if res != nil {
 			console := readFile(t, res.ConsoleLog)
 			for _, want := range []string{`LABJ .*` + regexp.QuoteMeta(says), `LABDM No devices found`} {
@@ -281,9 +284,13 @@ func checkSystemdRefusals(t *testing.T, l *systemdLab, m *lab.Machine, img strin
 	}
 	attack("systemd-initrd-refusal", func() {
 		editHeader(t, d, func(h *luks2.Header) { h.Metadata.Segments[0].Integrity = nil })
-	}, l.cmdline(), "below the security floor: segment 0 has no integrity protection")
+	}, l.cmdline(), "below the security floor: segment 0 has no integrity protection", false)
 	attack("systemd-initrd-crypttab-conflict", nil, append(l.cmdline(), "rd.luks.uuid=luks-"+h.UUID),
-		"is also named by the command line's rd.luks.uuid=luks-"+h.UUID+": systemd-cryptsetup would open it without confidisk's checks")
+		"is also named by the command line's rd.luks.uuid=luks-"+h.UUID+": systemd-cryptsetup would open it without confidisk's checks", false)
+	// The host withholds the vTPM: confidisk waits confidisk.device-timeout=
+	// for /dev/tpmrm0, then refuses; nothing is unlocked without it.
+	attack("systemd-initrd-no-tpm", nil, append(l.cmdline(), "confidisk.device-timeout=2"),
+		"waited 2s for the TPM /dev/tpmrm0", true)
 }
 
 // checkSystemdPowerCut: on a new machine, the power is cut during the first

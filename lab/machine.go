@@ -147,6 +147,10 @@ type BootOptions struct {
 	CutAt string
 	// Console, if set, receives every console line as it arrives.
 	Console io.Writer
+	// NoTPM boots without the vTPM: no swtpm runs and the guest has no
+	// TPM device (a host that withholds it). The machine's vTPM state is
+	// untouched, so the next boot has it again.
+	NoTPM bool
 }
 
 // Result is one "RESULT <name> ok|fail <detail>" line of the guest.
@@ -280,19 +284,22 @@ func (m *Machine) boot(ctx context.Context, opts BootOptions) (*BootResult, erro
 	res := &BootResult{Accel: accel, ConsoleLog: filepath.Join(m.Dir, fmt.Sprintf("console-%d.log", m.boots))}
 	defer func() { res.Duration = time.Since(start) }()
 
-	// Unix socket paths are limited to 108 bytes: keep them short.
-	sockDir, err := os.MkdirTemp("", "lab-tpm-")
-	if err != nil {
-		return nil, fmt.Errorf("create socket directory: %w", err)
+	var sock string // swtpm's socket; none without the vTPM
+	if !opts.NoTPM {
+		// Unix socket paths are limited to 108 bytes: keep them short.
+		sockDir, err := os.MkdirTemp("", "lab-tpm-")
+		if err != nil {
+			return nil, fmt.Errorf("create socket directory: %w", err)
+		}
+		defer os.RemoveAll(sockDir)
+		sock = filepath.Join(sockDir, "swtpm.sock")
+		// Firmware sends TPM2_Startup itself; without firmware swtpm must.
+		stopTPM, err := startSWTPM(ctx, swtpm, m.TPMStateDir(), sock, filepath.Join(m.Dir, "swtpm.log"), m.Firmware == nil)
+		if err != nil {
+			return nil, err
+		}
+		defer stopTPM()
 	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "swtpm.sock")
-	// Firmware sends TPM2_Startup itself; without firmware swtpm must.
-	stopTPM, err := startSWTPM(ctx, swtpm, m.TPMStateDir(), sock, filepath.Join(m.Dir, "swtpm.log"), m.Firmware == nil)
-	if err != nil {
-		return nil, err
-	}
-	defer stopTPM()
 
 	logf, err := os.Create(res.ConsoleLog)
 	if err != nil {
@@ -482,7 +489,8 @@ func (m *Machine) firmwareArgs(accel, cpu string, mem, cpus int, sock string) []
 	return append(args, m.deviceArgs(sock)...)
 }
 
-// deviceArgs are the disks, the network card and the vTPM.
+// deviceArgs are the disks, the network card and the vTPM (none when sock
+// is empty).
 func (m *Machine) deviceArgs(sock string) []string {
 	var args []string
 	for i, d := range m.Disks {
@@ -499,12 +507,14 @@ func (m *Machine) deviceArgs(sock string) []string {
 		args = append(args, "-netdev", "user,id=net0,net=10.0.2.0/24,host="+HostIP+",restrict=off",
 			"-device", "virtio-net-pci,netdev=net0,romfile=")
 	}
-	args = append(args,
+	if sock == "" { // BootOptions.NoTPM
+		return args
+	}
+	return append(args,
 		"-chardev", "socket,id=chrtpm,path="+sock,
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 		"-device", "tpm-crb,tpmdev=tpm0",
 	)
-	return args
 }
 
 // startSWTPM starts swtpm on the control socket sock with its state in

@@ -63,6 +63,9 @@ type Scenario struct {
 	// distribution's systemd initrd ([Dracut]), where the scenario's checks
 	// live in the root's /sbin/init and in units of the initrd.
 	Initrd string
+	// NoTPM boots this once without the machine's vTPM (see
+	// [BootOptions.NoTPM]): the guest finds no TPM device.
+	NoTPM bool
 }
 
 // validate checks that sc can boot on m.
@@ -164,7 +167,7 @@ func RunScenario(t testing.TB, sc Scenario) *BootResult {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	opts := BootOptions{Append: sc.Append, CutAt: sc.CutAt}
+	opts := BootOptions{Append: sc.Append, CutAt: sc.CutAt, NoTPM: sc.NoTPM}
 	switch {
 	case m.Firmware != nil: // a firmware boot takes everything from its disk
 	case sc.Initrd != "":
