@@ -215,23 +215,50 @@ func checkPredicted(t *testing.T, pcrs string, ref *image.Reference) {
 }
 
 // checkDracutUKI: the UKI's initrd is Debian's dracut systemd initrd with
-// the confidisk module (and the operator's recovery key), nothing of
-// confidisk's own initrd; the UKI's command line has no roothash=, the
-// signed addon brings it; the system extension lies next to the UKI.
-// Through OVMF with Secure Boot, confidisk-boot.service self-encrypts the
-// state volume, systemd switches root, and the guest reads PCRs 4, 7, 11,
-// 12 and 13 equal to the reference values. (No broker here: the dracut
-// initrd has no network.)
+// the confidisk module (and the operator's recovery key and the broker's
+// certificate), nothing of confidisk's own initrd; the UKI's command line
+// has no roothash=, the signed addon brings it; the system extension lies
+// next to the UKI. Through OVMF with Secure Boot, confidisk-boot.service
+// self-encrypts the state volume, the broker accepts the guest's evidence
+// under the build's policy, which pins the predicted PCRs 4, 7, 11, 12 and
+// 13, and registers the volume, systemd switches root, and the guest reads those
+// PCRs equal to the reference values. Debian's dracut-core initrd has no
+// network (dracut-network conflicts with it): the lab adds a unit that
+// brings up the user network before confidisk-boot.service
+// ([lab.DracutUserNet]); confidisk.broker= is in the UKI's signed command
+// line.
 func (l *imageLab) checkDracutUKI(t *testing.T) {
 	base := lab.TestDracut(t, lab.Dracut{ModuleDir: dracutModule, Confidisk: l.guest})
 	a := initrd.NewArchive()
 	a.File(provision.DefaultRecoveryKey, 0o644, readFile(t, l.opPub))
+	a.File("/etc/confidisk/broker.pem", 0o644, readFile(t, l.broker.CACert))
+	if err := lab.DracutUserNet(a); err != nil {
+		missingOrFatal(t, err)
+	}
 	rd := filepath.Join(t.TempDir(), "initrd.img")
 	if err := lab.AppendArchive(base, rd, a); err != nil {
 		t.Fatal(err)
 	}
-	cmdline := "console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests mitigations=off rd.shell=0 rd.emergency=poweroff systemd.show_status=1 init=/sbin/init"
-	disk, ref := l.buildWith(t, filepath.Join(l.dir, "dracut"), l.stubs, "--initrd", rd, "--cmdline", cmdline)
+	cmdline := "console=ttyS0 panic=-1 loglevel=4 cryptomgr.notests mitigations=off rd.shell=0 rd.emergency=poweroff systemd.show_status=1 init=/sbin/init confidisk.broker=" + l.broker.URL
+	dir := filepath.Join(l.dir, "dracut")
+	disk, ref := l.buildWith(t, dir, l.stubs, "--initrd", rd, "--cmdline", cmdline, "--policy-pcrs", "4,7,11,12,13")
+	pol, err := attest.LoadPolicy(filepath.Join(dir, "policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{4, 7, 11, 12, 13} {
+		if v := pol.PCRs[i]; len(v) != 1 || v[0] != ref.PCRs[i] {
+			t.Fatalf("the policy pins pcr %d to %v, want the predicted %s", i, v, ref.PCRs[i])
+		}
+	}
+	if err := l.broker.SetPolicy(pol); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	before, err := l.broker.Store.Volumes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := l.machine(t, disk, l.varsSB)
 	res := lab.RunScenario(t, lab.Scenario{Name: "image-dracut-uki", Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
@@ -243,9 +270,27 @@ func (l *imageLab) checkDracutUKI(t *testing.T) {
 	console := readFile(t, res.ConsoleLog)
 	// systemd's console forwarding prefixes the unit's lines with
 	// "confidisk[PID]:" (the status lines shorten the unit's name).
-	for _, want := range []string{`dracut-059`, `confidisk\[[0-9]+\]: confidisk boot: reached mounted`} {
+	for _, want := range []string{`dracut-059`, `LAB-NET \S+ ` + lab.GuestIP + `/24`, `confidisk\[[0-9]+\]: confidisk boot: reached mounted`} {
 		if !regexp.MustCompile(want).Match(console) {
-			t.Errorf("the console has no %q: not the dracut initrd's confidisk-boot.service", want)
+			t.Errorf("the console has no %q: not the dracut initrd's confidisk-boot.service after the lab's network unit", want)
+		}
+	}
+	// The broker accepted the evidence: it registered the new volume and
+	// the boot advanced its epoch.
+	vols, err := l.broker.Store.Volumes(ctx)
+	if err != nil || len(vols) != len(before)+1 {
+		t.Fatalf("broker volumes %d after the boot, %d before (%v): want the one the guest registered", len(vols), len(before), err)
+	}
+	known := map[string]bool{}
+	for _, v := range before {
+		known[v.UUID] = true
+	}
+	for _, v := range vols {
+		if known[v.UUID] {
+			continue
+		}
+		if e, err := l.broker.Store.Epoch(ctx, v.UUID); err != nil || e == 0 {
+			t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", v.UUID, e, err)
 		}
 	}
 }
