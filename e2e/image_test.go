@@ -270,9 +270,11 @@ func (l *imageLab) checkDracutUKI(t *testing.T) {
 	console := readFile(t, res.ConsoleLog)
 	// systemd's console forwarding prefixes the unit's lines with
 	// "confidisk[PID]:" (the status lines shorten the unit's name).
-	for _, want := range []string{`dracut-059`, `LAB-NET \S+ ` + lab.GuestIP + `/24`, `confidisk\[[0-9]+\]: confidisk boot: reached mounted`} {
+	for _, want := range []string{`dracut-059`, `LAB-NET \S+ ` + lab.GuestIP + `/24`,
+		`confidisk\[[0-9]+\]: confidisk boot: freshness: broker at epoch [0-9]+ \(evidence accepted\)`,
+		`confidisk\[[0-9]+\]: confidisk boot: reached mounted`} {
 		if !regexp.MustCompile(want).Match(console) {
-			t.Errorf("the console has no %q: not the dracut initrd's confidisk-boot.service after the lab's network unit", want)
+			t.Errorf("the console has no %q: not the dracut initrd's confidisk-boot.service with the lab's network and the broker", want)
 		}
 	}
 	// The broker accepted the evidence: it registered the new volume and
