@@ -33,21 +33,10 @@ func unpackedDeb(ctx context.Context, cacheDir, kind string, pkg debPackage) (st
 	}
 	base := filepath.Join(cacheDir, kind)
 	dir := filepath.Join(base, pkg.Version)
-	if fileExists(filepath.Join(dir, "complete")) {
-		return dir, nil
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", fmt.Errorf("create %s cache: %w", kind, err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(base, "lock"))
+	err := fillOnce(ctx, dir, filepath.Join(base, "lock"), func() error {
+		return fetchDeb(ctx, cacheDir, pkg, dir)
+	})
 	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if fileExists(filepath.Join(dir, "complete")) {
-		return dir, nil
-	}
-	if err := fetchDeb(ctx, cacheDir, pkg, dir); err != nil {
 		return "", fmt.Errorf("%s %s: %w", pkg.Name, pkg.Version, err)
 	}
 	return dir, nil

@@ -58,21 +58,10 @@ func DMCloneModule(ctx context.Context, cacheDir string, k *KernelInfo) (string,
 	base := filepath.Join(cacheDir, "dm-clone")
 	dir := filepath.Join(base, k.Version)
 	ko := filepath.Join(dir, "dm-clone.ko")
-	if fileExists(filepath.Join(dir, "complete")) {
-		return ko, nil
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", fmt.Errorf("create dm-clone cache: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(base, k.Version+".lock"))
+	err := fillOnce(ctx, dir, filepath.Join(base, k.Version+".lock"), func() error {
+		return buildDMClone(ctx, base, k)
+	})
 	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if fileExists(filepath.Join(dir, "complete")) {
-		return ko, nil // another process built it while we waited
-	}
-	if err := buildDMClone(ctx, base, k); err != nil {
 		return "", fmt.Errorf("build dm-clone.ko for kernel %s: %w", k.Version, err)
 	}
 	return ko, nil

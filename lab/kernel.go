@@ -69,21 +69,10 @@ func Kernel(ctx context.Context, cacheDir string) (*KernelInfo, error) {
 	}
 	base := filepath.Join(cacheDir, "kernel")
 	k := kernelAt(base, version)
-	if fileExists(filepath.Join(k.Dir, "complete")) {
-		return k, nil
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return nil, fmt.Errorf("create kernel cache: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(base, version+".lock"))
+	err = fillOnce(ctx, k.Dir, filepath.Join(base, version+".lock"), func() error {
+		return unpackKernel(ctx, base, version)
+	})
 	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if fileExists(filepath.Join(k.Dir, "complete")) {
-		return k, nil // another process finished it while we waited
-	}
-	if err := unpackKernel(ctx, base, version); err != nil {
 		return nil, fmt.Errorf("prepare kernel %s: %w", version, err)
 	}
 	return k, nil
@@ -272,6 +261,28 @@ func unpackKernel(ctx context.Context, base, version string) error {
 
 // lockFile takes an exclusive flock on path, polling so that ctx can end the
 // wait, and returns the function that releases it.
+// fillOnce makes sure that the cache directory dir is complete — its
+// "complete" marker, which fill writes last, exists — calling fill when it
+// is not, under the lock file lock, so that concurrent callers (other test
+// processes) fill it once and the others use what it made.
+func fillOnce(ctx context.Context, dir, lock string, fill func() error) error {
+	if fileExists(filepath.Join(dir, "complete")) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
+		return fmt.Errorf("create cache: %w", err)
+	}
+	unlock, err := lockFile(ctx, lock)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if fileExists(filepath.Join(dir, "complete")) {
+		return nil // another process finished it while we waited
+	}
+	return fill()
+}
+
 func lockFile(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {

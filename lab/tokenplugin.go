@@ -213,21 +213,10 @@ func unpackedRoot(ctx context.Context, cacheDir, kind string, pkgs []debPackage)
 	}
 	base := filepath.Join(cacheDir, kind)
 	dir := filepath.Join(base, hex.EncodeToString(h.Sum(nil))[:16])
-	if fileExists(filepath.Join(dir, "complete")) {
-		return dir, nil
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", fmt.Errorf("create %s cache: %w", kind, err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(base, "lock"))
+	err := fillOnce(ctx, dir, filepath.Join(base, "lock"), func() error {
+		return fetchRoot(ctx, cacheDir, pkgs, dir)
+	})
 	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if fileExists(filepath.Join(dir, "complete")) {
-		return dir, nil
-	}
-	if err := fetchRoot(ctx, cacheDir, pkgs, dir); err != nil {
 		return "", fmt.Errorf("%s: %w", kind, err)
 	}
 	return dir, nil
