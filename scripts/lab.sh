@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+: >.lab.log # before tail opens it: go test's redirection runs in the background job
 go test -count=1 -timeout 60m -run '^TestLab' -v ./lab ./e2e >.lab.log 2>&1 &
 pid=$!
 tail -n +1 -f .lab.log --pid=$pid | grep --line-buffered -E '^(LAB |--- FAIL|FAIL|ok |panic)'
