@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // A debPackage is a Debian package the lab unpacks from outside the
@@ -34,7 +35,7 @@ func unpackedDeb(ctx context.Context, cacheDir, kind string, pkg debPackage) (st
 	base := filepath.Join(cacheDir, kind)
 	dir := filepath.Join(base, pkg.Version)
 	err := fillOnce(ctx, dir, filepath.Join(base, "lock"), func() error {
-		return fetchDeb(ctx, cacheDir, pkg, dir)
+		return fetchDebs(ctx, cacheDir, []debPackage{pkg}, dir)
 	})
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", pkg.Name, pkg.Version, err)
@@ -42,14 +43,56 @@ func unpackedDeb(ctx context.Context, cacheDir, kind string, pkg debPackage) (st
 	return dir, nil
 }
 
-// fetchDeb downloads pkg with the lab's private apt state, checks its
-// digest and unpacks it into dir.
-func fetchDeb(ctx context.Context, cacheDir string, pkg debPackage, dir string) error {
-	aptGet, err := lookTool("apt-get", "apt")
+// fetchDebs downloads pkgs with the lab's private apt state, checks their
+// digests and unpacks them all into dir (one tree), which appears only
+// complete: unpacked beside it, its marker written, then renamed.
+func fetchDebs(ctx context.Context, cacheDir string, pkgs []debPackage, dir string) error {
+	dpkgDeb, err := lookTool("dpkg-deb", "dpkg")
 	if err != nil {
 		return err
 	}
-	dpkgDeb, err := lookTool("dpkg-deb", "dpkg")
+	tmp, debDir := dir+".partial", dir+".debs"
+	for _, d := range []string{tmp, debDir, dir} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove stale %s: %w", d, err)
+		}
+	}
+	for _, d := range []string{tmp, debDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	defer os.RemoveAll(debDir)
+	if err := aptDownload(ctx, cacheDir, debDir, pkgs); err != nil {
+		return err
+	}
+	var names []string
+	for _, p := range pkgs {
+		deb, err := downloadedDeb(debDir, p.Name)
+		if err != nil {
+			return err
+		}
+		if err := checkSHA256(deb, p.SHA256); err != nil {
+			return err
+		}
+		if _, err := runOut(ctx, "", dpkgDeb, "-x", deb, tmp); err != nil {
+			return fmt.Errorf("unpack %s: %w", p.Name, err)
+		}
+		names = append(names, p.Name+" "+p.Version)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "complete"), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}
+
+// aptDownload downloads the pinned pkgs into dir with the lab's private apt
+// state, updating its package lists first when that fails (the first use,
+// or lists older than a pin). Every test process of the machine shares that
+// state, and apt-get refuses a second update while one runs ("Could not get
+// lock"), so a lock under cacheDir/apt serialises its users.
+func aptDownload(ctx context.Context, cacheDir, dir string, pkgs []debPackage) error {
+	aptGet, err := lookTool("apt-get", "apt")
 	if err != nil {
 		return err
 	}
@@ -57,42 +100,25 @@ func fetchDeb(ctx context.Context, cacheDir string, pkg debPackage, dir string) 
 	if err != nil {
 		return err
 	}
-	tmp := dir + ".partial"
-	for _, d := range []string{tmp, dir} {
-		if err := os.RemoveAll(d); err != nil {
-			return fmt.Errorf("remove stale %s: %w", d, err)
-		}
-	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	unlock, err := lockFile(ctx, filepath.Join(cacheDir, "apt", "lock"))
+	if err != nil {
 		return err
 	}
-	download := slices.Concat(opts, []string{"download", pkg.Name + "=" + pkg.Version})
-	if _, err := runOut(ctx, tmp, aptGet, download...); err != nil {
-		// First use (no package lists yet), or lists older than the pin.
-		if _, uerr := runOut(ctx, "", aptGet, slices.Concat(opts, []string{"update"})...); uerr != nil {
-			return fmt.Errorf("apt-get update (lab apt state): %w", uerr)
-		}
-		if _, err := runOut(ctx, tmp, aptGet, download...); err != nil {
-			return fmt.Errorf("download from %s (the pin may be gone from the archive): %w", pkg.Suite, err)
-		}
+	defer unlock()
+	download := slices.Concat(opts, []string{"download"})
+	for _, p := range pkgs {
+		download = append(download, p.Name+"="+p.Version)
 	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		return fmt.Errorf("apt-get download left %d .deb files, want 1", len(debs))
+	if _, err := runOut(ctx, dir, aptGet, download...); err == nil {
+		return nil
 	}
-	if err := checkSHA256(debs[0], pkg.SHA256); err != nil {
-		return err
+	if _, err := runOut(ctx, "", aptGet, slices.Concat(opts, []string{"update"})...); err != nil {
+		return fmt.Errorf("apt-get update (lab apt state): %w", err)
 	}
-	if _, err := runOut(ctx, "", dpkgDeb, "-x", debs[0], tmp); err != nil {
-		return fmt.Errorf("unpack: %w", err)
+	if _, err := runOut(ctx, dir, aptGet, download...); err != nil {
+		return fmt.Errorf("download (a pin may be gone from the archive): %w", err)
 	}
-	if err := os.Remove(debs[0]); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "complete"), []byte(pkg.Version+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dir)
+	return nil
 }
 
 // privateApt writes the lab's apt sources (bookworm, bookworm-backports,

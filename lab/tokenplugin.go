@@ -9,8 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
-	"strings"
 )
 
 // tokenPluginPackages are the Debian trixie packages of cryptsetup 2.7 and
@@ -214,72 +212,10 @@ func unpackedRoot(ctx context.Context, cacheDir, kind string, pkgs []debPackage)
 	base := filepath.Join(cacheDir, kind)
 	dir := filepath.Join(base, hex.EncodeToString(h.Sum(nil))[:16])
 	err := fillOnce(ctx, dir, filepath.Join(base, "lock"), func() error {
-		return fetchRoot(ctx, cacheDir, pkgs, dir)
+		return fetchDebs(ctx, cacheDir, pkgs, dir)
 	})
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", kind, err)
 	}
 	return dir, nil
-}
-
-// fetchRoot downloads pkgs with the lab's private apt state, checks their
-// digests and unpacks them all into dir.
-func fetchRoot(ctx context.Context, cacheDir string, pkgs []debPackage, dir string) error {
-	aptGet, err := lookTool("apt-get", "apt")
-	if err != nil {
-		return err
-	}
-	dpkgDeb, err := lookTool("dpkg-deb", "dpkg")
-	if err != nil {
-		return err
-	}
-	opts, err := privateApt(cacheDir)
-	if err != nil {
-		return err
-	}
-	tmp, debDir := dir+".partial", dir+".debs"
-	for _, d := range []string{tmp, debDir, dir} {
-		if err := os.RemoveAll(d); err != nil {
-			return fmt.Errorf("remove stale %s: %w", d, err)
-		}
-	}
-	for _, d := range []string{tmp, debDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	defer os.RemoveAll(debDir)
-	download := slices.Concat(opts, []string{"download"})
-	for _, p := range pkgs {
-		download = append(download, p.Name+"="+p.Version)
-	}
-	if _, err := runOut(ctx, debDir, aptGet, download...); err != nil {
-		// First use (no package lists yet), or lists older than the pins.
-		if _, uerr := runOut(ctx, "", aptGet, slices.Concat(opts, []string{"update"})...); uerr != nil {
-			return fmt.Errorf("apt-get update (lab apt state): %w", uerr)
-		}
-		if _, err := runOut(ctx, debDir, aptGet, download...); err != nil {
-			return fmt.Errorf("download (a pin may be gone from the archive): %w", err)
-		}
-	}
-	for _, p := range pkgs {
-		deb, err := downloadedDeb(debDir, p.Name)
-		if err != nil {
-			return err
-		}
-		if err := checkSHA256(deb, p.SHA256); err != nil {
-			return err
-		}
-		if _, err := runOut(ctx, "", dpkgDeb, "-x", deb, tmp); err != nil {
-			return fmt.Errorf("unpack %s: %w", p.Name, err)
-		}
-	}
-	var names []string
-	for _, p := range pkgs {
-		names = append(names, p.Name+" "+p.Version)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "complete"), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dir)
 }
