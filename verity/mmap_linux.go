@@ -1,6 +1,7 @@
 package verity
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,8 @@ import (
 // Verify turn that fault into an error instead of a crash.
 type Mapping struct {
 	b     []byte
-	raEnd atomic.Int64 // end of what readAhead has asked the kernel for
+	raEnd atomic.Int64 // end of what readAhead has asked for
+	ahead *prefetcher  // reads the file ahead of the workers; nil if it cannot
 }
 
 // Map maps the first size bytes of f read-only. Close unmaps it.
@@ -25,13 +27,30 @@ func Map(f *os.File, size int64) (*Mapping, error) {
 	if size <= 0 || int64(int(size)) != size {
 		return nil, fmt.Errorf("map %s: cannot map %d bytes", f.Name(), size)
 	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	b, err := mapForReading(f, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("map %s: %w", f.Name(), err)
 	}
-	// The tree reads the data once, front to back.
+	m := &Mapping{b: b}
+	m.ahead = startPrefetcher(f, int(size), &m.raEnd)
+	return m, nil
+}
+
+// mapForReading maps size bytes of f read-only for reading once, front to
+// back: MADV_SEQUENTIAL, and MADV_HUGEPAGE so that what a fault reads from
+// disk comes in folios of a PMD's size (2 MiB), which the mapping then maps
+// with one entry each (mm/filemap.c, do_sync_mmap_readahead: a VM_HUGEPAGE
+// mapping reads ahead in HPAGE_PMD_ORDER folios) instead of 4 KiB pages
+// mapped, and later unmapped, one by one. Kernels without transparent huge
+// pages refuse the advice, and read as before.
+func mapForReading(f *os.File, size int) ([]byte, error) {
+	b, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
 	_ = unix.Madvise(b, unix.MADV_SEQUENTIAL)
-	return &Mapping{b: b}, nil
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	return b, nil
 }
 
 // ReadAt implements [io.ReaderAt].
@@ -66,26 +85,28 @@ func (m *Mapping) slice(off int64, n int) ([]byte, bool) {
 }
 
 // readAheadBytes is how far past the range being hashed [Mapping.slice]
-// asks the kernel to start reading: a few chunks per worker, so that the
-// disk is busy while the workers hash what it read.
+// has the file read ahead: a few chunks per worker, so that the disk is
+// busy while the workers hash what it read.
 const readAheadBytes = 16 << 20
 
-// readAhead starts reading up to readAheadBytes past from into the page
-// cache without waiting for it (MADV_WILLNEED, which is POSIX_FADV_WILLNEED
-// on a file mapping). Each byte is asked for once: the workers share the
-// frontier raEnd, so that cached pages are not looked up again and again.
+// readAhead has the prefetcher read up to readAheadBytes past from into the
+// page cache, without waiting for it. Each byte is asked for once: the
+// workers share the frontier raEnd, and the prefetcher skips what lies
+// behind from, which the workers have reached.
 func (m *Mapping) readAhead(from int64) {
 	page := int64(os.Getpagesize())
 	want := min((from+readAheadBytes)/page*page, int64(len(m.b)))
+	if m.ahead != nil {
+		m.ahead.reached(from)
+	}
 	for {
 		done := m.raEnd.Load()
 		if want <= done {
 			return
 		}
 		if m.raEnd.CompareAndSwap(done, want) {
-			start := max(done, from/page*page)
-			if start < want {
-				_ = unix.Madvise(m.b[start:want], unix.MADV_WILLNEED)
+			if m.ahead != nil {
+				m.ahead.wake()
 			}
 			return
 		}
@@ -104,12 +125,17 @@ func (m *Mapping) release(off int64, n int) {
 	_ = unix.Madvise(m.b[start:end], unix.MADV_DONTNEED)
 }
 
-// Close unmaps the file.
+// Close stops the read-ahead and unmaps the file.
 func (m *Mapping) Close() error {
 	if m.b == nil {
 		return nil
 	}
-	err := unix.Munmap(m.b)
+	var err error
+	if m.ahead != nil {
+		err = m.ahead.close()
+		m.ahead = nil
+	}
+	err = errors.Join(err, unix.Munmap(m.b))
 	m.b = nil
 	return err
 }

@@ -5,8 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMappingFormatAndVerify(t *testing.T) {
@@ -86,5 +90,57 @@ func TestReadAheadFrontier(t *testing.T) {
 		if got := m.raEnd.Load(); got != s.want {
 			t.Errorf("after slice(%d, %d): read-ahead frontier %d, want %d", s.off, s.n, got, s.want)
 		}
+	}
+}
+
+// TestPrefetcherReadsAhead: after the pages of a file are dropped from the
+// page cache, readAhead has the prefetcher bring the requested range back
+// without the workers touching it, and Close stops the prefetcher.
+func TestPrefetcherReadsAhead(t *testing.T) {
+	const size = 3 * readAheadBytes
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, bytes.Repeat([]byte{0x5a}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	goroutines := runtime.NumGoroutine()
+	m, err := Map(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ahead == nil {
+		t.Fatal("no prefetcher")
+	}
+	m.readAhead(0)
+	vec := make([]byte, readAheadBytes/os.Getpagesize())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := mincore(m.b[:readAheadBytes], vec); err != nil {
+			t.Fatal(err)
+		}
+		if allResident(vec) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first read-ahead range is not in the page cache after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The prefetcher's goroutine has returned once Close has.
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines after Close, %d before Map", n, goroutines)
 	}
 }
