@@ -251,14 +251,7 @@ func (l *imageLab) checkDracutUKI(t *testing.T) {
 			t.Fatalf("the policy pins pcr %d to %v, want the predicted %s", i, v, ref.PCRs[i])
 		}
 	}
-	if err := l.broker.SetPolicy(pol); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	before, err := l.broker.Store.Volumes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	registered := l.brokerWatch(t, filepath.Join(dir, "policy.json"))
 	m := l.machine(t, disk, l.varsSB)
 	res := lab.RunScenario(t, lab.Scenario{Name: "image-dracut-uki", Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
@@ -277,22 +270,44 @@ func (l *imageLab) checkDracutUKI(t *testing.T) {
 			t.Errorf("the console has no %q: not the dracut initrd's confidisk-boot.service with the lab's network and the broker", want)
 		}
 	}
-	// The broker accepted the evidence: it registered the new volume and
-	// the boot advanced its epoch.
-	vols, err := l.broker.Store.Volumes(ctx)
-	if err != nil || len(vols) != len(before)+1 {
-		t.Fatalf("broker volumes %d after the boot, %d before (%v): want the one the guest registered", len(vols), len(before), err)
+	registered()
+}
+
+// brokerWatch loads the policy in policyFile into the lab's broker and
+// returns the check to run after the boot: the broker accepted the guest's
+// evidence, so it holds exactly one more volume, whose epoch the boot has
+// advanced.
+func (l *imageLab) brokerWatch(t *testing.T, policyFile string) func() {
+	t.Helper()
+	pol, err := attest.LoadPolicy(policyFile)
+	if err != nil {
+		t.Fatal(err)
 	}
-	known := map[string]bool{}
-	for _, v := range before {
-		known[v.UUID] = true
+	if err := l.broker.SetPolicy(pol); err != nil {
+		t.Fatal(err)
 	}
-	for _, v := range vols {
-		if known[v.UUID] {
-			continue
+	ctx := context.Background()
+	before, err := l.broker.Store.Volumes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		vols, err := l.broker.Store.Volumes(ctx)
+		if err != nil || len(vols) != len(before)+1 {
+			t.Fatalf("broker volumes %d after the boot, %d before (%v): want the one the guest registered", len(vols), len(before), err)
 		}
-		if e, err := l.broker.Store.Epoch(ctx, v.UUID); err != nil || e == 0 {
-			t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", v.UUID, e, err)
+		known := map[string]bool{}
+		for _, v := range before {
+			known[v.UUID] = true
+		}
+		for _, v := range vols {
+			if known[v.UUID] {
+				continue
+			}
+			if e, err := l.broker.Store.Epoch(ctx, v.UUID); err != nil || e == 0 {
+				t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", v.UUID, e, err)
+			}
 		}
 	}
 }
@@ -367,18 +382,7 @@ func fileDigest(t *testing.T, p string) string {
 // policy accepts the evidence, and the PCRs the guest reads are the
 // predicted ones.
 func (l *imageLab) checkBoot(t *testing.T, name, disk string, ref *image.Reference) {
-	pol, err := attest.LoadPolicy(filepath.Join(filepath.Dir(disk), "policy.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.broker.SetPolicy(pol); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	before, err := l.broker.Store.Volumes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	registered := l.brokerWatch(t, filepath.Join(filepath.Dir(disk), "policy.json"))
 	m := l.machine(t, disk, l.varsSB)
 	res := lab.RunScenario(t, lab.Scenario{Name: name, Machine: m,
 		Expect: []string{"cmdline", "secureboot", "pcrs", "root-content", "state-writable"}})
@@ -390,15 +394,7 @@ func (l *imageLab) checkBoot(t *testing.T, name, disk string, ref *image.Referen
 		t.Errorf("SecureBoot = %q, want 1", details["secureboot"])
 	}
 	checkPredicted(t, details["pcrs"], ref)
-	vols, err := l.broker.Store.Volumes(ctx)
-	if err != nil || len(vols) != len(before)+1 {
-		t.Fatalf("broker volumes %d after the boot, %d before (%v): want the one the guest registered", len(vols), len(before), err)
-	}
-	for _, v := range vols {
-		if e, err := l.broker.Store.Epoch(ctx, v.UUID); err != nil || e == 0 {
-			t.Errorf("broker epoch of %s: %d, %v; want the boot to have advanced it", v.UUID, e, err)
-		}
-	}
+	registered()
 	f, err := os.Open(m.Disks[0].Path)
 	if err != nil {
 		t.Fatal(err)
