@@ -122,22 +122,35 @@ func TestSealOfflineUnsealOnThatTPMOnly(t *testing.T) {
 		if _, _, err := GetOrCreateSRK(b); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Unseal(b, s, UnsealOptions{}); !errors.Is(err, ErrSRKMismatch) {
-			t.Fatalf("Unseal on another tpm: %v, want ErrSRKMismatch", err)
-		}
-		noSRK := *s
-		noSRK.SRK = nil
-		if _, err := Unseal(b, &noSRK, UnsealOptions{}); !errors.Is(err, ErrSRKMismatch) || !strings.Contains(err.Error(), "import") {
-			t.Fatalf("Unseal on another tpm without the srk check: %v, want ErrSRKMismatch from the import", err)
-		}
+		checkOtherTPMRefuses(t, b, s)
 	})
-	t.Run("pcr 7 changed", func(t *testing.T) {
-		extend(t, sn, 7, "evil")
-		_, err := Unseal(sn, s, UnsealOptions{})
-		if !errors.Is(err, ErrPCRMismatch) || errors.Is(err, ErrVolumeKeyMeasured) {
-			t.Fatalf("Unseal after pcr 7 changed: %v, want ErrPCRMismatch", err)
-		}
-	})
+	t.Run("pcr 7 changed", func(t *testing.T) { checkPCR7ChangeRefused(t, sn, s) })
+}
+
+// checkOtherTPMRefuses: on b, a TPM with an SRK of its own, Unseal of s
+// fails with ErrSRKMismatch, from the tpm2_srk check and, without it, from
+// the import.
+func checkOtherTPMRefuses(t *testing.T, b transport.TPM, s *Sealed) {
+	t.Helper()
+	if _, err := Unseal(b, s, UnsealOptions{}); !errors.Is(err, ErrSRKMismatch) {
+		t.Fatalf("Unseal on another tpm: %v, want ErrSRKMismatch", err)
+	}
+	noSRK := *s
+	noSRK.SRK = nil
+	if _, err := Unseal(b, &noSRK, UnsealOptions{}); !errors.Is(err, ErrSRKMismatch) || !strings.Contains(err.Error(), "import") {
+		t.Fatalf("Unseal on another tpm without the srk check: %v, want ErrSRKMismatch from the import", err)
+	}
+}
+
+// checkPCR7ChangeRefused: once PCR 7 of tp changes, Unseal of s (sealed to
+// it) fails with ErrPCRMismatch.
+func checkPCR7ChangeRefused(t *testing.T, tp transport.TPM, s *Sealed) {
+	t.Helper()
+	extend(t, tp, 7, "evil")
+	_, err := Unseal(tp, s, UnsealOptions{})
+	if !errors.Is(err, ErrPCRMismatch) || errors.Is(err, ErrVolumeKeyMeasured) {
+		t.Fatalf("Unseal after pcr 7 changed: %v, want ErrPCRMismatch", err)
+	}
 }
 
 func TestSealOfflineVolumeKeyMeasured(t *testing.T) {
