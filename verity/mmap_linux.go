@@ -92,7 +92,8 @@ const readAheadBytes = 16 << 20
 // readAhead has the prefetcher read up to readAheadBytes past from into the
 // page cache, without waiting for it. Each byte is asked for once: the
 // workers share the frontier raEnd, and the prefetcher skips what lies
-// behind from, which the workers have reached.
+// behind from, which the workers have reached. A range the page cache
+// holds already does not wake the prefetcher.
 func (m *Mapping) readAhead(from int64) {
 	page := int64(os.Getpagesize())
 	want := min((from+readAheadBytes)/page*page, int64(len(m.b)))
@@ -106,7 +107,9 @@ func (m *Mapping) readAhead(from int64) {
 		}
 		if m.raEnd.CompareAndSwap(done, want) {
 			if m.ahead != nil {
-				m.ahead.wake()
+				if all, _ := m.ahead.cached(done, want-done); !all {
+					m.ahead.wake()
+				}
 			}
 			return
 		}

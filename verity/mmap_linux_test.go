@@ -144,3 +144,86 @@ func TestPrefetcherReadsAhead(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before Map", n, goroutines)
 	}
 }
+
+// TestPrefetcherCached checks the page cache residency that decides whether
+// the workers wake the prefetcher against mincore(2), on a file dropped from
+// the page cache and then read back in part, and that readAhead wakes the
+// prefetcher for the part that is not cached and only for it.
+func TestPrefetcherCached(t *testing.T) {
+	const size = 4 * readAheadBytes
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, bytes.Repeat([]byte{0xa5}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	b, err := mapForReading(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	// A prefetcher whose goroutine is not running: its wake-ups stay in
+	// the channel.
+	p := &prefetcher{fd: int(f.Fd()), b: b, signal: make(chan struct{}, 1), vec: make([]byte, size/os.Getpagesize())}
+	m := &Mapping{b: b, ahead: p}
+
+	m.readAhead(0)
+	if len(p.signal) != 1 {
+		t.Error("readAhead over a dropped range did not wake the prefetcher")
+	}
+	<-p.signal
+
+	// Read the first half back, as the prefetcher would, and no more
+	// (POSIX_FADV_RANDOM: no read-ahead past it).
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(make([]byte, size/2), 0); err != nil {
+		t.Fatal(err)
+	}
+	ranges := []struct {
+		off, n int64
+		want   bool
+	}{
+		{0, size / 2, true},
+		{4096, 100, true},
+		{size/2 - 1, 1, true},
+		{size / 2, size / 2, false},
+		{0, size, false},
+		{size/2 - 4096, 8192, false},
+	}
+	for _, r := range ranges {
+		all, ok := p.cached(r.off, r.n)
+		if !ok {
+			t.Logf("no cachestat(2) here: cached(%d, %d) cannot say", r.off, r.n)
+		} else if all != r.want {
+			t.Errorf("cached(%d, %d) = %v, want %v", r.off, r.n, all, r.want)
+		}
+		pg := int64(os.Getpagesize())
+		if got := p.residentMincore(r.off/pg*pg, (r.off+r.n+pg-1)/pg*pg-r.off/pg*pg); got != r.want {
+			t.Errorf("mincore over [%d, %d): resident %v, want %v", r.off, r.off+r.n, got, r.want)
+		}
+	}
+
+	// The first two read-ahead ranges are cached now: no wake-up, until the
+	// frontier passes into the half that is not.
+	m.raEnd.Store(0)
+	m.readAhead(0)
+	m.readAhead(readAheadBytes)
+	if _, ok := p.cached(0, 1); ok && len(p.signal) != 0 {
+		t.Error("readAhead over a cached range woke the prefetcher")
+	}
+	m.readAhead(2 * readAheadBytes)
+	if len(p.signal) != 1 {
+		t.Error("readAhead into the dropped half did not wake the prefetcher")
+	}
+}

@@ -17,8 +17,13 @@ import (
 // (mm/readahead.c, force_page_cache_ra), which then cost a fault per sixteen
 // pages and an unmap per page, 0.4 s of system time per GiB; a fault in a
 // VM_HUGEPAGE mapping reads 2 MiB folios, mapped with one PMD entry each.
-// Pieces the page cache holds already (mincore) are skipped.
+// Pieces the page cache holds already are skipped, and the workers do not
+// wake the prefetcher for a range the page cache holds ([prefetcher.cached]):
+// on a file that is read from the page cache, a goroutine woken for every
+// chunk only takes turns with the workers (measured on 1 GiB: 1.79 CPUs busy
+// instead of 1.92, 4-6 % more wall time).
 type prefetcher struct {
+	fd     int           // the file, for cachestat
 	b      []byte        // the prefetcher's own mapping of the file
 	want   *atomic.Int64 // how far the file is to be read (Mapping.raEnd)
 	from   atomic.Int64  // how far the workers have come: nothing behind is read
@@ -41,6 +46,7 @@ func startPrefetcher(f *os.File, size int, want *atomic.Int64) *prefetcher {
 		return nil
 	}
 	p := &prefetcher{
+		fd:     int(f.Fd()),
 		b:      b,
 		want:   want,
 		signal: make(chan struct{}, 1),
@@ -95,13 +101,36 @@ func (p *prefetcher) run() {
 // read brings [off, off+n) into the page cache unless it is there: the
 // pages are mapped, which reads them, and unmapped again.
 func (p *prefetcher) read(off, n int64) {
-	r := p.b[off : off+n]
-	vec := p.vec[:(len(r)+os.Getpagesize()-1)/os.Getpagesize()]
-	if mincore(r, vec) == nil && allResident(vec) {
+	if all, ok := p.cached(off, n); all || !ok && p.residentMincore(off, n) {
 		return
 	}
+	r := p.b[off : off+n]
 	_ = unix.Madvise(r, madvPopulateRead)
 	_ = unix.Madvise(r, unix.MADV_DONTNEED)
+}
+
+// cached reports whether the page cache holds every page of [off, off+n)
+// of the file, as cachestat(2) counts them: it walks the page cache a folio
+// at a time, a few microseconds for 16 MiB in 2 MiB folios, and any
+// goroutine may ask. ok is false where the kernel has no cachestat (before
+// Linux 6.5) or the file does not allow it.
+func (p *prefetcher) cached(off, n int64) (all, ok bool) {
+	var cs unix.Cachestat_t
+	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
+	if err := unix.Cachestat(uint(p.fd), &r, &cs, 0); err != nil {
+		return false, false
+	}
+	page := int64(os.Getpagesize())
+	return int64(cs.Cache) >= (off+n+page-1)/page-off/page, true
+}
+
+// residentMincore is cached through mincore(2) on the prefetcher's
+// mapping, which looks up every page. Only the prefetcher's goroutine may
+// call it (vec is its own).
+func (p *prefetcher) residentMincore(off, n int64) bool {
+	r := p.b[off : off+n]
+	vec := p.vec[:(len(r)+os.Getpagesize()-1)/os.Getpagesize()]
+	return mincore(r, vec) == nil && allResident(vec)
 }
 
 // mincore fills vec with the page cache residency of the pages of b
