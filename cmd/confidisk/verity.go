@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -163,7 +164,8 @@ func runVerityFormat(ctx context.Context, out io.Writer, dataPath, hashPath stri
 	src, unmap := mapData(data, int64(p.DataSize()))
 	defer unmap()
 	bar := newProgress("hashing", int64(p.DataSize()))
-	opts := &verity.Options{Progress: bar.update}
+	opts, restore := hashOptions(src, bar.update)
+	defer restore()
 	var root []byte
 	err = writeHashDevice(dataPath, hashPath, p.HashOffset, func(h verity.ReadWriterAt) error {
 		var err error
@@ -283,6 +285,24 @@ func mapData(f *os.File, size int64) (io.ReaderAt, func()) {
 		return f, func() {}
 	}
 	return m, func() { m.Close() }
+}
+
+// hashOptions returns the Options that hash src on all cores with progress,
+// and, when src is a [verity.Mapping], gives its read-ahead goroutine a P of
+// its own until restore: one worker per P of GOMAXPROCS, and GOMAXPROCS one
+// higher. The read-ahead blocks on the disk in a system call, and a
+// goroutine in a system call keeps its P until the scheduler's monitor
+// takes it back, so with as many Ps as workers one worker would wait for
+// the disk too (1 GiB dropped from the page cache, on the EPYC: 0.37 s
+// instead of 0.28 s; no change from the page cache).
+func hashOptions(src io.ReaderAt, progress func(done, total uint64)) (opts *verity.Options, restore func()) {
+	opts = &verity.Options{Progress: progress}
+	if _, ok := src.(*verity.Mapping); !ok {
+		return opts, func() {}
+	}
+	opts.Workers = runtime.GOMAXPROCS(0)
+	prev := runtime.GOMAXPROCS(opts.Workers + 1)
+	return opts, func() { runtime.GOMAXPROCS(prev) }
 }
 
 // openSized opens a file or block device and returns its size.
@@ -449,7 +469,9 @@ device cannot be read, 2 for a bad command line. Silent on success unless -v.`,
 			src, unmap := mapData(data, int64(p.DataSize()))
 			defer unmap()
 			bar := newProgress("verifying", int64(p.DataSize()))
-			err = verity.Verify(cmd.Context(), src, hashDev, p, root, &verity.Options{Progress: bar.update})
+			opts, restore := hashOptions(src, bar.update)
+			defer restore()
+			err = verity.Verify(cmd.Context(), src, hashDev, p, root, opts)
 			bar.finish()
 			if err != nil {
 				return fmt.Errorf("verification failed: %w", err)
