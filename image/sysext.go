@@ -49,10 +49,17 @@ type Sysext struct {
 	PrivateKey, Certificate string
 }
 
-// sysextNameRE is what systemd accepts as an image name
-// (image_name_is_valid: a file name without "/" whose characters are
-// letters, digits and "-_.", not starting with ".").
-var sysextNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$`)
+// sysextNameRE is the image names confidisk writes: letters, digits and
+// "-_.", starting with a letter or digit, a subset of what systemd accepts
+// (image_name_is_valid: a file name not starting with "."). The length
+// bound, 255 bytes, is checked apart: a counted repetition {0,254} compiles
+// into 254 states, which took 0.6 ms of every start of the binary.
+var sysextNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// validSysextName reports whether systemd accepts name as an image name.
+func validSysextName(name string) bool {
+	return len(name) <= 255 && sysextNameRE.MatchString(name)
+}
 
 // Check validates s before anything is written: the name, the release
 // fields, the binary and, when signing, the key and certificate.
@@ -81,8 +88,8 @@ func (s *Sysext) check() (*secureboot.Signer, error) {
 // [Sysext.matchInitrd]).
 func (s *Sysext) checkRelease() error {
 	switch {
-	case !sysextNameRE.MatchString(s.Name):
-		return fmt.Errorf("extension name %q: want letters, digits, '-', '_' and '.', not starting with '.'", s.Name)
+	case !validSysextName(s.Name):
+		return fmt.Errorf("extension name %q: want letters, digits, '-', '_' and '.', starting with a letter or digit, at most 255 bytes", s.Name)
 	case s.OSID == "":
 		return errors.New("extension OS ID: want the os-release ID= of the initrd, or _any")
 	case len(s.Unit) == 0:

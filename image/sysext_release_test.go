@@ -82,3 +82,29 @@ EMPTY=
 		t.Errorf("ParseOSRelease (-want +got):\n%s", diff)
 	}
 }
+
+// TestSysextNames checks the extension names systemd's image_name_is_valid
+// accepts and refuses, the length bound included.
+func TestSysextNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"confidisk", true},
+		{"confidisk_2.0-rc1", true},
+		{"9", true},
+		{strings.Repeat("a", 255), true},
+		{strings.Repeat("a", 256), false},
+		{"", false},
+		{".hidden", false},
+		{"-dash", false},
+		{"a/b", false},
+		{"a b", false},
+		{"naïve", false},
+	} {
+		s := Sysext{Name: tc.name, Unit: []byte("[Unit]\n"), OSID: "_any"}
+		if err := s.checkRelease(); (err == nil) != tc.ok {
+			t.Errorf("name %q: error %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
