@@ -210,10 +210,11 @@ done:
 
 // LOAD_ROW loads the current 64-byte block of lane i into z, big-endian
 // words converted to native.
-#define LOAD_ROW(i, z) \
-	MOVQ      (8*i)(DI), R10;  \
-	VMOVDQU32 (R10)(CX*1), z;  \
-	VPSHUFB   Z12, z, z
+#define LOAD_ROW(i, y, z) \
+	MOVQ         (8*i)(DI), R10;           \
+	VMOVDQU32    (R10)(CX*1), y;           \
+	VINSERTI64X4 $1, 32(R10)(CX*1), z, z;  \
+	VPSHUFB      Z12, z, z
 
 // TRANSPOSE4_DQ transposes the 4x4 matrices of words formed by the same
 // 128-bit lane of r0..r3: afterwards 128-bit lane k of rq holds word 4k+q of
@@ -315,22 +316,22 @@ TEXT ·block16(SB), NOSPLIT, $0-24
 loop16:
 	// Load one block per lane, then transpose so that Z(16+j) holds
 	// word j of every lane.
-	LOAD_ROW(0, Z16)
-	LOAD_ROW(1, Z17)
-	LOAD_ROW(2, Z18)
-	LOAD_ROW(3, Z19)
-	LOAD_ROW(4, Z20)
-	LOAD_ROW(5, Z21)
-	LOAD_ROW(6, Z22)
-	LOAD_ROW(7, Z23)
-	LOAD_ROW(8, Z24)
-	LOAD_ROW(9, Z25)
-	LOAD_ROW(10, Z26)
-	LOAD_ROW(11, Z27)
-	LOAD_ROW(12, Z28)
-	LOAD_ROW(13, Z29)
-	LOAD_ROW(14, Z30)
-	LOAD_ROW(15, Z31)
+	LOAD_ROW(0, Y16, Z16)
+	LOAD_ROW(1, Y17, Z17)
+	LOAD_ROW(2, Y18, Z18)
+	LOAD_ROW(3, Y19, Z19)
+	LOAD_ROW(4, Y20, Z20)
+	LOAD_ROW(5, Y21, Z21)
+	LOAD_ROW(6, Y22, Z22)
+	LOAD_ROW(7, Y23, Z23)
+	LOAD_ROW(8, Y24, Z24)
+	LOAD_ROW(9, Y25, Z25)
+	LOAD_ROW(10, Y26, Z26)
+	LOAD_ROW(11, Y27, Z27)
+	LOAD_ROW(12, Y28, Z28)
+	LOAD_ROW(13, Y29, Z29)
+	LOAD_ROW(14, Y30, Z30)
+	LOAD_ROW(15, Y31, Z31)
 	TRANSPOSE4_DQ(Z16, Z17, Z18, Z19)
 	TRANSPOSE4_DQ(Z20, Z21, Z22, Z23)
 	TRANSPOSE4_DQ(Z24, Z25, Z26, Z27)
