@@ -113,7 +113,10 @@ func (p *prefetcher) read(off, n int64) {
 // of the file, as cachestat(2) counts them: it walks the page cache a folio
 // at a time, a few microseconds for 16 MiB in 2 MiB folios, and any
 // goroutine may ask. ok is false where the kernel has no cachestat (before
-// Linux 6.5) or the file does not allow it.
+// Linux 6.5) or refuses it: Linux 6.18 answers EPERM unless the caller owns
+// the file, may write it or has CAP_FOWNER (checked here: root is answered,
+// nobody is not), and the workers then wake the prefetcher for every range
+// as before.
 func (p *prefetcher) cached(off, n int64) (all, ok bool) {
 	var cs unix.Cachestat_t
 	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
