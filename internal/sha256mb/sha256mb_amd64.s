@@ -432,6 +432,375 @@ loop16:
 done16:
 	RET
 
+// ---- block24 ----
+//
+// block24 runs block16's sixteen AVX-512 lanes and four of blockX2's SHA
+// extension pairs (eight lanes) in one instruction stream: after each of the
+// 64 AVX-512 rounds come four rounds of one SHA pair, pair p taking AVX-512
+// rounds 16p..16p+15, so that one pass of the loop compresses one block of
+// each of the 24 lanes. The two kernels are bound by different units on
+// Zen 4 (block16 by the pipes that run 512-bit rotations, blockX2 by the SHA
+// unit), so the SHA rounds mostly fill slots the AVX-512 rounds leave idle.
+//
+// The SHA instructions have no VEX or EVEX encoding and only reach X0-X15,
+// so the SHA pairs keep blockX2's registers (X0-X14), and the AVX-512 lanes
+// move to Z16-Z31, their message schedule to a 64-byte aligned ring of
+// sixteen W[t] on the stack:
+//
+//	Z16-Z23   working variables, renamed per round as in block16
+//	Z24-Z27,
+//	Z29-Z31   round and schedule scratch
+//	X0-X14    the current SHA pair, as in blockX2; its hash values live in
+//	          hx (ABEF then CDGH per lane) between its blocks
+//
+// At the top of the loop no SHA pair is live, so the transposition uses all
+// of Z8-Z11 and Z16-Z31 and then stores W[0..15] to the ring.
+//
+// Registers: R8 points at the AVX-512 lanes' hash values (word-major), R9
+// at the SHA lanes', R11 at the 24 data pointers; SI, DI are the current
+// pair's; CX is the offset of the current block in each lane's data, DX the
+// end offset; AX points at K256; BX at the W ring.
+
+// FLOAD_ROW is LOAD_ROW for block24 (the pointers at R11, the byte-swap
+// mask in memory).
+#define FLOAD_ROW(i, z) \
+	MOVQ      (8*i)(R11), R10;              \
+	VMOVDQU32 (R10)(CX*1), z;               \
+	VPSHUFB   flip_mask64<>(SB), z, z
+
+// FROUND is ROUND with W[t] at woff(BX) and the scratch registers moved.
+#define FROUND(koff, a, b, c, d, e, f, g, h, woff) \
+	VPADDD      woff(BX), h, h;          \
+	VPADDD.BCST koff(AX), h, h;          \
+	VPRORD      $6, e, Z24;              \
+	VPRORD      $11, e, Z25;             \
+	VPRORD      $25, e, Z26;             \
+	VPTERNLOGD  $0x96, Z26, Z25, Z24;    \
+	VMOVDQA32   e, Z25;                  \
+	VPTERNLOGD  $0xca, g, f, Z25;        \
+	VPADDD      Z25, Z24, Z24;           \
+	VPADDD      Z24, h, h;               \
+	VPADDD      h, d, d;                 \
+	VPRORD      $2, a, Z24;              \
+	VPRORD      $13, a, Z25;             \
+	VPRORD      $22, a, Z26;             \
+	VPTERNLOGD  $0x96, Z26, Z25, Z24;    \
+	VMOVDQA32   a, Z25;                  \
+	VPTERNLOGD  $0xe8, c, b, Z25;        \
+	VPADDD      Z25, Z24, Z24;           \
+	VPADDD      Z24, h, h
+
+// FSCHED is SCHED on the ring: W[t+16] replaces W[t] at woff(BX), from
+// W[t+1], W[t+9] and W[t+14] at w1, w9 and w14.
+#define FSCHED(woff, w1, w9, w14) \
+	VMOVDQA32  w1(BX), Z24;              \
+	VPRORD     $7, Z24, Z25;             \
+	VPRORD     $18, Z24, Z26;            \
+	VPSRLD     $3, Z24, Z27;             \
+	VPTERNLOGD $0x96, Z27, Z26, Z25;     \
+	VMOVDQA32  w14(BX), Z24;             \
+	VPRORD     $17, Z24, Z29;            \
+	VPRORD     $19, Z24, Z30;            \
+	VPSRLD     $10, Z24, Z31;            \
+	VPTERNLOGD $0x96, Z31, Z30, Z29;     \
+	VPADDD     woff(BX), Z25, Z25;       \
+	VPADDD     w9(BX), Z29, Z29;         \
+	VPADDD     Z29, Z25, Z25;            \
+	VMOVDQA32  Z25, woff(BX)
+
+#define FROUND_SCHED(koff, a, b, c, d, e, f, g, h, woff, w1, w9, w14) \
+	FROUND(koff, a, b, c, d, e, f, g, h, woff); \
+	FSCHED(woff, w1, w9, w14)
+
+// FLOADW is LOADW at the current block offset CX.
+#define FLOADW(off, wa, wb) \
+	MOVOU  off(SI)(CX*1), wa; \
+	PSHUFB X14, wa;           \
+	MOVOU  off(DI)(CX*1), wb; \
+	PSHUFB X14, wb
+
+// SHA_U0 .. SHA_U15 are blockX2's loop body cut into sixteen pieces of four
+// rounds each; SHA_U0(p) starts pair p (lanes 16+2p and 17+2p of the data
+// pointers, lanes 2p and 2p+1 of hx) and SHA_U15(p) ends it with the
+// feed-forward.
+#define SHA_U0(p) \
+	MOVQ  (8*(16+2*p))(R11), SI; \
+	MOVQ  (8*(17+2*p))(R11), DI; \
+	MOVOU (64*p)(R9), X1;        \
+	MOVOU (64*p+16)(R9), X2;     \
+	MOVOU (64*p+32)(R9), X7;     \
+	MOVOU (64*p+48)(R9), X8;     \
+	FLOADW(0, X3, X9);           \
+	QROUNDS(0, X3, X9)
+
+#define SHA_U1 \
+	FLOADW(16, X4, X10);  \
+	QROUNDS(16, X4, X10); \
+	MSG1(X3, X4);         \
+	MSG1(X9, X10)
+
+#define SHA_U2 \
+	FLOADW(32, X5, X11);  \
+	QROUNDS(32, X5, X11); \
+	MSG1(X4, X5);         \
+	MSG1(X10, X11)
+
+#define SHA_U3 \
+	FLOADW(48, X6, X12);  \
+	QROUNDS(48, X6, X12); \
+	NEXTW(X3, X6, X5);    \
+	NEXTW(X9, X12, X11);  \
+	MSG1(X5, X6);         \
+	MSG1(X11, X12)
+
+#define SHA_U4 STEP(64, X3, X4, X6, X9, X10, X12)
+#define SHA_U5 STEP(80, X4, X5, X3, X10, X11, X9)
+#define SHA_U6 STEP(96, X5, X6, X4, X11, X12, X10)
+#define SHA_U7 STEP(112, X6, X3, X5, X12, X9, X11)
+#define SHA_U8 STEP(128, X3, X4, X6, X9, X10, X12)
+#define SHA_U9 STEP(144, X4, X5, X3, X10, X11, X9)
+#define SHA_U10 STEP(160, X5, X6, X4, X11, X12, X10)
+#define SHA_U11 STEP(176, X6, X3, X5, X12, X9, X11)
+#define SHA_U12 STEP(192, X3, X4, X6, X9, X10, X12)
+
+#define SHA_U13 \
+	QROUNDS(208, X4, X10); \
+	NEXTW(X5, X4, X3);     \
+	NEXTW(X11, X10, X9)
+
+#define SHA_U14 \
+	QROUNDS(224, X5, X11); \
+	NEXTW(X6, X5, X4);     \
+	NEXTW(X12, X11, X10)
+
+#define SHA_U15(p) \
+	QROUNDS(240, X6, X12);    \
+	MOVOU (64*p)(R9), X13;    \
+	PADDD X13, X1;            \
+	MOVOU (64*p+16)(R9), X13; \
+	PADDD X13, X2;            \
+	MOVOU (64*p+32)(R9), X13; \
+	PADDD X13, X7;            \
+	MOVOU (64*p+48)(R9), X13; \
+	PADDD X13, X8;            \
+	MOVOU X1, (64*p)(R9);     \
+	MOVOU X2, (64*p+16)(R9);  \
+	MOVOU X7, (64*p+32)(R9);  \
+	MOVOU X8, (64*p+48)(R9)
+
+// func block24(h *[8][16]uint32, hx *[8][8]uint32, p *[24]*byte, n int)
+TEXT ·block24(SB), 0, $1088-32
+	MOVQ h+0(FP), R8
+	MOVQ hx+8(FP), R9
+	MOVQ p+16(FP), R11
+	MOVQ n+24(FP), DX
+	SHLQ $6, DX
+	JZ   done24
+	XORQ CX, CX
+	LEAQ K256<>(SB), AX
+	LEAQ 63(SP), BX
+	ANDQ $-64, BX
+	MOVOU flip_mask<>(SB), X14
+
+loop24:
+	FLOAD_ROW(0, Z16)
+	FLOAD_ROW(1, Z17)
+	FLOAD_ROW(2, Z18)
+	FLOAD_ROW(3, Z19)
+	FLOAD_ROW(4, Z20)
+	FLOAD_ROW(5, Z21)
+	FLOAD_ROW(6, Z22)
+	FLOAD_ROW(7, Z23)
+	FLOAD_ROW(8, Z24)
+	FLOAD_ROW(9, Z25)
+	FLOAD_ROW(10, Z26)
+	FLOAD_ROW(11, Z27)
+	FLOAD_ROW(12, Z28)
+	FLOAD_ROW(13, Z29)
+	FLOAD_ROW(14, Z30)
+	FLOAD_ROW(15, Z31)
+	TRANSPOSE4_DQ(Z16, Z17, Z18, Z19)
+	TRANSPOSE4_DQ(Z20, Z21, Z22, Z23)
+	TRANSPOSE4_DQ(Z24, Z25, Z26, Z27)
+	TRANSPOSE4_DQ(Z28, Z29, Z30, Z31)
+	TRANSPOSE4_128(Z16, Z20, Z24, Z28)
+	TRANSPOSE4_128(Z17, Z21, Z25, Z29)
+	TRANSPOSE4_128(Z18, Z22, Z26, Z30)
+	TRANSPOSE4_128(Z19, Z23, Z27, Z31)
+	VMOVDQA32 Z16, (64*0)(BX)
+	VMOVDQA32 Z17, (64*1)(BX)
+	VMOVDQA32 Z18, (64*2)(BX)
+	VMOVDQA32 Z19, (64*3)(BX)
+	VMOVDQA32 Z20, (64*4)(BX)
+	VMOVDQA32 Z21, (64*5)(BX)
+	VMOVDQA32 Z22, (64*6)(BX)
+	VMOVDQA32 Z23, (64*7)(BX)
+	VMOVDQA32 Z24, (64*8)(BX)
+	VMOVDQA32 Z25, (64*9)(BX)
+	VMOVDQA32 Z26, (64*10)(BX)
+	VMOVDQA32 Z27, (64*11)(BX)
+	VMOVDQA32 Z28, (64*12)(BX)
+	VMOVDQA32 Z29, (64*13)(BX)
+	VMOVDQA32 Z30, (64*14)(BX)
+	VMOVDQA32 Z31, (64*15)(BX)
+	VMOVDQU32 (64*0)(R8), Z16
+	VMOVDQU32 (64*1)(R8), Z17
+	VMOVDQU32 (64*2)(R8), Z18
+	VMOVDQU32 (64*3)(R8), Z19
+	VMOVDQU32 (64*4)(R8), Z20
+	VMOVDQU32 (64*5)(R8), Z21
+	VMOVDQU32 (64*6)(R8), Z22
+	VMOVDQU32 (64*7)(R8), Z23
+
+	// Round t of the AVX-512 lanes, then rounds 4(t mod 16)..4(t mod 16)+3
+	// of SHA pair t/16.
+	FROUND_SCHED(0, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 0, 64, 576, 896)
+	SHA_U0(0)
+	FROUND_SCHED(4, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 64, 128, 640, 960)
+	SHA_U1
+	FROUND_SCHED(8, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 128, 192, 704, 0)
+	SHA_U2
+	FROUND_SCHED(12, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 192, 256, 768, 64)
+	SHA_U3
+	FROUND_SCHED(16, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 256, 320, 832, 128)
+	SHA_U4
+	FROUND_SCHED(20, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 320, 384, 896, 192)
+	SHA_U5
+	FROUND_SCHED(24, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 384, 448, 960, 256)
+	SHA_U6
+	FROUND_SCHED(28, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 448, 512, 0, 320)
+	SHA_U7
+	FROUND_SCHED(32, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 512, 576, 64, 384)
+	SHA_U8
+	FROUND_SCHED(36, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 576, 640, 128, 448)
+	SHA_U9
+	FROUND_SCHED(40, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 640, 704, 192, 512)
+	SHA_U10
+	FROUND_SCHED(44, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 704, 768, 256, 576)
+	SHA_U11
+	FROUND_SCHED(48, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 768, 832, 320, 640)
+	SHA_U12
+	FROUND_SCHED(52, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 832, 896, 384, 704)
+	SHA_U13
+	FROUND_SCHED(56, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 896, 960, 448, 768)
+	SHA_U14
+	FROUND_SCHED(60, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 960, 0, 512, 832)
+	SHA_U15(0)
+	FROUND_SCHED(64, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 0, 64, 576, 896)
+	SHA_U0(1)
+	FROUND_SCHED(68, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 64, 128, 640, 960)
+	SHA_U1
+	FROUND_SCHED(72, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 128, 192, 704, 0)
+	SHA_U2
+	FROUND_SCHED(76, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 192, 256, 768, 64)
+	SHA_U3
+	FROUND_SCHED(80, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 256, 320, 832, 128)
+	SHA_U4
+	FROUND_SCHED(84, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 320, 384, 896, 192)
+	SHA_U5
+	FROUND_SCHED(88, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 384, 448, 960, 256)
+	SHA_U6
+	FROUND_SCHED(92, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 448, 512, 0, 320)
+	SHA_U7
+	FROUND_SCHED(96, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 512, 576, 64, 384)
+	SHA_U8
+	FROUND_SCHED(100, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 576, 640, 128, 448)
+	SHA_U9
+	FROUND_SCHED(104, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 640, 704, 192, 512)
+	SHA_U10
+	FROUND_SCHED(108, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 704, 768, 256, 576)
+	SHA_U11
+	FROUND_SCHED(112, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 768, 832, 320, 640)
+	SHA_U12
+	FROUND_SCHED(116, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 832, 896, 384, 704)
+	SHA_U13
+	FROUND_SCHED(120, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 896, 960, 448, 768)
+	SHA_U14
+	FROUND_SCHED(124, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 960, 0, 512, 832)
+	SHA_U15(1)
+	FROUND_SCHED(128, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 0, 64, 576, 896)
+	SHA_U0(2)
+	FROUND_SCHED(132, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 64, 128, 640, 960)
+	SHA_U1
+	FROUND_SCHED(136, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 128, 192, 704, 0)
+	SHA_U2
+	FROUND_SCHED(140, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 192, 256, 768, 64)
+	SHA_U3
+	FROUND_SCHED(144, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 256, 320, 832, 128)
+	SHA_U4
+	FROUND_SCHED(148, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 320, 384, 896, 192)
+	SHA_U5
+	FROUND_SCHED(152, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 384, 448, 960, 256)
+	SHA_U6
+	FROUND_SCHED(156, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 448, 512, 0, 320)
+	SHA_U7
+	FROUND_SCHED(160, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 512, 576, 64, 384)
+	SHA_U8
+	FROUND_SCHED(164, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 576, 640, 128, 448)
+	SHA_U9
+	FROUND_SCHED(168, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 640, 704, 192, 512)
+	SHA_U10
+	FROUND_SCHED(172, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 704, 768, 256, 576)
+	SHA_U11
+	FROUND_SCHED(176, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 768, 832, 320, 640)
+	SHA_U12
+	FROUND_SCHED(180, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 832, 896, 384, 704)
+	SHA_U13
+	FROUND_SCHED(184, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 896, 960, 448, 768)
+	SHA_U14
+	FROUND_SCHED(188, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 960, 0, 512, 832)
+	SHA_U15(2)
+	FROUND(192, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 0)
+	SHA_U0(3)
+	FROUND(196, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 64)
+	SHA_U1
+	FROUND(200, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 128)
+	SHA_U2
+	FROUND(204, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 192)
+	SHA_U3
+	FROUND(208, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 256)
+	SHA_U4
+	FROUND(212, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 320)
+	SHA_U5
+	FROUND(216, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 384)
+	SHA_U6
+	FROUND(220, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 448)
+	SHA_U7
+	FROUND(224, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, 512)
+	SHA_U8
+	FROUND(228, Z23, Z16, Z17, Z18, Z19, Z20, Z21, Z22, 576)
+	SHA_U9
+	FROUND(232, Z22, Z23, Z16, Z17, Z18, Z19, Z20, Z21, 640)
+	SHA_U10
+	FROUND(236, Z21, Z22, Z23, Z16, Z17, Z18, Z19, Z20, 704)
+	SHA_U11
+	FROUND(240, Z20, Z21, Z22, Z23, Z16, Z17, Z18, Z19, 768)
+	SHA_U12
+	FROUND(244, Z19, Z20, Z21, Z22, Z23, Z16, Z17, Z18, 832)
+	SHA_U13
+	FROUND(248, Z18, Z19, Z20, Z21, Z22, Z23, Z16, Z17, 896)
+	SHA_U14
+	FROUND(252, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z16, 960)
+	SHA_U15(3)
+
+	FEED_FORWARD(0, Z16)
+	FEED_FORWARD(1, Z17)
+	FEED_FORWARD(2, Z18)
+	FEED_FORWARD(3, Z19)
+	FEED_FORWARD(4, Z20)
+	FEED_FORWARD(5, Z21)
+	FEED_FORWARD(6, Z22)
+	FEED_FORWARD(7, Z23)
+
+	ADDQ $64, CX
+	CMPQ CX, DX
+	JNE  loop24
+
+	VZEROUPPER
+
+done24:
+	RET
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
@@ -447,6 +816,17 @@ TEXT ·cpuid(SB), NOSPLIT, $0-24
 DATA flip_mask<>+0(SB)/8, $0x0405060700010203
 DATA flip_mask<>+8(SB)/8, $0x0c0d0e0f08090a0b
 GLOBL flip_mask<>(SB), RODATA|NOPTR, $16
+
+// flip_mask four times, for VPSHUFB with a memory operand on ZMM registers.
+DATA flip_mask64<>+0(SB)/8, $0x0405060700010203
+DATA flip_mask64<>+8(SB)/8, $0x0c0d0e0f08090a0b
+DATA flip_mask64<>+16(SB)/8, $0x0405060700010203
+DATA flip_mask64<>+24(SB)/8, $0x0c0d0e0f08090a0b
+DATA flip_mask64<>+32(SB)/8, $0x0405060700010203
+DATA flip_mask64<>+40(SB)/8, $0x0c0d0e0f08090a0b
+DATA flip_mask64<>+48(SB)/8, $0x0405060700010203
+DATA flip_mask64<>+56(SB)/8, $0x0c0d0e0f08090a0b
+GLOBL flip_mask64<>(SB), RODATA|NOPTR, $64
 
 // The round constants K of FIPS 180-4 §4.2.2. Being 256 bytes long, the
 // table is aligned to 32 bytes by the linker, as blockX2's PADDD with a
