@@ -39,11 +39,3 @@ var have16 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
 //
 //go:noescape
 func block16(h *[8][16]uint32, p *[16]*byte, n int)
-
-// block24 runs block16 on the sixteen lanes p[0..15] with h, and blockX2 on
-// the eight lanes p[16..23], in pairs, with hx: hx[l] holds lane 16+l's hash
-// value as blockX2 keeps it in registers (ABEF, then CDGH; see toSHANI).
-// Every lane has n 64-byte blocks.
-//
-//go:noescape
-func block24(h *[8][16]uint32, hx *[8][8]uint32, p *[24]*byte, n int)

@@ -14,7 +14,3 @@ func blockX2(h0, h1 *[8]uint32, p0, p1 []byte) {
 func block16(h *[8][16]uint32, p *[16]*byte, n int) {
 	panic("sha256mb: block16 without assembly")
 }
-
-func block24(h *[8][16]uint32, hx *[8][8]uint32, p *[24]*byte, n int) {
-	panic("sha256mb: block24 without assembly")
-}
