@@ -44,9 +44,10 @@
 // instruction stream was built and tested against crypto/sha256: block16's
 // lanes in Z16-Z31 with their message schedule on the stack, and four of
 // blockX2's pairs in X0-X14, four rounds of one pair after each AVX-512
-// round, 24 messages a pass. It hashed 2.6 GB/s per core against block16's
-// 3.25, although its AVX-512 half alone ran at block16's speed: the SHA
-// instructions take the same pipes as the 512-bit ones there. block16
+// round, 24 messages a pass (commits eacb0d5 and bfb8707 add and remove
+// it). It hashed 2.6 GB/s per core against block16's 3.37, although its
+// AVX-512 half alone ran at block16's speed: the SHA instructions take the
+// same pipes as the 512-bit ones there. block16
 // itself is within about 10 % of those pipes' limit: its round and schedule
 // are 12 rotations and shifts and 18 adds and ternary-logic instructions
 // (with two register moves, which cost nothing), and that mix, independent
