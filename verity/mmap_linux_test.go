@@ -93,11 +93,10 @@ func TestReadAheadFrontier(t *testing.T) {
 	}
 }
 
-// TestPrefetcherReadsAhead: after the pages of a file are dropped from the
-// page cache, readAhead has the prefetcher bring the requested range back
-// without the workers touching it, and Close stops the prefetcher.
-func TestPrefetcherReadsAhead(t *testing.T) {
-	const size = 3 * readAheadBytes
+// droppedFile returns a file of size bytes, open for reading, none of
+// which is in the page cache.
+func droppedFile(t *testing.T, size int) *os.File {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "data")
 	if err := os.WriteFile(path, bytes.Repeat([]byte{0x5a}, size), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,13 +105,22 @@ func TestPrefetcherReadsAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+// TestPrefetcherReadsAhead: after the pages of a file are dropped from the
+// page cache, readAhead has the prefetcher bring the requested range back
+// without the workers touching it, and Close stops the prefetcher.
+func TestPrefetcherReadsAhead(t *testing.T) {
+	const size = 3 * readAheadBytes
+	f := droppedFile(t, size)
 	goroutines := runtime.NumGoroutine()
 	m, err := Map(f, size)
 	if err != nil {
@@ -151,21 +159,7 @@ func TestPrefetcherReadsAhead(t *testing.T) {
 // prefetcher for the part that is not cached and only for it.
 func TestPrefetcherCached(t *testing.T) {
 	const size = 4 * readAheadBytes
-	path := filepath.Join(t.TempDir(), "data")
-	if err := os.WriteFile(path, bytes.Repeat([]byte{0xa5}, size), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatal(err)
-	}
+	f := droppedFile(t, size)
 	b, err := mapForReading(f, size)
 	if err != nil {
 		t.Fatal(err)
