@@ -47,13 +47,12 @@
 // round, 24 messages a pass (commits eacb0d5 and bfb8707 add and remove
 // it). It hashed 2.6 GB/s per core against block16's 3.37, although its
 // AVX-512 half alone ran at block16's speed: the SHA instructions take the
-// same pipes as the 512-bit ones there. block16
-// itself is within about 10 % of those pipes' limit: its round and schedule
-// are 12 rotations and shifts and 18 adds and ternary-logic instructions
-// (with two register moves, which cost nothing), and that mix, independent
-// and in a loop, issues at 15.2 cycles (9.7 without the schedule), about 16
-// cycles a round with the loads and transpositions, against block16's 17.5
-// at 3.6 GHz.
+// same pipes as the 512-bit ones there. block16 itself is within about 10 %
+// of those pipes' limit: its round and schedule are 12 rotations and shifts
+// and 18 adds and ternary-logic instructions (with two register moves,
+// which cost nothing), and that mix, independent and in a loop, issues at
+// 15.2 cycles (9.7 without the schedule), about 16 cycles a round with the
+// loads and transpositions, against block16's 17.5 at 3.6 GHz.
 package sha256mb
 
 import (
