@@ -36,6 +36,10 @@ var have16 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
 // block16 runs the SHA-256 compression function on sixteen lanes: for each
 // lane l, over the n 64-byte blocks at p[l] with the hash value
 // h[0][l]..h[7][l].
+// With a carry buffer, every p[l] must be 32 bytes past a multiple of 64
+// ([shifted]): block16 then loads aligned 64-byte lines, including the one
+// that holds the 32 bytes before p[l] and the one that holds the 32 bytes
+// after the last block, and keeps one line per lane in carry.
 //
 //go:noescape
-func block16(h *[8][16]uint32, p *[16]*byte, n int)
+func block16(h *[8][16]uint32, p *[16]*byte, n int, carry *[carrySize]byte)

@@ -206,7 +206,9 @@ done:
 // Registers: R8 points at the [8][16]uint32 hash values (word-major), which
 // also serve for the feed-forward; DI at the 16 data pointers; CX is the
 // offset of the current block in each lane's data, DX the end offset; AX
-// points at K256.
+// points at K256; R9 is zero, or, when every lane's blocks start 32 bytes
+// into a cache line (the caller says so by passing carry), points at the
+// 64-byte aligned lines LOAD_ROW_SHIFTED carries from one block to the next.
 
 // LOAD_ROW loads the current 64-byte block of lane i into z (y being its
 // low half), big-endian words converted to native. It loads two 32-byte
@@ -220,6 +222,25 @@ done:
 	VMOVDQU32    (R10)(CX*1), y;           \
 	VINSERTI64X4 $1, 32(R10)(CX*1), z, z;  \
 	VPSHUFB      Z12, z, z
+
+// LOAD_ROW_SHIFTED is LOAD_ROW for blocks that start 32 bytes into a cache
+// line, as the body of a message after a 32-byte salt does: it loads the
+// next aligned line, takes the block from the upper half of the line
+// before it (kept at (64*i)(R9) from the previous pass) and the lower half
+// of this one (VALIGND), and keeps this line for the next pass. Every pass
+// then touches one new cache line per lane instead of two.
+#define LOAD_ROW_SHIFTED(i, z) \
+	MOVQ      (8*i)(DI), R10;           \
+	VMOVDQU32 32(R10)(CX*1), Z8;        \
+	VALIGND   $8, (64*i)(R9), Z8, z;    \
+	VMOVDQA32 Z8, (64*i)(R9);           \
+	VPSHUFB   Z12, z, z
+
+// CARRY_INIT keeps the aligned line before lane i's first block.
+#define CARRY_INIT(i) \
+	MOVQ      (8*i)(DI), R10;  \
+	VMOVDQU32 -32(R10), Z8;    \
+	VMOVDQA32 Z8, (64*i)(R9)
 
 // TRANSPOSE4_DQ transposes the 4x4 matrices of words formed by the same
 // 128-bit lane of r0..r3: afterwards 128-bit lane k of rq holds word 4k+q of
@@ -298,16 +319,39 @@ done:
 	VPADDD    (64*j)(R8), z, z; \
 	VMOVDQU32 z, (64*j)(R8)
 
-// func block16(h *[8][16]uint32, p *[16]*byte, n int)
-TEXT ·block16(SB), NOSPLIT, $0-24
+// func block16(h *[8][16]uint32, p *[16]*byte, n int, carry *[carrySize]byte)
+TEXT ·block16(SB), NOSPLIT, $0-32
 	MOVQ h+0(FP), R8
 	MOVQ p+8(FP), DI
 	MOVQ n+16(FP), DX
+	MOVQ carry+24(FP), R9
 	SHLQ $6, DX
 	JZ   done16
 	XORQ CX, CX
 	LEAQ K256<>(SB), AX
 	VBROADCASTI32X4 flip_mask<>(SB), Z12
+	TESTQ R9, R9
+	JZ    state16
+	LEAQ  63(R9), R9
+	ANDQ  $-64, R9
+	CARRY_INIT(0)
+	CARRY_INIT(1)
+	CARRY_INIT(2)
+	CARRY_INIT(3)
+	CARRY_INIT(4)
+	CARRY_INIT(5)
+	CARRY_INIT(6)
+	CARRY_INIT(7)
+	CARRY_INIT(8)
+	CARRY_INIT(9)
+	CARRY_INIT(10)
+	CARRY_INIT(11)
+	CARRY_INIT(12)
+	CARRY_INIT(13)
+	CARRY_INIT(14)
+	CARRY_INIT(15)
+
+state16:
 
 	VMOVDQU32 (64*0)(R8), Z0
 	VMOVDQU32 (64*1)(R8), Z1
@@ -321,6 +365,8 @@ TEXT ·block16(SB), NOSPLIT, $0-24
 loop16:
 	// Load one block per lane, then transpose so that Z(16+j) holds
 	// word j of every lane.
+	TESTQ R9, R9
+	JNZ   shifted16
 	LOAD_ROW(0, Y16, Z16)
 	LOAD_ROW(1, Y17, Z17)
 	LOAD_ROW(2, Y18, Z18)
@@ -337,6 +383,27 @@ loop16:
 	LOAD_ROW(13, Y29, Z29)
 	LOAD_ROW(14, Y30, Z30)
 	LOAD_ROW(15, Y31, Z31)
+	JMP   loaded16
+
+shifted16:
+	LOAD_ROW_SHIFTED(0, Z16)
+	LOAD_ROW_SHIFTED(1, Z17)
+	LOAD_ROW_SHIFTED(2, Z18)
+	LOAD_ROW_SHIFTED(3, Z19)
+	LOAD_ROW_SHIFTED(4, Z20)
+	LOAD_ROW_SHIFTED(5, Z21)
+	LOAD_ROW_SHIFTED(6, Z22)
+	LOAD_ROW_SHIFTED(7, Z23)
+	LOAD_ROW_SHIFTED(8, Z24)
+	LOAD_ROW_SHIFTED(9, Z25)
+	LOAD_ROW_SHIFTED(10, Z26)
+	LOAD_ROW_SHIFTED(11, Z27)
+	LOAD_ROW_SHIFTED(12, Z28)
+	LOAD_ROW_SHIFTED(13, Z29)
+	LOAD_ROW_SHIFTED(14, Z30)
+	LOAD_ROW_SHIFTED(15, Z31)
+
+loaded16:
 	TRANSPOSE4_DQ(Z16, Z17, Z18, Z19)
 	TRANSPOSE4_DQ(Z20, Z21, Z22, Z23)
 	TRANSPOSE4_DQ(Z24, Z25, Z26, Z27)
