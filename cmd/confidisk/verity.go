@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/confidisk/confidisk/verity"
 )
@@ -228,7 +230,7 @@ func writeHashDevice(dataPath, hashPath string, hashOffset uint64, fn func(verit
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := fn(tmp); err != nil {
+	if err := fn(&writebackFile{File: tmp}); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
@@ -242,6 +244,31 @@ func writeHashDevice(dataPath, hashPath string, hashOffset uint64, fn func(verit
 	}
 	ok = true
 	return nil
+}
+
+// writebackEvery is how many bytes a writebackFile lets be written between
+// two starts of writeback.
+const writebackEvery = 1 << 20
+
+// writebackFile is a new hash file that the kernel starts writing to disk
+// while the tree is being computed (sync_file_range SYNC_FILE_RANGE_WRITE,
+// which does not wait, after each writebackEvery bytes), so that the fsync
+// that makes it durable before the rename waits only for the last of it: a
+// 1 GiB format's 8 MiB tree took 5-6 ms to fsync at the end.
+type writebackFile struct {
+	*os.File
+	written, started atomic.Int64
+}
+
+// WriteAt writes, then starts the writeback of the whole file if
+// writebackEvery bytes were written since the last start.
+func (w *writebackFile) WriteAt(b []byte, off int64) (int, error) {
+	n, err := w.File.WriteAt(b, off)
+	total := w.written.Add(int64(n))
+	if last := w.started.Load(); total-last >= writebackEvery && w.started.CompareAndSwap(last, total) {
+		_ = unix.SyncFileRange(int(w.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
+	return n, err
 }
 
 // checkOverlap refuses a hash area that would overwrite the data it hashes:
