@@ -49,7 +49,7 @@ func Format(ctx context.Context, data io.ReaderAt, hashDev ReadWriterAt, p Param
 	pr := &progress{total: t.totalWork(), fn: o.Progress}
 	hbs := int64(p.HashBlockSize)
 	for _, s := range t.steps(data, hashDev) {
-		err := t.run(ctx, s, o.Workers, pr, func(first uint64, parents []byte) error {
+		err := t.run(ctx, s, o.Workers, pr, func(first uint64, parents, _ []byte) error {
 			off := int64(s.parentStart+first) * hbs
 			if _, err := hashDev.WriteAt(parents, off); err != nil {
 				return fmt.Errorf("write hash level %d at offset %d: %w", s.parentLevel, off, err)
@@ -124,9 +124,8 @@ func Verify(ctx context.Context, data, hashDev io.ReaderAt, p Params, root []byt
 	steps := t.steps(data, hashDev)
 	for j := len(steps) - 1; j >= 0; j-- {
 		s := steps[j]
-		err := t.run(ctx, s, o.Workers, pr, func(first uint64, parents []byte) error {
+		err := t.run(ctx, s, o.Workers, pr, func(first uint64, parents, stored []byte) error {
 			off := int64(s.parentStart+first) * int64(hbs)
-			stored := make([]byte, len(parents))
 			if n, err := hashDev.ReadAt(stored, off); n < len(stored) {
 				return fmt.Errorf("read hash level %d at offset %d: %w", s.parentLevel, off, err)
 			}

@@ -221,3 +221,42 @@ func TestPrefetcherCached(t *testing.T) {
 		t.Error("readAhead into the dropped half did not wake the prefetcher")
 	}
 }
+
+// TestHashingAllocations: formatting and verifying a mapped file allocates
+// per level and per worker, not per batch of blocks, so that no garbage
+// collection (which stops the world while the workers are in assembly)
+// starts however large the data: 64 MiB (32 batches) allocates no more than
+// 8 MiB (4 batches).
+func TestHashingAllocations(t *testing.T) {
+	allocs := func(size int) uint64 {
+		t.Helper()
+		f := droppedFile(t, size)
+		m, err := Map(f, int64(size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		p := Params{HashName: "sha256", HashType: 1, DataBlockSize: 4096, HashBlockSize: 4096,
+			DataBlocks: uint64(size / 4096), Salt: bytes.Repeat([]byte{1}, 32), NoSuperblock: true}
+		hashDev := &memDev{}
+		if _, err := Format(context.Background(), m, hashDev, p, &Options{Workers: 2}); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		root, err := Format(context.Background(), m, hashDev, p, &Options{Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Verify(context.Background(), m, hashDev, p, root, &Options{Workers: 2}); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.Mallocs - before.Mallocs
+	}
+	small, large := allocs(8<<20), allocs(64<<20)
+	if large > small+16 {
+		t.Errorf("format and verify of 64 MiB: %d allocations, of 8 MiB: %d; want about the same", large, small)
+	}
+	t.Logf("allocations: %d for 8 MiB, %d for 64 MiB", small, large)
+}
