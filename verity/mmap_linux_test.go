@@ -171,10 +171,11 @@ func TestPrefetcherCached(t *testing.T) {
 	m := &Mapping{b: b, ahead: p}
 
 	m.readAhead(0)
-	if len(p.signal) != 1 {
+	select {
+	case <-p.signal:
+	default:
 		t.Error("readAhead over a dropped range did not wake the prefetcher")
 	}
-	<-p.signal
 
 	// Read the first half back, as the prefetcher would, and no more
 	// (POSIX_FADV_RANDOM: no read-ahead past it).
